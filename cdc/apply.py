@@ -1,0 +1,342 @@
+"""The I/O edge: apply a batch of stream records to the database.
+
+decode → map → plan are pure; this module owns the engine, the transaction, the bulk
+writes, the isolation of bad rows, dead letters and checkpoints. One batch is one
+transaction, retried whole on transient errors (the sequence guard makes a retry, a
+replay or a redelivery harmless), so a batch is either committed or reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, func, inspect, select
+from sqlalchemy.engine import Connection
+from tenacity import RetryCallState
+
+from cdc.bookkeeping import DeadLetter, StreamProgress, write_checkpoints, write_dead_letters
+from cdc.config import Settings
+from cdc.dberrors import ErrorKind, classify, describe
+from cdc.dialects import dialect_for
+from cdc.errors import RecordError
+from cdc.mapping import DocumentTables, RowVersion, TableSpec
+from cdc.plan import TablePlan, plan
+from cdc.records import Change, parse_record, sequence_of
+from cdc.retry import WRITE_BATCH, Deadline, RetryPolicy
+
+log = logging.getLogger("cdc")
+
+
+class Outcome(Enum):
+    APPLIED = "applied"  # written, or found stale / superseded: nothing left to do
+    DEAD_LETTERED = "dead_lettered"
+    FAILED = "failed"  # not committed: reported to Lambda for redelivery
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Outcome]
+    records: Sequence[Any]
+    applied: int = 0  # rows the batch changed
+    stale: int = 0  # records that changed nothing: older, duplicate, superseded, ignored
+    dead_lettered: int = 0
+    tables: list[str] = field(default_factory=list)
+    error: str | None = None  # why the batch (or part of it) was reported
+    seconds: float = 0.0
+    max_lag_s: float | None = None
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for o in self.outcomes if o is Outcome.FAILED)
+
+    @property
+    def item_failures(self) -> list[str]:
+        """Lambda's itemIdentifiers: the SequenceNumber of each record not handled.
+
+        A failed record with no usable SequenceNumber is reported as "", which Lambda
+        takes as a failure of the whole batch: the only way to not lose it.
+        """
+        return [
+            sequence_of(self.records[i]) or ""
+            for i, o in enumerate(self.outcomes)
+            if o is Outcome.FAILED
+        ]
+
+    def response(self) -> dict[str, list[dict[str, str]]]:
+        return {"batchItemFailures": [{"itemIdentifier": s} for s in self.item_failures]}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "records": len(self.outcomes),
+            "applied": self.applied,
+            "stale": self.stale,
+            "dead_lettered": self.dead_lettered,
+            "failed": self.failed,
+            "tables": self.tables,
+            "seconds": round(self.seconds, 4),
+            "max_lag_s": None if self.max_lag_s is None else round(self.max_lag_s, 3),
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+@dataclass
+class Prepared:
+    """The pure part of a batch: what to write, what is already known to be bad."""
+
+    plans: list[TablePlan]
+    dead: list[DeadLetter]
+    ignored: list[Change]  # e.g. TTL expiries the table ignores
+    changes: list[Change]
+    records: Sequence[Any]
+
+    def dead_letter(self, row: RowVersion, spec: TableSpec, kind: str, message: str) -> DeadLetter:
+        change = row.change
+        return DeadLetter(change.index, self.records[change.index], kind, message, change, spec)
+
+
+@dataclass
+class Written:
+    """What one successful attempt committed."""
+
+    applied: int
+    stale: int
+    dead: list[DeadLetter]
+    dead_letter_error: str | None
+
+
+class Replicator:
+    """Applies batches to one database. Build one per process and reuse it: it caches
+    the table specs and which tables are known to exist."""
+
+    def __init__(self, engine: Engine, settings: Settings, policy: RetryPolicy = WRITE_BATCH) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.policy = policy
+        self.dialect = dialect_for(engine.dialect.name)
+        self.schema = settings.schema
+        self.metadata = MetaData()
+        self.documents = DocumentTables(
+            metadata=self.metadata,
+            schema=self.schema,
+            max_identifier_bytes=self.dialect.max_identifier_bytes,
+            key_type=self.dialect.key_type,
+            options_for=settings.options_for,
+        )
+        self._specs: dict[str, TableSpec] = {}
+        self._ready: set[str] = set()
+        self._bookkeeping_ready = False
+
+    # --- the pure part ------------------------------------------------------------------
+
+    def spec_for(self, change: Change) -> TableSpec:
+        spec = self._specs.get(change.source_table)
+        if spec is None:
+            spec = self._specs[change.source_table] = self.documents.spec_for(change)
+        return spec
+
+    def prepare(self, records: Sequence[Any]) -> Prepared:
+        versions: list[tuple[TableSpec, RowVersion]] = []
+        dead: list[DeadLetter] = []
+        ignored: list[Change] = []
+        changes: list[Change] = []
+        for index, record in enumerate(records):
+            change: Change | None = None
+            spec: TableSpec | None = None
+            try:
+                change = parse_record(record, index)
+                changes.append(change)
+                spec = self.spec_for(change)
+                version = spec.row_version(change)
+            except RecordError as exc:
+                dead.append(DeadLetter(index, record, exc.kind, str(exc), change, spec))
+                continue
+            except Exception as exc:  # a bug of ours: keep the record, do not stall the shard
+                log.exception("unexpected error preparing record %d", index)
+                dead.append(DeadLetter(index, record, "internal", f"{type(exc).__name__}: {exc}", change, spec))
+                continue
+            if version is None:
+                ignored.append(change)
+            else:
+                versions.append((spec, version))
+        return Prepared(plan(versions), dead, ignored, changes, records)
+
+    # --- the I/O part -------------------------------------------------------------------
+
+    def process(self, records: Sequence[Any], deadline: Deadline | None = None) -> BatchResult:
+        """Apply a batch; never raises for a record's or the database's sake."""
+        started = time.monotonic()
+        deadline = deadline or Deadline()
+        prepared = self.prepare(records)
+        result = BatchResult([Outcome.APPLIED] * len(records), records)
+        result.tables = [p.spec.qualified_name for p in prepared.plans]
+        now = datetime.now(UTC)
+        times = [c.event_time for c in prepared.changes if c.event_time is not None]
+        if times:
+            result.max_lag_s = max(0.0, (now - min(times)).total_seconds())
+
+        def on_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            if error is not None and classify(error) is ErrorKind.SYSTEMIC:
+                self._forget_tables()  # maybe a table was dropped under us
+            log.warning(
+                "batch attempt %d failed, retrying in %.2fs: %s",
+                state.attempt_number,
+                state.upcoming_sleep,
+                describe(error)[1] if error else "?",
+            )
+
+        try:
+            for attempt in self.policy.retrying(deadline, on_retry):
+                with attempt:
+                    written = self._write(prepared, deadline)
+        except Exception as exc:
+            # Out of time or attempts, or not retryable: nothing was committed.
+            kind, message = describe(exc)
+            result.outcomes = [Outcome.FAILED] * len(records)
+            result.error = f"{classify(exc).value} error, batch not committed: {kind}: {message}"
+            log.error("batch of %d records not committed: %s", len(records), result.error)
+            result.seconds = time.monotonic() - started
+            return result
+
+        for letter in written.dead:
+            failed = written.dead_letter_error is not None
+            result.outcomes[letter.index] = Outcome.FAILED if failed else Outcome.DEAD_LETTERED
+        if written.dead_letter_error is not None:
+            result.error = f"dead letters not written: {written.dead_letter_error}"
+        result.applied = written.applied
+        result.stale = written.stale
+        result.dead_lettered = sum(1 for o in result.outcomes if o is Outcome.DEAD_LETTERED)
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _write(self, prepared: Prepared, deadline: Deadline) -> Written:
+        self._ensure_bookkeeping()
+        dead = list(prepared.dead)
+        plans: list[TablePlan] = []
+        for table_plan in prepared.plans:
+            problem = self._ensure_table(table_plan.spec)
+            if problem is None:
+                plans.append(table_plan)
+            else:
+                for row in (*table_plan.rows, *table_plan.superseded):
+                    dead.append(prepared.dead_letter(row, table_plan.spec, "table_mismatch", problem))
+
+        now = datetime.now(UTC)
+        applied = stale = 0
+        progress: dict[str, StreamProgress] = {}
+        with self.engine.begin() as conn:
+            self._limit_statement_time(conn, deadline)
+            for table_plan in plans:
+                changed, bad = self._write_isolated(conn, table_plan.spec, table_plan.rows, now)
+                dead.extend(prepared.dead_letter(row, table_plan.spec, kind, message) for row, kind, message in bad)
+                applied += changed
+                table_stale = len(table_plan.rows) - len(bad) - changed + len(table_plan.superseded)
+                stale += table_stale
+                stream = table_plan.rows[0].change.stream_arn if table_plan.rows else None
+                if stream is not None:
+                    entry = progress.setdefault(stream, StreamProgress(stream))
+                    entry.applied += changed
+                    entry.stale += table_stale
+            stale += len(prepared.ignored)
+            for change in prepared.changes:
+                progress.setdefault(change.stream_arn, StreamProgress(change.stream_arn)).saw(change)
+            for change in prepared.ignored:
+                progress[change.stream_arn].stale += 1
+            for letter in dead:
+                if letter.change is not None:
+                    progress[letter.change.stream_arn].dead_lettered += 1
+            if progress:
+                write_checkpoints(conn, self.dialect, self.schema, list(progress.values()), now)
+            dead_letter_error = None
+            if dead:
+                try:
+                    with conn.begin_nested():
+                        write_dead_letters(conn, self.dialect, self.schema, dead, now)
+                except Exception as exc:
+                    if classify(exc) is ErrorKind.TRANSIENT:
+                        raise
+                    dead_letter_error = "{}: {}".format(*describe(exc))
+                    log.error("could not write %d dead letters: %s", len(dead), dead_letter_error)
+        return Written(applied, stale, dead, dead_letter_error)
+
+    def _write_isolated(
+        self, conn: Connection, spec: TableSpec, rows: list[RowVersion], now: datetime
+    ) -> tuple[int, list[tuple[RowVersion, str, str]]]:
+        """Write `rows` in a savepoint; if the database rejects a row's data, bisect
+        to find the bad rows, write every good one and dead-letter the bad ones."""
+        try:
+            with conn.begin_nested():
+                return self.dialect.write_rows(conn, spec, rows, now), []
+        except Exception as exc:
+            if classify(exc) is not ErrorKind.ROW:
+                raise
+            if len(rows) == 1:
+                kind, message = describe(exc)
+                return 0, [(rows[0], kind, f"the database rejected the row: {message}")]
+        middle = len(rows) // 2
+        left, bad_left = self._write_isolated(conn, spec, rows[:middle], now)
+        right, bad_right = self._write_isolated(conn, spec, rows[middle:], now)
+        return left + right, bad_left + bad_right
+
+    def _limit_statement_time(self, conn: Connection, deadline: Deadline) -> None:
+        """A statement must not outlive the invocation: cap it at the time left."""
+        remaining = deadline.remaining()
+        if remaining is None or self.engine.dialect.name != "postgresql":
+            return
+        budget_ms = max(100, int((remaining - 1.0) * 1000))
+        conn.execute(select(func.set_config("statement_timeout", str(budget_ms), True)))
+
+    def _ensure_bookkeeping(self) -> None:
+        if self._bookkeeping_ready:
+            return
+        from cdc.migrate import ensure_bookkeeping
+
+        ensure_bookkeeping(self.engine, self.schema)
+        self._bookkeeping_ready = True
+
+    def _ensure_table(self, spec: TableSpec) -> str | None:
+        """Create the replica table on first sight; check an existing one has the key
+        the records carry. Returns a problem to dead-letter the table's rows with."""
+        name = spec.qualified_name
+        if name in self._ready:
+            return None
+        table = spec.table
+        with self.engine.begin() as conn:
+            if self.schema is not None and self.dialect.supports_schemas:
+                self.dialect.ensure_schema(conn, self.schema)
+            inspector = inspect(conn)
+            exists = inspector.has_table(table.name, schema=table.schema)
+            if not exists and not spec.options.auto_create:
+                return (
+                    f"replica table {name!r} does not exist and auto_create is off for "
+                    f"{spec.source_table!r}; run `cdc migrate`"
+                )
+            if not exists:
+                try:
+                    with conn.begin_nested():
+                        table.create(conn, checkfirst=True)
+                except Exception:
+                    # Another invocation may have created it at the same moment.
+                    if not inspect(conn).has_table(table.name, schema=table.schema):
+                        raise
+                inspector = inspect(conn)
+            key = inspector.get_pk_constraint(table.name, schema=table.schema)
+            actual = list(key.get("constrained_columns") or [])
+        if sorted(actual) != sorted(spec.key_names):
+            return (
+                f"replica table {name!r} has primary key ({', '.join(actual)}) but records of "
+                f"{spec.source_table!r} carry keys ({', '.join(spec.key_names)})"
+            )
+        self._ready.add(name)
+        return None
+
+    def _forget_tables(self) -> None:
+        self._ready.clear()
+        self._bookkeeping_ready = False
+

@@ -1,0 +1,172 @@
+"""Statements on the bookkeeping tables: dead letters and checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import MetaData, Table, case, func
+from sqlalchemy.engine import Connection
+
+from cdc import schema as bk
+from cdc.decode import dumps, to_plain
+from cdc.dialects import Dialect
+from cdc.mapping import TableSpec
+from cdc.records import Change, sequence_of
+
+
+@cache
+def tables(schema: str | None) -> dict[str, Table]:
+    """The bookkeeping tables, placed in `schema` (CDC_SCHEMA) when there is one."""
+    if schema is None:
+        return dict(bk.metadata.tables)
+    metadata = MetaData()
+    return {name: t.to_metadata(metadata, schema=schema) for name, t in bk.metadata.tables.items()}
+
+
+@dataclass
+class DeadLetter:
+    index: int
+    record: Any
+    error_class: str
+    message: str
+    change: Change | None = None
+    spec: TableSpec | None = None
+
+    @property
+    def sequence_number(self) -> str | None:
+        return self.change.sequence_number if self.change else sequence_of(self.record)
+
+    def fingerprint(self) -> str:
+        arn = self.change.stream_arn if self.change else None
+        seq = self.sequence_number
+        if arn and seq:
+            identity = f"{arn}|{seq}"
+        else:
+            identity = "raw|" + raw_json(self.record)
+        return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def row(self, now: datetime) -> dict[str, Any]:
+        change = self.change
+        keys = None
+        if change is not None:
+            keys = dumps({k: to_plain(v, f"Keys.{k}") for k, v in change.keys.items()})
+        source = change.source_table if change else None
+        return {
+            "fingerprint": self.fingerprint(),
+            "status": "pending",
+            "source_table": source,
+            "target_table": self.spec.qualified_name if self.spec else None,
+            "keys": keys,
+            "sequence_number": self.sequence_number,
+            "stream_arn": change.stream_arn[:512] if change else None,
+            "event_name": change.event_name if change else None,
+            "error_class": self.error_class[:64],
+            "error_message": self.message,
+            "raw_record": raw_json(self.record),
+            "attempts": 1,
+            "first_failed_at": now,
+            "last_failed_at": now,
+            "resolved_at": None,
+        }
+
+
+def raw_json(record: Any) -> str:
+    """The record as delivered, as JSON text; never fails (it must reach the table)."""
+    try:
+        return dumps(record)
+    except TypeError:
+        return json.dumps(record, default=repr, sort_keys=True, ensure_ascii=False)
+
+
+def write_dead_letters(
+    conn: Connection, dialect: Dialect, schema: str | None, letters: Sequence[DeadLetter], now: datetime
+) -> None:
+    table = tables(schema)["cdc_dead_letters"]
+    rows = sorted((d.row(now) for d in letters), key=lambda r: r["fingerprint"])
+    # One row per fingerprint: the same bad record twice in one batch is one dead letter.
+    unique = list({r["fingerprint"]: r for r in rows}.values())
+    c = table.c
+    stmt = dialect.merge(
+        table,
+        unique,
+        assign=lambda new: {
+            "status": new["status"],
+            "target_table": new["target_table"],
+            "keys": new["keys"],
+            "error_class": new["error_class"],
+            "error_message": new["error_message"],
+            "raw_record": new["raw_record"],
+            "attempts": c.attempts + 1,
+            "last_failed_at": new["last_failed_at"],
+            "resolved_at": new["resolved_at"],
+        },
+    )
+    conn.execute(stmt)
+
+
+@dataclass
+class StreamProgress:
+    stream_arn: str
+    shard_id: str = ""
+    last_sequence: int = 0
+    last_event_time: datetime | None = None
+    applied: int = 0
+    stale: int = 0
+    dead_lettered: int = 0
+
+    def saw(self, change: Change) -> None:
+        self.last_sequence = max(self.last_sequence, change.sequence)
+        if change.event_time is not None and (
+            self.last_event_time is None or change.event_time > self.last_event_time
+        ):
+            self.last_event_time = change.event_time
+
+
+def write_checkpoints(
+    conn: Connection,
+    dialect: Dialect,
+    schema: str | None,
+    progress: Sequence[StreamProgress],
+    now: datetime,
+) -> None:
+    table = tables(schema)["cdc_checkpoints"]
+    rows = [
+        {
+            "stream_arn": p.stream_arn,
+            "shard_id": p.shard_id,
+            "last_sequence": p.last_sequence,
+            "last_event_time": p.last_event_time,
+            "records_applied": p.applied,
+            "records_stale": p.stale,
+            "records_dead_lettered": p.dead_lettered,
+            "updated_at": now,
+        }
+        for p in sorted(progress, key=lambda p: (p.stream_arn, p.shard_id))
+    ]
+    c = table.c
+    stmt = dialect.merge(
+        table,
+        rows,
+        assign=lambda new: {
+            # Several shards of one stream share the Lambda row: keep the highest.
+            "last_sequence": case(
+                (new["last_sequence"] > c.last_sequence, new["last_sequence"]),
+                else_=c.last_sequence,
+            ),
+            "last_event_time": case(
+                (new["last_event_time"] > c.last_event_time, new["last_event_time"]),
+                else_=func.coalesce(c.last_event_time, new["last_event_time"]),
+            ),
+            "records_applied": c.records_applied + new["records_applied"],
+            "records_stale": c.records_stale + new["records_stale"],
+            "records_dead_lettered": c.records_dead_lettered + new["records_dead_lettered"],
+            "updated_at": new["updated_at"],
+        },
+    )
+    conn.execute(stmt)

@@ -1,0 +1,53 @@
+"""Engines: created once per process (per warm Lambda container) and reused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL
+
+from cdc.errors import ConfigError
+
+CONNECT_TIMEOUT_S = 5
+
+
+def make_engine(url: URL, **overrides: Any) -> Engine:
+    backend = url.get_backend_name()
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    connect_args: dict[str, Any] = {}
+    if backend == "postgresql":
+        # Fail fast when the server is unreachable: the retry policy decides how long
+        # to keep trying, not a 2-minute TCP timeout.
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "cdc"}
+    elif backend in ("mysql", "mariadb"):
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"}
+    elif backend == "sqlite":
+        connect_args = {"timeout": 30}
+    kwargs["connect_args"] = connect_args
+    kwargs.update(overrides)
+    try:
+        engine = create_engine(url, **kwargs)
+    except ModuleNotFoundError as exc:
+        hint = " (pip install 'cdc[mysql]')" if backend in ("mysql", "mariadb") else ""
+        raise ConfigError(
+            f"the database driver for {url.drivername!r} is not installed: {exc.name}{hint}"
+        ) from None
+    if backend == "sqlite":
+        _fix_sqlite_transactions(engine)
+    return engine
+
+
+def _fix_sqlite_transactions(engine: Engine) -> None:
+    """pysqlite opens transactions lazily and breaks SAVEPOINT; take control of BEGIN
+    (as SQLAlchemy's docs advise) and take the write lock up front, so two writers wait
+    on each other instead of failing to upgrade a read lock."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

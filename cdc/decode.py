@@ -1,0 +1,238 @@
+"""DynamoDB AttributeValue JSON → Python values and the plain-JSON form. Pure, no I/O.
+
+Two decoders share one validation discipline:
+
+* `to_python` gives what boto3's `TypeDeserializer` gives (Decimal, bytes, sets);
+* `to_plain` gives the contract's plain-JSON form (DESIGN §4): numbers stay `Decimal`
+  so they are encoded exactly, binary stays base64 text, sets become sorted lists.
+
+Both are strict: a value of the wrong shape raises `DecodeError` naming the attribute
+path (``NewImage.Address.Lines[2]``). Nothing is guessed, nothing goes through float.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from cdc.errors import DecodeError
+
+# DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 … 9.9999…E+125.
+MAX_DIGITS = 38
+MIN_EXPONENT = -130
+MAX_EXPONENT = 125
+# Decimal() also accepts "NaN", "Infinity", " 1 " and "1_000"; DynamoDB does not.
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def parse_number(text: object, path: str) -> Decimal:
+    """Parse a DynamoDB N value exactly, enforcing DynamoDB's precision and range."""
+    if type(text) is not str or _NUMBER.fullmatch(text) is None:
+        raise DecodeError(path, f"N value {_show(text)} is not a number")
+    value = Decimal(text)  # the constructor is exact whatever the context precision
+    if not value:
+        return value
+    if len(text) > MAX_DIGITS:  # cheap pre-check: shorter text cannot hold 39 digits
+        significant = "".join(map(str, value.as_tuple().digits)).strip("0")
+        if len(significant) > MAX_DIGITS:
+            raise DecodeError(
+                path, f"N value {_show(text)} has more than {MAX_DIGITS} significant digits"
+            )
+    adjusted = value.adjusted()
+    if not MIN_EXPONENT <= adjusted <= MAX_EXPONENT:
+        raise DecodeError(
+            path, f"N value {_show(text)} is outside DynamoDB's range 1E-130 to 9.99E+125"
+        )
+    return value
+
+
+def parse_binary(text: object, path: str) -> bytes:
+    if type(text) is not str:
+        raise DecodeError(path, f"B value {_show(text)} is not a base64 string")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError(path, f"B value {_show(text)} is not valid base64") from None
+
+
+def _show(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _split(av: object, path: str) -> tuple[str, Any]:
+    """Return (type descriptor, payload) of one AttributeValue."""
+    if type(av) is not dict or len(av) != 1:
+        raise DecodeError(
+            path, f"expected an AttributeValue with exactly one type descriptor, got {_show(av)}"
+        )
+    for tag, payload in av.items():
+        return tag, payload
+    raise AssertionError("unreachable")
+
+
+def _check_str(payload: object, path: str, tag: str = "S") -> str:
+    if type(payload) is not str:
+        raise DecodeError(path, f"{tag} value {_show(payload)} is not a string")
+    return payload
+
+
+def _check_list(payload: object, path: str, tag: str) -> list[Any]:
+    if type(payload) is not list:
+        raise DecodeError(path, f"{tag} value {_show(payload)} is not a list")
+    return payload
+
+
+def _check_bool(payload: object, path: str) -> bool:
+    if type(payload) is not bool:
+        raise DecodeError(path, f"BOOL value {_show(payload)} is not true or false")
+    return payload
+
+
+def _check_null(payload: object, path: str) -> None:
+    if payload is not True:
+        raise DecodeError(path, f"NULL value {_show(payload)} must be true")
+
+
+def _check_map(payload: object, path: str) -> dict[str, Any]:
+    if type(payload) is not dict:
+        raise DecodeError(path, f"M value {_show(payload)} is not an object")
+    return payload
+
+
+Decoder = Callable[[Any, str], Any]
+
+
+def _make_decoder(plain: bool) -> Decoder:
+    """Build one recursive decoder; `plain` selects the JSON form over Python values."""
+
+    def decode(av: Any, path: str) -> Any:
+        tag, payload = _split(av, path)
+        handler = handlers.get(tag)
+        if handler is None:
+            raise DecodeError(path, f"unknown type descriptor {_show(tag)}")
+        return handler(payload, path)
+
+    def m(payload: Any, path: str) -> dict[str, Any]:
+        return {k: decode(v, f"{path}.{k}") for k, v in _check_map(payload, path).items()}
+
+    def l_(payload: Any, path: str) -> list[Any]:
+        return [decode(v, f"{path}[{i}]") for i, v in enumerate(_check_list(payload, path, "L"))]
+
+    def ns(payload: Any, path: str) -> Any:
+        values = [parse_number(v, f"{path}[{i}]") for i, v in enumerate(_check_list(payload, path, "NS"))]
+        return sorted(values) if plain else set(values)
+
+    def ss(payload: Any, path: str) -> Any:
+        values = [_check_str(v, f"{path}[{i}]", "SS") for i, v in enumerate(_check_list(payload, path, "SS"))]
+        return sorted(values) if plain else set(values)
+
+    def bs(payload: Any, path: str) -> Any:
+        items = _check_list(payload, path, "BS")
+        decoded = [parse_binary(v, f"{path}[{i}]") for i, v in enumerate(items)]
+        return sorted(items) if plain else set(decoded)
+
+    def b(payload: Any, path: str) -> Any:
+        decoded = parse_binary(payload, path)
+        return payload if plain else decoded
+
+    handlers: dict[str, Decoder] = {
+        "S": _check_str,
+        "N": parse_number,
+        "B": b,
+        "BOOL": _check_bool,
+        "NULL": _check_null,
+        "M": m,
+        "L": l_,
+        "SS": ss,
+        "NS": ns,
+        "BS": bs,
+    }
+    return decode
+
+
+_to_plain = _make_decoder(plain=True)
+_to_python = _make_decoder(plain=False)
+
+
+def to_plain(av: Any, path: str = "value") -> Any:
+    """One AttributeValue → its plain-JSON form (Decimal numbers, base64 binary)."""
+    return _to_plain(av, path)
+
+
+def to_python(av: Any, path: str = "value") -> Any:
+    """One AttributeValue → Python values, as boto3's TypeDeserializer would give."""
+    return _to_python(av, path)
+
+
+def image_to_plain(image: Any, path: str) -> dict[str, Any]:
+    """A whole item (NewImage/OldImage) → plain-JSON object."""
+    if type(image) is not dict:
+        raise DecodeError(path, f"expected an item object, got {_show(image)}")
+    return {name: _to_plain(av, f"{path}.{name}") for name, av in image.items()}
+
+
+# --- plain JSON text ----------------------------------------------------------------
+
+
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # Decimal's str is exact and always valid JSON (NaN/Infinity never get here).
+        return orjson.Fragment(str(value))
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as plain JSON")
+
+
+def dumps(value: Any) -> str:
+    """Encode plain values as compact JSON text, numbers exact."""
+    return orjson.dumps(value, default=_encode_default).decode("utf-8")
+
+
+def dumps_bytes(value: Any) -> bytes:
+    return orjson.dumps(value, default=_encode_default)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON text with exact numbers (Decimal), the inverse of `dumps`."""
+    import json
+
+    return json.loads(text, parse_float=Decimal, parse_int=Decimal)
+
+
+def find_nul(value: Any, path: str) -> str | None:
+    """Path of the first string (or attribute name) holding U+0000, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if "\x00" in k:
+                return f"{path}.{k!r}"
+            found = find_nul(v, f"{path}.{k}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = find_nul(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def map_strings(value: Any, fix: Callable[[str], str]) -> Any:
+    """Apply `fix` to every string and attribute name in a plain value."""
+    if isinstance(value, str):
+        return fix(value)
+    if isinstance(value, dict):
+        return {fix(k): map_strings(v, fix) for k, v in value.items()}
+    if isinstance(value, list):
+        return [map_strings(v, fix) for v in value]
+    return value

@@ -1,0 +1,128 @@
+"""`cdc dlq list | show | redrive`: dead letters for people."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from cdc.apply import Outcome, Replicator
+from cdc.bookkeeping import tables
+from cdc.config import Settings
+from cdc.db import make_engine
+from cdc.errors import CdcError
+from cdc.migrate import ensure_bookkeeping
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    assert settings.database_url is not None
+    engine = make_engine(settings.database_url)
+    ensure_bookkeeping(engine, settings.schema)
+    if args.dlq_command == "list":
+        return list_letters(engine, settings, args)
+    if args.dlq_command == "show":
+        return show_letter(engine, settings, args.id)
+    return redrive(engine, settings, ids=args.ids, all_=args.all, table=args.table)
+
+
+def list_letters(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    t = tables(settings.schema)["cdc_dead_letters"]
+    query = select(
+        t.c.id, t.c.status, t.c.source_table, t.c.keys, t.c.sequence_number,
+        t.c.error_class, t.c.error_message, t.c.attempts, t.c.last_failed_at,
+    ).order_by(t.c.id).limit(args.limit)
+    if args.status != "all":
+        query = query.where(t.c.status == args.status)
+    if args.table:
+        query = query.where(t.c.source_table == args.table)
+    if args.since:
+        query = query.where(t.c.last_failed_at >= datetime.now(UTC) - args.since)
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    if args.json:
+        for row in rows:
+            print(json.dumps({k: _jsonable(v) for k, v in row.items()}))
+        return 0
+    if not rows:
+        print("no dead letters" + (f" ({args.status})" if args.status != "all" else ""))
+        return 0
+    print(f"{'ID':>6}  {'STATUS':8} {'TABLE':24} {'KEYS':24} {'TRIES':>5}  LAST FAILED           ERROR")
+    for row in rows:
+        when = row["last_failed_at"]
+        when_text = when.strftime("%Y-%m-%d %H:%M:%S") if isinstance(when, datetime) else str(when)
+        print(
+            f"{row['id']:>6}  {row['status']:8} {_cut(row['source_table'] or '-', 24):24} "
+            f"{_cut(row['keys'] or '-', 24):24} {row['attempts']:>5}  {when_text:21} "
+            f"{row['error_class']}: {_cut(row['error_message'], 80)}"
+        )
+    return 0
+
+
+def show_letter(engine: Engine, settings: Settings, letter_id: int) -> int:
+    t = tables(settings.schema)["cdc_dead_letters"]
+    with engine.connect() as conn:
+        row = conn.execute(select(t).where(t.c.id == letter_id)).mappings().first()
+    if row is None:
+        raise CdcError(f"no dead letter with id {letter_id}")
+    for key, value in row.items():
+        if key == "raw_record":
+            continue
+        print(f"{key:16} {_jsonable(value)}")
+    print("raw_record:")
+    try:
+        print(json.dumps(json.loads(row["raw_record"]), indent=2, ensure_ascii=False))
+    except ValueError:
+        print(row["raw_record"])
+    return 0
+
+
+def redrive(
+    engine: Engine, settings: Settings, *, ids: Sequence[int], all_: bool, table: str | None
+) -> int:
+    t = tables(settings.schema)["cdc_dead_letters"]
+    query = select(t.c.id, t.c.raw_record).where(t.c.status == "pending").order_by(t.c.id)
+    if not all_:
+        query = query.where(t.c.id.in_(list(ids)))
+    if table:
+        query = query.where(t.c.source_table == table)
+    with engine.connect() as conn:
+        letters = conn.execute(query).all()
+    if not all_:
+        missing = set(ids) - {row.id for row in letters}
+        if missing:
+            raise CdcError(
+                f"no pending dead letter with id {', '.join(map(str, sorted(missing)))}"
+            )
+    if not letters:
+        print("nothing to redrive")
+        return 0
+    records = [json.loads(row.raw_record) for row in letters]
+    result = Replicator(engine, settings).process(records)
+    resolved = [row.id for row, o in zip(letters, result.outcomes, strict=True) if o is Outcome.APPLIED]
+    if resolved:
+        with engine.begin() as conn:
+            conn.execute(
+                update(t)
+                .where(t.c.id.in_(resolved), t.c.status == "pending")
+                .values(status="resolved", resolved_at=datetime.now(UTC))
+            )
+    print(
+        f"redrove {len(letters)} dead letters: {len(resolved)} resolved "
+        f"({result.applied} applied, {result.stale} already superseded), "
+        f"{result.dead_lettered} failed again, {result.failed} not committed"
+        + (f" ({result.error})" if result.error else "")
+    )
+    return 1 if result.failed or result.dead_lettered else 0
+
+
+def _cut(text: str, width: int) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value

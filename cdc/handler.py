@@ -1,0 +1,59 @@
+"""The Lambda entry point: `cdc.handler.handler(event, context)`.
+
+Importing this module does no I/O and does not import boto3. The settings, engine and
+replicator are built on the first invocation and kept for the life of the warm
+container (Lambda freezes the process between invocations and thaws it for the next;
+the pool's pre-ping replaces a connection that died while frozen).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from cdc.apply import Replicator
+from cdc.config import load_settings
+from cdc.db import make_engine
+from cdc.errors import ConfigError, InvalidInvocation
+from cdc.retry import Deadline
+
+log = logging.getLogger("cdc")
+log.setLevel(os.environ.get("CDC_LOG_LEVEL", "INFO").upper())
+
+_replicator: Replicator | None = None
+
+
+def replicator() -> Replicator:
+    """The container's replicator, built once. Configuration errors raise here, on the
+    first invocation, naming the setting (a broken invocation must fail loudly)."""
+    global _replicator
+    if _replicator is None:
+        settings = load_settings()
+        if settings.database_url is None:
+            if settings.secret_arn is None:
+                raise ConfigError(
+                    "no database configured: set CDC_DATABASE_URL or CDC_DATABASE_SECRET_ARN"
+                )
+            raise ConfigError("CDC_DATABASE_SECRET_ARN is not supported yet; set CDC_DATABASE_URL")
+        _replicator = Replicator(make_engine(settings.database_url), settings)
+    return _replicator
+
+
+def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        raise InvalidInvocation(
+            "expected a DynamoDB Streams event: an object with a 'Records' list"
+        )
+    result = replicator().process(event["Records"], Deadline.from_context(context))
+    log.info(json.dumps({"message": "batch", **result.summary()}))
+    return result.response()
+
+
+def reset() -> None:
+    """Forget the cached replicator (tests, or after changing the environment)."""
+    global _replicator
+    if _replicator is not None:
+        _replicator.engine.dispose()
+    _replicator = None

@@ -1,0 +1,57 @@
+"""A batch of row versions → per-table write plans. Pure.
+
+Records of one key collapse to the highest sequence number before any SQL runs: a
+multi-row upsert must never touch one row twice, and only the newest version can win
+the sequence guard anyway. Rows are sorted by key and tables by name so concurrent
+writers take row locks in one stable order and cannot deadlock each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdc.mapping import RowVersion, TableSpec
+
+
+@dataclass
+class TablePlan:
+    spec: TableSpec
+    rows: list[RowVersion] = field(default_factory=list)  # one per key, sorted by key
+    superseded: list[RowVersion] = field(default_factory=list)  # lost to a newer version
+
+    @property
+    def with_values(self) -> list[RowVersion]:
+        return [r for r in self.rows if r.values is not None]
+
+    @property
+    def without_values(self) -> list[RowVersion]:
+        """Deletes that carry no image: only the bookkeeping columns change."""
+        return [r for r in self.rows if r.values is None]
+
+
+def plan(versions: Iterable[tuple[TableSpec, RowVersion]]) -> list[TablePlan]:
+    by_table: dict[str, TablePlan] = {}
+    newest: dict[str, dict[tuple[Any, ...], RowVersion]] = {}
+    for spec, version in versions:
+        name = spec.qualified_name
+        table_plan = by_table.get(name)
+        if table_plan is None:
+            table_plan = by_table[name] = TablePlan(spec)
+            newest[name] = {}
+        keyed = newest[name]
+        current = keyed.get(version.key)
+        if current is None:
+            keyed[version.key] = version
+        elif version.sequence > current.sequence:
+            keyed[version.key] = version
+            table_plan.superseded.append(current)
+        else:  # older, or an exact duplicate delivered twice in one batch
+            table_plan.superseded.append(version)
+    plans = []
+    for name in sorted(by_table):
+        table_plan = by_table[name]
+        table_plan.rows = [newest[name][k] for k in sorted(newest[name])]
+        plans.append(table_plan)
+    return plans

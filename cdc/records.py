@@ -1,0 +1,168 @@
+"""A DynamoDB stream record (Lambda event shape) → a validated `Change`. Pure.
+
+Validation follows DESIGN §6: anything that is not a DynamoDB stream record raises
+`MalformedRecord` with a message that says what is wrong, so the record can be
+dead-lettered and a person can act on it. Images are validated later, when the table's
+mapping decodes them, because only then is it known which attributes matter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cdc.decode import parse_binary, parse_number
+from cdc.errors import DecodeError, MalformedRecord
+
+EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
+KEY_TYPES = frozenset({"S", "N", "B"})
+MAX_SEQUENCE_DIGITS = 40
+_SEQUENCE = re.compile(r"[0-9]{1,40}")
+# arn:PARTITION:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL
+_STREAM_ARN = re.compile(
+    r"arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/([^/]+)/stream/([^/]+)"
+)
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One stream record, validated. Images are still raw AttributeValue maps."""
+
+    index: int  # position in the batch; outcomes are reported per index
+    sequence: int
+    sequence_number: str  # as delivered: Lambda's itemIdentifier
+    stream_arn: str
+    source_table: str
+    event_name: str
+    keys: dict[str, Any]  # raw {"Id": {"N": "101"}}, types checked to be S/N/B
+    new_image: dict[str, Any] | None
+    old_image: dict[str, Any] | None
+    event_time: datetime | None
+    is_ttl_expiry: bool
+
+    @property
+    def is_remove(self) -> bool:
+        return self.event_name == "REMOVE"
+
+
+def table_from_stream_arn(arn: object) -> str:
+    """The table name inside a DynamoDB stream ARN, validated."""
+    match = _STREAM_ARN.fullmatch(arn) if isinstance(arn, str) else None
+    if match is None:
+        raise MalformedRecord(f"eventSourceARN {arn!r} is not a DynamoDB stream ARN")
+    table = match.group(1)
+    if _TABLE_NAME.fullmatch(table) is None:
+        raise MalformedRecord(
+            f"eventSourceARN names table {table!r}, which DynamoDB would not allow "
+            "(3-255 characters of A-Z a-z 0-9 _ . -)"
+        )
+    return table
+
+
+def sequence_of(record: object) -> str | None:
+    """The record's SequenceNumber if it has a usable one (for reporting failures)."""
+    if isinstance(record, dict):
+        dynamodb = record.get("dynamodb")
+        if isinstance(dynamodb, dict):
+            seq = dynamodb.get("SequenceNumber")
+            if isinstance(seq, str) and _SEQUENCE.fullmatch(seq):
+                return seq
+    return None
+
+
+def parse_record(record: object, index: int) -> Change:
+    if not isinstance(record, dict):
+        raise MalformedRecord(f"record is a {type(record).__name__}, not an object")
+    source = record.get("eventSource")
+    if source != "aws:dynamodb":
+        raise MalformedRecord(f"eventSource is {source!r}, expected 'aws:dynamodb'")
+    event_name = record.get("eventName")
+    if event_name not in EVENT_NAMES:
+        raise MalformedRecord(f"eventName {event_name!r} is not INSERT, MODIFY or REMOVE")
+    arn = record.get("eventSourceARN")
+    table = table_from_stream_arn(arn)
+    dynamodb = record.get("dynamodb")
+    if not isinstance(dynamodb, dict):
+        raise MalformedRecord("record has no 'dynamodb' object")
+
+    seq_text = dynamodb.get("SequenceNumber")
+    if not isinstance(seq_text, str) or _SEQUENCE.fullmatch(seq_text) is None:
+        raise MalformedRecord(
+            f"dynamodb.SequenceNumber {seq_text!r} is not a decimal string of 1-40 digits"
+        )
+
+    keys = dynamodb.get("Keys")
+    if not isinstance(keys, dict) or not keys:
+        raise MalformedRecord("dynamodb.Keys is missing or empty")
+    for name, av in keys.items():
+        _check_key(name, av)
+
+    new_image = _image(dynamodb, "NewImage")
+    old_image = _image(dynamodb, "OldImage")
+    identity = record.get("userIdentity")
+    is_ttl = (
+        event_name == "REMOVE"
+        and isinstance(identity, dict)
+        and identity.get("type") == "Service"
+        and identity.get("principalId") == "dynamodb.amazonaws.com"
+    )
+    return Change(
+        index=index,
+        sequence=int(seq_text),
+        sequence_number=seq_text,
+        stream_arn=str(arn),
+        source_table=table,
+        event_name=str(event_name),
+        keys=keys,
+        new_image=new_image,
+        old_image=old_image,
+        event_time=_event_time(dynamodb.get("ApproximateCreationDateTime")),
+        is_ttl_expiry=is_ttl,
+    )
+
+
+def _check_key(name: str, av: object) -> None:
+    path = f"Keys.{name}"
+    if not isinstance(av, dict) or len(av) != 1:
+        raise DecodeError(path, f"expected an AttributeValue with one type descriptor, got {av!r}")
+    (tag, payload), = av.items()
+    if tag not in KEY_TYPES:
+        raise DecodeError(path, f"key attributes are S, N or B; got {tag!r}")
+    if tag == "S" and (not isinstance(payload, str) or payload == ""):
+        raise DecodeError(path, f"S key value {payload!r} is not a non-empty string")
+    if tag == "N":
+        parse_number(payload, path)
+    if tag == "B":
+        parse_binary(payload, path)
+
+
+def _image(dynamodb: dict[str, Any], name: str) -> dict[str, Any] | None:
+    image = dynamodb.get(name)
+    if image is None:
+        return None
+    if not isinstance(image, dict):
+        raise MalformedRecord(f"dynamodb.{name} is a {type(image).__name__}, not an object")
+    return image
+
+
+def _event_time(value: object) -> datetime | None:
+    """ApproximateCreationDateTime: epoch seconds in Lambda events (milliseconds or
+    microseconds in some other producers, told apart by magnitude). Optional."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MalformedRecord(f"dynamodb.ApproximateCreationDateTime {value!r} is not a number")
+    seconds = float(value)
+    if seconds > 1e14:
+        seconds /= 1e6
+    elif seconds > 1e11:
+        seconds /= 1e3
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise MalformedRecord(
+            f"dynamodb.ApproximateCreationDateTime {value!r} is not a valid time"
+        ) from None

@@ -1,0 +1,106 @@
+"""Named tenacity policies for writing a batch.
+
+Transient errors are retried with exponential backoff and full jitter (so ten
+invocations hit by the same failover do not retry in lock-step), and the retrying stops
+early enough to answer Lambda before its deadline: records not committed by then are
+reported in `batchItemFailures` and redelivered, which is always better than a timeout
+(a timed-out invocation fails the whole batch).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
+
+from cdc.dberrors import ErrorKind, classify
+
+# What is kept back from the deadline to answer Lambda after the last attempt.
+ANSWER_RESERVE_S = 1.0
+
+
+@dataclass
+class Deadline:
+    """Time left to work, from Lambda's `context.get_remaining_time_in_millis()`;
+    unbounded for the CLI."""
+
+    remaining_ms: Callable[[], int] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def from_context(cls, context: Any) -> Deadline:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        return cls(remaining if callable(remaining) else None)
+
+    def remaining(self) -> float | None:
+        """Seconds left, or None when there is no deadline."""
+        if self.remaining_ms is None:
+            return None
+        return float(self.remaining_ms()) / 1000.0
+
+
+class stop_before_deadline(stop_base):  # noqa: N801 (tenacity's naming)
+    """Stop when the next sleep plus an attempt as long as the longest so far would
+    not leave `reserve` seconds to answer."""
+
+    def __init__(self, deadline: Deadline, reserve: float = ANSWER_RESERVE_S) -> None:
+        self.deadline = deadline
+        self.reserve = reserve
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        remaining = self.deadline.remaining()
+        if remaining is None:
+            return False
+        attempts = max(1, retry_state.attempt_number)
+        longest_attempt = (retry_state.seconds_since_start or 0.0) / attempts
+        sleep = retry_state.upcoming_sleep or 0.0
+        return remaining - sleep - longest_attempt < self.reserve
+
+
+def _retryable(error: BaseException) -> bool:
+    return classify(error) is not ErrorKind.ROW
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for one batch: `max_attempts` without a deadline (the CLI), as many as
+    fit before the deadline with one (Lambda)."""
+
+    max_attempts: int = 8
+    initial_wait: float = 0.1
+    max_wait: float = 5.0
+    systemic_attempts: int = 2
+
+    def retrying(self, deadline: Deadline, on_retry: Callable[[RetryCallState], None] | None = None) -> Retrying:
+        attempts = self.max_attempts if deadline.remaining_ms is None else 10_000
+        systemic = self.systemic_attempts
+
+        def stop_systemic(state: RetryCallState) -> bool:
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            return (
+                error is not None
+                and classify(error) is ErrorKind.SYSTEMIC
+                and state.attempt_number >= systemic
+            )
+
+        return Retrying(
+            retry=retry_if_exception(_retryable),
+            wait=wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
+            stop=stop_after_attempt(attempts) | stop_before_deadline(deadline) | stop_systemic,
+            before_sleep=on_retry,
+            reraise=True,
+        )
+
+
+WRITE_BATCH = RetryPolicy()

@@ -1,0 +1,78 @@
+"""The bookkeeping tables (DESIGN §7). The alembic migrations create them; this module
+is what the code reads and writes through."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from cdc.types import SequenceNumber
+
+# BIGINT autoincrement on Postgres/MySQL; SQLite only autoincrements INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+dead_letters = Table(
+    "cdc_dead_letters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # Identity of the record: stream ARN + sequence number, or a hash of the raw record
+    # when those are unusable. A replayed bad record updates its row, not a new one.
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | resolved
+    Column("source_table", String(255)),
+    Column("target_table", String(255)),
+    Column("keys", Text),  # plain JSON
+    Column("sequence_number", String(40)),
+    Column("stream_arn", String(512)),
+    Column("event_name", String(16)),
+    Column("error_class", String(64), nullable=False),
+    Column("error_message", Text, nullable=False),
+    Column("raw_record", Text, nullable=False),  # the record exactly as delivered, JSON
+    Column("attempts", Integer, nullable=False),
+    Column("first_failed_at", DateTime(timezone=True), nullable=False),
+    Column("last_failed_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    UniqueConstraint("fingerprint", name="cdc_dead_letters_fingerprint_key"),
+    Index("ix_cdc_dead_letters_status_table", "status", "source_table"),
+    Index("ix_cdc_dead_letters_last_failed_at", "last_failed_at"),
+)
+
+checkpoints = Table(
+    "cdc_checkpoints",
+    metadata,
+    Column("stream_arn", String(512), primary_key=True),
+    # Lambda events do not say which shard they came from: the handler writes "".
+    # `cdc tail` keeps one row per shard.
+    Column("shard_id", String(128), primary_key=True),
+    Column("last_sequence", SequenceNumber(), nullable=False),
+    Column("last_event_time", DateTime(timezone=True)),
+    Column("records_applied", BigInteger, nullable=False),
+    Column("records_stale", BigInteger, nullable=False),
+    Column("records_dead_lettered", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+tombstones = Table(
+    "cdc_tombstones",
+    metadata,
+    Column("table_name", String(255), primary_key=True),  # schema-qualified target table
+    Column("key_hash", String(64), primary_key=True),  # sha256 of `key` below
+    Column("key", Text, nullable=False),  # plain JSON array of the key values
+    Column("sequence", SequenceNumber(), nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=False),
+    Index("ix_cdc_tombstones_deleted_at", "deleted_at"),
+)
+
+BOOKKEEPING_TABLES = ("cdc_dead_letters", "cdc_checkpoints", "cdc_tombstones")

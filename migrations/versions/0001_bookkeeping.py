@@ -1,0 +1,73 @@
+"""bookkeeping tables: dead letters, checkpoints, tombstones
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-22
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import cdc.types
+
+revision: str = "0001"
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "cdc_dead_letters",
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("source_table", sa.String(255)),
+        sa.Column("target_table", sa.String(255)),
+        sa.Column("keys", sa.Text()),
+        sa.Column("sequence_number", sa.String(40)),
+        sa.Column("stream_arn", sa.String(512)),
+        sa.Column("event_name", sa.String(16)),
+        sa.Column("error_class", sa.String(64), nullable=False),
+        sa.Column("error_message", sa.Text(), nullable=False),
+        sa.Column("raw_record", sa.Text(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("first_failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", sa.DateTime(timezone=True)),
+        sa.UniqueConstraint("fingerprint", name="cdc_dead_letters_fingerprint_key"),
+    )
+    op.create_index("ix_cdc_dead_letters_status_table", "cdc_dead_letters", ["status", "source_table"])
+    op.create_index("ix_cdc_dead_letters_last_failed_at", "cdc_dead_letters", ["last_failed_at"])
+    op.create_table(
+        "cdc_checkpoints",
+        sa.Column("stream_arn", sa.String(512), primary_key=True),
+        sa.Column("shard_id", sa.String(128), primary_key=True),
+        sa.Column("last_sequence", cdc.types.SequenceNumber(), nullable=False),
+        sa.Column("last_event_time", sa.DateTime(timezone=True)),
+        sa.Column("records_applied", sa.BigInteger(), nullable=False),
+        sa.Column("records_stale", sa.BigInteger(), nullable=False),
+        sa.Column("records_dead_lettered", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "cdc_tombstones",
+        sa.Column("table_name", sa.String(255), primary_key=True),
+        sa.Column("key_hash", sa.String(64), primary_key=True),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("sequence", cdc.types.SequenceNumber(), nullable=False),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_cdc_tombstones_deleted_at", "cdc_tombstones", ["deleted_at"])
+
+
+def downgrade() -> None:
+    op.drop_table("cdc_tombstones")
+    op.drop_table("cdc_checkpoints")
+    op.drop_table("cdc_dead_letters")
