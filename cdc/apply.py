@@ -168,8 +168,14 @@ class Replicator:
 
     # --- the I/O part -------------------------------------------------------------------
 
-    def process(self, records: Sequence[Any], deadline: Deadline | None = None) -> BatchResult:
-        """Apply a batch; never raises for a record's or the database's sake."""
+    def process(
+        self, records: Sequence[Any], deadline: Deadline | None = None, *, shard_id: str = ""
+    ) -> BatchResult:
+        """Apply a batch; never raises for a record's or the database's sake.
+
+        `shard_id` names the shard in `cdc_checkpoints` when the caller knows it (`cdc
+        tail`); Lambda events do not say, so the handler's checkpoints use "".
+        """
         started = time.monotonic()
         deadline = deadline or Deadline()
         prepared = self.prepare(records)
@@ -194,7 +200,7 @@ class Replicator:
         try:
             for attempt in self.policy.retrying(deadline, on_retry):
                 with attempt:
-                    written = self._write(prepared, deadline)
+                    written = self._write(prepared, deadline, shard_id)
         except Exception as exc:
             # Out of time or attempts, or not retryable: nothing was committed.
             kind, message = describe(exc)
@@ -215,7 +221,7 @@ class Replicator:
         result.seconds = time.monotonic() - started
         return result
 
-    def _write(self, prepared: Prepared, deadline: Deadline) -> Written:
+    def _write(self, prepared: Prepared, deadline: Deadline, shard_id: str) -> Written:
         self._ensure_bookkeeping()
         dead = list(prepared.dead)
         plans: list[TablePlan] = []
@@ -240,12 +246,12 @@ class Replicator:
                 stale += table_stale
                 stream = table_plan.rows[0].change.stream_arn if table_plan.rows else None
                 if stream is not None:
-                    entry = progress.setdefault(stream, StreamProgress(stream))
+                    entry = progress.setdefault(stream, StreamProgress(stream, shard_id))
                     entry.applied += changed
                     entry.stale += table_stale
             stale += len(prepared.ignored)
             for change in prepared.changes:
-                progress.setdefault(change.stream_arn, StreamProgress(change.stream_arn)).saw(change)
+                progress.setdefault(change.stream_arn, StreamProgress(change.stream_arn, shard_id)).saw(change)
             for change in prepared.ignored:
                 progress[change.stream_arn].stale += 1
             for letter in dead:

@@ -17,7 +17,8 @@ from cdc import schema as bk
 from cdc.decode import dumps, to_plain
 from cdc.dialects import Dialect
 from cdc.mapping import TableSpec
-from cdc.records import Change, sequence_of
+from cdc.errors import RecordError
+from cdc.records import Change, sequence_of, table_from_stream_arn
 
 
 @cache
@@ -56,7 +57,8 @@ class DeadLetter:
         keys = None
         if change is not None:
             keys = dumps({k: to_plain(v, f"Keys.{k}") for k, v in change.keys.items()})
-        source = change.source_table if change else None
+        hints = _hints(self.record) if change is None else {}
+        source = change.source_table if change else hints.get("source_table")
         return {
             "fingerprint": self.fingerprint(),
             "status": "pending",
@@ -64,8 +66,8 @@ class DeadLetter:
             "target_table": self.spec.qualified_name if self.spec else None,
             "keys": keys,
             "sequence_number": self.sequence_number,
-            "stream_arn": change.stream_arn[:512] if change else None,
-            "event_name": change.event_name if change else None,
+            "stream_arn": change.stream_arn[:512] if change else hints.get("stream_arn"),
+            "event_name": change.event_name if change else hints.get("event_name"),
             "error_class": self.error_class[:64],
             "error_message": self.message,
             "raw_record": raw_json(self.record),
@@ -74,6 +76,24 @@ class DeadLetter:
             "last_failed_at": now,
             "resolved_at": None,
         }
+
+
+def _hints(record: Any) -> dict[str, str]:
+    """What can still be read off a malformed record, to help a person find it."""
+    if not isinstance(record, dict):
+        return {}
+    hints: dict[str, str] = {}
+    arn = record.get("eventSourceARN")
+    if isinstance(arn, str):
+        hints["stream_arn"] = arn[:512]
+        try:
+            hints["source_table"] = table_from_stream_arn(arn)
+        except RecordError:
+            pass
+    name = record.get("eventName")
+    if isinstance(name, str):
+        hints["event_name"] = name[:16]
+    return hints
 
 
 def raw_json(record: Any) -> str:
@@ -106,6 +126,7 @@ def write_dead_letters(
             "last_failed_at": new["last_failed_at"],
             "resolved_at": new["resolved_at"],
         },
+        conflict=["fingerprint"],
     )
     conn.execute(stmt)
 

@@ -15,6 +15,11 @@ from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableS
 from cdc.types import KeyNumber
 
 
+# SQLAlchemy only reports rowcount for UPDATE/DELETE unless asked; we count the rows
+# an upsert changed (the others were stale).
+_ROWCOUNT = {"preserve_rowcount": True}
+
+
 class Incoming(Protocol):
     """The values of the row being inserted, as the database names them in an upsert
     (`excluded.x` on Postgres and SQLite, `VALUES(x)` / an alias on MySQL)."""
@@ -46,8 +51,10 @@ class Dialect:
         rows: Sequence[Mapping[str, Any]],
         assign: Assign,
         guard: Guard | None = None,
+        conflict: Sequence[str] | None = None,
     ) -> Insert:
-        """INSERT `rows`; on a key conflict, update as `assign` says, if `guard` holds.
+        """INSERT `rows`; on a conflict on `conflict` (default: the primary key), update
+        as `assign` says, if `guard` holds.
 
         `assign` and `guard` see the stored row through `table.c` and the incoming one
         through their argument.
@@ -92,7 +99,7 @@ class Dialect:
                 assign=lambda new: {c: new[c] for c in assigned},
                 guard=lambda new: spec.table.c[SEQ] < new[SEQ],
             )
-            count += conn.execute(stmt).rowcount
+            count += conn.execute(stmt, execution_options=_ROWCOUNT).rowcount
         return count
 
     def rows_per_statement(self, table: Table) -> int:
@@ -127,15 +134,23 @@ class OnConflictDialect(Dialect):
         rows: Sequence[Mapping[str, Any]],
         assign: Assign,
         guard: Guard | None = None,
+        conflict: Sequence[str] | None = None,
     ) -> Insert:
         stmt = self.insert(table).values(list(rows))
-        return self._on_conflict(stmt, table, assign, guard)
+        return self._on_conflict(stmt, table, assign, guard, conflict)
 
     def _on_conflict(
-        self, stmt: Any, table: Table, assign: Assign, guard: Guard | None
+        self,
+        stmt: Any,
+        table: Table,
+        assign: Assign,
+        guard: Guard | None,
+        conflict: Sequence[str] | None = None,
     ) -> Insert:
         excluded = stmt.excluded
-        keys: list[Column[Any]] = list(table.primary_key.columns)
+        keys: list[Column[Any]] = (
+            list(table.primary_key.columns) if conflict is None else [table.c[c] for c in conflict]
+        )
         return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
             index_elements=keys,
             set_=dict(assign(excluded)),

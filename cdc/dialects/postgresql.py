@@ -30,7 +30,7 @@ from sqlalchemy.schema import CreateSchema
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
-from cdc.dialects.base import OnConflictDialect
+from cdc.dialects.base import _ROWCOUNT, OnConflictDialect
 from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec
 from cdc.types import JsonDocument, SequenceNumber
 
@@ -76,7 +76,7 @@ class PostgresDialect(OnConflictDialect):
             element, cast_to = _array_element(table.c[name].type)
             binds.append(bindparam(f"c{i}", columns[i], type_=ARRAY(element)))
             casts.append(cast_to)
-        source = func.unnest(*binds).table_valued(*(f"c{i}" for i in range(len(names))))
+        source = func.unnest(*binds).table_valued(*(f"c{i}" for i in range(len(names)))).render_derived()
         selected = [
             source.c[f"c{i}"] if cast_to is None else cast(source.c[f"c{i}"], cast_to)
             for i, cast_to in enumerate(casts)
@@ -90,7 +90,7 @@ class PostgresDialect(OnConflictDialect):
             assign=lambda new: {c: new[c] for c in assigned},
             guard=lambda new: table.c[SEQ] < new[SEQ],
         )
-        return conn.execute(upsert).rowcount
+        return conn.execute(upsert, execution_options=_ROWCOUNT).rowcount
 
 
 def _array_element(column_type: TypeEngine[Any]) -> tuple[TypeEngine[Any], TypeEngine[Any] | None]:

@@ -17,6 +17,36 @@ from cdc.db import make_engine
 from cdc.errors import CdcError
 from cdc.migrate import ensure_bookkeeping
 
+NAME = "dlq"
+HELP = "list, show and redrive dead letters"
+DESCRIPTION = "Inspect the records that were dead-lettered, and re-apply them once fixed."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cdc.cli import parse_duration
+
+    actions = parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="list dead letters")
+    listing.add_argument("--table", help="only this source table")
+    listing.add_argument("--since", type=parse_duration, help="only failures newer than this (e.g. 24h)")
+    listing.add_argument(
+        "--status", choices=("pending", "resolved", "all"), default="pending", help="default: pending"
+    )
+    listing.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = actions.add_parser("show", help="show one dead letter with its raw record")
+    show.add_argument("id", type=int)
+    redrive = actions.add_parser(
+        "redrive",
+        help="re-apply dead letters through the normal path",
+        description="Re-apply pending dead letters. The sequence guard makes this safe: a "
+        "dead letter older than the replica's row is found stale, not applied. Letters that "
+        "apply are marked resolved (kept, not deleted); ones that fail again stay pending.",
+    )
+    redrive.add_argument("--all", action="store_true", help="every pending dead letter")
+    redrive.add_argument("ids", nargs="*", type=int, default=[], metavar="ID")
+    redrive.add_argument("--table", help="with --all: only this source table")
+
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     assert settings.database_url is not None
@@ -26,13 +56,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return list_letters(engine, settings, args)
     if args.dlq_command == "show":
         return show_letter(engine, settings, args.id)
+    if bool(args.all) == bool(args.ids):
+        raise CdcError("cdc dlq redrive: give dead letter IDs or --all")
     return redrive(engine, settings, ids=args.ids, all_=args.all, table=args.table)
 
 
 def list_letters(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     t = tables(settings.schema)["cdc_dead_letters"]
     query = select(
-        t.c.id, t.c.status, t.c.source_table, t.c.keys, t.c.sequence_number,
+        t.c.id, t.c.status, t.c.source_table, t.c["keys"], t.c.sequence_number,
         t.c.error_class, t.c.error_message, t.c.attempts, t.c.last_failed_at,
     ).order_by(t.c.id).limit(args.limit)
     if args.status != "all":

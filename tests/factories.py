@@ -1,0 +1,100 @@
+"""Build DynamoDB stream records and Lambda events for tests."""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeSerializer
+
+_serializer = TypeSerializer()
+_event_ids = itertools.count(1)
+
+REGION = "eu-central-1"
+ACCOUNT = "123456789012"
+LABEL = "2026-01-01T00:00:00.000"
+
+
+def stream_arn(table: str, region: str = REGION) -> str:
+    return f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{table}/stream/{LABEL}"
+
+
+def av(value: Any) -> dict[str, Any]:
+    """A Python value (int/Decimal for numbers, bytes, sets) as a DynamoDB AttributeValue."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = Decimal(value)
+    return _serializer.serialize(value)
+
+
+def image(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: av(v) for k, v in item.items()}
+
+
+def record(
+    event_name: str,
+    keys: dict[str, Any],
+    seq: int | str,
+    *,
+    new: dict[str, Any] | None = None,
+    old: dict[str, Any] | None = None,
+    table: str = "Orders",
+    event_time: float | None = 1_700_000_000,
+    ttl: bool = False,
+    raw_keys: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One stream record. `new`/`old` are plain Python items, serialized here."""
+    dynamodb: dict[str, Any] = {
+        "Keys": raw_keys if raw_keys is not None else image(keys),
+        "SequenceNumber": str(seq),
+        "SizeBytes": 100,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if event_time is not None:
+        dynamodb["ApproximateCreationDateTime"] = event_time
+    if new is not None:
+        dynamodb["NewImage"] = image(new)
+    if old is not None:
+        dynamodb["OldImage"] = image(old)
+    rec: dict[str, Any] = {
+        "eventID": f"{next(_event_ids):032x}",
+        "eventName": event_name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": REGION,
+        "dynamodb": dynamodb,
+        "eventSourceARN": stream_arn(table),
+    }
+    if ttl:
+        rec["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    return rec
+
+
+def insert(keys: dict[str, Any], seq: int | str, item: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    return record("INSERT", keys, seq, new={**keys, **(item or {})}, **kw)
+
+
+def modify(keys: dict[str, Any], seq: int | str, item: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    return record("MODIFY", keys, seq, new={**keys, **(item or {})}, **kw)
+
+
+def remove(keys: dict[str, Any], seq: int | str, old: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    return record("REMOVE", keys, seq, old=None if old is None else {**keys, **old}, **kw)
+
+
+def event(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(records)}
+
+
+class FakeContext:
+    """What the handler reads of Lambda's context object."""
+
+    def __init__(self, remaining_ms: int = 60_000) -> None:
+        import time
+
+        self._deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
