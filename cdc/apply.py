@@ -21,11 +21,12 @@ from sqlalchemy.engine import Connection
 from tenacity import RetryCallState
 
 from cdc.bookkeeping import DeadLetter, StreamProgress, write_checkpoints, write_dead_letters
+from cdc.bookkeeping import tables as bookkeeping_tables
 from cdc.config import Settings
 from cdc.dberrors import ErrorKind, classify, describe
 from cdc.dialects import dialect_for
 from cdc.errors import RecordError
-from cdc.mapping import DocumentTables, RowVersion, TableSpec
+from cdc.mapping import DocumentTables, RowVersion, TableSpec, typed_spec
 from cdc.plan import TablePlan, plan
 from cdc.records import Change, parse_record, sequence_of
 from cdc.retry import WRITE_BATCH, Deadline, RetryPolicy
@@ -127,8 +128,20 @@ class Replicator:
             max_identifier_bytes=self.dialect.max_identifier_bytes,
             key_type=self.dialect.key_type,
             options_for=settings.options_for,
+            names_for=settings.names_for,
         )
-        self._specs: dict[str, TableSpec] = {}
+        self._tombstones = bookkeeping_tables(self.schema)["cdc_tombstones"]
+        self._specs: dict[str, TableSpec] = {
+            source: typed_spec(
+                config,
+                self.metadata,
+                self.schema,
+                self.dialect.max_identifier_bytes,
+                self.dialect.column_type,
+            )
+            for source, config in settings.tables.items()
+            if config.typed
+        }
         self._ready: set[str] = set()
         self._bookkeeping_ready = False
 
@@ -278,7 +291,7 @@ class Replicator:
         to find the bad rows, write every good one and dead-letter the bad ones."""
         try:
             with conn.begin_nested():
-                return self.dialect.write_rows(conn, spec, rows, now), []
+                return self.dialect.write_rows(conn, spec, rows, now, self._tombstones), []
         except Exception as exc:
             if classify(exc) is not ErrorKind.ROW:
                 raise

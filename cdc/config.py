@@ -17,8 +17,18 @@ from typing import Any, get_args
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from cdc.convert import TIME_FORMATS, parse_type
 from cdc.errors import ConfigError
-from cdc.mapping import Deletes, NulPolicy, TableOptions, TtlDeletes
+from cdc.mapping import (
+    ColumnConfig,
+    Deletes,
+    NulPolicy,
+    TableConfig,
+    TableOptions,
+    TtlDeletes,
+    Unmapped,
+)
+from cdc.naming import fit, snake
 
 DEFAULT_CLI_URL = "sqlite:///cdc.db"
 
@@ -38,6 +48,10 @@ _OPTION_CHOICES: dict[str, tuple[str, ...]] = {
     "nul": get_args(NulPolicy),
 }
 _OPTION_KEYS = {f.name for f in fields(TableOptions)}
+_TABLE_KEYS = _OPTION_KEYS | {"table", "schema", "keys", "columns", "unmapped"}
+_COLUMN_KEYS = {"type", "column", "required", "format"}
+# Types a primary key column can have on every supported database.
+_KEY_KINDS = {"text", "numeric", "bigint", "integer", "smallint", "bytea", "date", "timestamptz"}
 
 
 @dataclass(frozen=True)
@@ -47,10 +61,16 @@ class Settings:
     schema: str | None = None
     config_path: Path | None = None
     defaults: TableOptions = field(default_factory=TableOptions)
-    tables: Mapping[str, TableOptions] = field(default_factory=dict)
+    tables: Mapping[str, TableConfig] = field(default_factory=dict)
 
     def options_for(self, source_table: str) -> TableOptions:
-        return self.tables.get(source_table, self.defaults)
+        config = self.tables.get(source_table)
+        return self.defaults if config is None else config.options
+
+    def names_for(self, source_table: str) -> tuple[str | None, str | None]:
+        """The configured target (table, schema) of a source table, if any."""
+        config = self.tables.get(source_table)
+        return (None, None) if config is None else (config.table, config.schema)
 
     @property
     def has_database(self) -> bool:
@@ -119,12 +139,21 @@ def load_settings(
         raise ConfigError("CDC_SCHEMA is not supported with SQLite (it has no schemas)")
 
     defaults = _options(file_values.get("defaults", {}), TableOptions(), config_path, "defaults")
-    tables: dict[str, TableOptions] = {}
+    tables: dict[str, TableConfig] = {}
     raw_tables = file_values.get("tables", {})
     if not isinstance(raw_tables, dict):
         raise ConfigError(f"{config_path}: 'tables' must be a table of source tables")
+    targets: dict[tuple[str | None, str], str] = {}
     for source, raw in raw_tables.items():
-        tables[source] = _options(raw, defaults, config_path, f"tables.{source}")
+        config = _table(source, raw, defaults, config_path)
+        target = (config.schema or schema, fit(config.table or snake(source), 63, source))
+        other = targets.setdefault(target, source)
+        if other != source:
+            raise ConfigError(
+                f"{config_path}: [tables.{source}] and [tables.{other}] both map to the "
+                f"table {'.'.join(p for p in target if p)!r}; set `table` on one of them"
+            )
+        tables[source] = config
 
     return Settings(
         database_url=url,
@@ -157,6 +186,98 @@ def _expect(value: Any, kind: type, path: Path | None, key: str) -> Any:
     if not isinstance(value, kind):
         raise ConfigError(f"{path}: {key} must be a {kind.__name__}, got {value!r}")
     return value
+
+
+def _table(source: str, raw: Any, defaults: TableOptions, path: Path | None) -> TableConfig:
+    where = f"tables.{source}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [{where}] must be a table of settings")
+    unknown = set(raw) - _TABLE_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{path}: [{where}] has unknown setting(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_TABLE_KEYS))}"
+        )
+    options = _options({k: v for k, v in raw.items() if k in _OPTION_KEYS}, defaults, path, where)
+    table = raw.get("table")
+    schema = raw.get("schema")
+    for key, value in (("table", table), ("schema", schema)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{path}: [{where}] {key} must be a non-empty string, got {value!r}")
+    unmapped = raw.get("unmapped", "extra")
+    if unmapped not in ("extra", "drop"):
+        raise ConfigError(f"{path}: [{where}] unmapped = {unmapped!r}; expected 'extra' or 'drop'")
+    keys = raw.get("keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        raise ConfigError(f"{path}: [{where}] keys must be a list of attribute names, got {keys!r}")
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"{path}: [{where}] keys lists an attribute twice: {keys!r}")
+    raw_columns = raw.get("columns", {})
+    if not isinstance(raw_columns, dict):
+        raise ConfigError(f"{path}: [{where}.columns] must be a table of attribute = type")
+    columns = tuple(_column(attr, spec, path, where) for attr, spec in raw_columns.items())
+    if columns and not keys:
+        raise ConfigError(f"{path}: [{where}] has columns but no keys; list the key attributes in `keys`")
+    if keys and not columns:
+        raise ConfigError(f"{path}: [{where}] has keys but no columns; declare each key attribute's type in [{where}.columns]")
+    by_attribute = {c.attribute: c for c in columns}
+    for key in keys:
+        column = by_attribute.get(key)
+        if column is None:
+            raise ConfigError(f"{path}: [{where}] key {key!r} is not declared in [{where}.columns]")
+        if column.type.kind not in _KEY_KINDS:
+            raise ConfigError(
+                f"{path}: [{where}.columns] {key} is a key and cannot be {column.type}; "
+                f"key columns can be {', '.join(sorted(_KEY_KINDS))}"
+            )
+        if "." in key:
+            raise ConfigError(f"{path}: [{where}] key {key!r} must be a top-level attribute")
+    unmapped_value: Unmapped = unmapped
+    return TableConfig(
+        source=source,
+        options=options,
+        table=table,
+        schema=schema,
+        keys=tuple(keys),
+        columns=tuple(
+            ColumnConfig(c.attribute, c.column, c.type, c.required or c.attribute in keys, c.time_format)
+            for c in columns
+        ),
+        unmapped=unmapped_value,
+    )
+
+
+def _column(attribute: str, spec: Any, path: Path | None, where: str) -> ColumnConfig:
+    here = f"{path}: [{where}.columns] {attribute}"
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    if not isinstance(spec, dict):
+        raise ConfigError(f'{here} must be a type ("numeric(12,2)") or an inline table {{ type = ... }}')
+    unknown = set(spec) - _COLUMN_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{here} has unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_COLUMN_KEYS))}"
+        )
+    if "type" not in spec:
+        raise ConfigError(f"{here} has no type")
+    try:
+        ctype = parse_type(str(spec["type"]))
+    except ValueError as exc:
+        raise ConfigError(f"{here}: {exc}") from None
+    column = spec.get("column", snake(attribute))
+    if not isinstance(column, str) or not column:
+        raise ConfigError(f"{here}: column must be a non-empty string")
+    required = spec.get("required", False)
+    if not isinstance(required, bool):
+        raise ConfigError(f"{here}: required must be true or false")
+    time_format = spec.get("format", "auto")
+    if time_format not in TIME_FORMATS:
+        raise ConfigError(f"{here}: format = {time_format!r}; expected one of {', '.join(TIME_FORMATS)}")
+    if time_format != "auto" and ctype.kind != "timestamptz":
+        raise ConfigError(f"{here}: format only applies to timestamptz columns")
+    if any(not part for part in attribute.split(".")):
+        raise ConfigError(f"{here}: not an attribute path (Name or Parent.Child)")
+    return ColumnConfig(attribute, column, ctype, required, time_format)
 
 
 def _options(raw: Any, base: TableOptions, path: Path | None, where: str) -> TableOptions:

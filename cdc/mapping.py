@@ -1,36 +1,44 @@
 """Source tables → replica tables, and records → row values. Pure (no connection).
 
-Document mode (DESIGN §3) needs no configuration: a table's key columns come from the
-first record seen for it, every attribute lands in the `item` JSON column. The table
-options (deletes, ttl_deletes, nul, ...) come from the configuration.
+Two modes behind one `TableSpec`:
+
+* document mode (DESIGN §3, zero configuration): key columns come from the first record
+  seen for a table, the whole item lands in the `item` JSON column;
+* typed mode (a `[tables.X.columns]` mapping): declared columns, converted strictly
+  (`cdc.convert`), with unmapped attributes kept in an `extra` JSON column or dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import Boolean, Column, DateTime, MetaData, Table
 from sqlalchemy.types import TypeEngine
 
+from cdc.convert import ColumnType, ConversionError, Converter, converter
 from cdc.decode import dumps, find_nul, image_to_plain, map_strings, to_python
-from cdc.errors import NameCollision, RecordError
+from cdc.errors import ConfigError, NameCollision, RecordError
 from cdc.naming import NameTable, fit, snake
 from cdc.records import Change
-from cdc.types import JsonDocument, SequenceNumber
+from cdc.types import JsonDocument, SequenceNumber, canonical_number
 
 SEQ = "_cdc_seq"
 DELETED = "_cdc_deleted"
 EVENT_TIME = "_cdc_event_time"
 APPLIED_AT = "_cdc_applied_at"
 ITEM = "item"
+EXTRA = "extra"
 BOOKKEEPING_COLUMNS = (SEQ, DELETED, EVENT_TIME, APPLIED_AT)
 
 Deletes = Literal["soft", "hard"]
 TtlDeletes = Literal["delete", "ignore"]
 NulPolicy = Literal["reject", "strip", "replace"]
+Unmapped = Literal["extra", "drop"]
 NUL_REPLACEMENT = "\ufffd"
 
 
@@ -43,11 +51,44 @@ class TableOptions:
     hydrate: bool = False
 
 
+@dataclass(frozen=True)
+class ColumnConfig:
+    """One typed column: where its value comes from and what it must fit."""
+
+    attribute: str  # as written in the mapping: "Total", "Address.City"
+    column: str
+    type: ColumnType
+    required: bool = False
+    time_format: str = "auto"
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(self.attribute.split("."))
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """A source table's entry in the mapping file."""
+
+    source: str
+    options: TableOptions = field(default_factory=TableOptions)
+    table: str | None = None  # target table name; default snake(source)
+    schema: str | None = None  # default CDC_SCHEMA
+    keys: tuple[str, ...] = ()  # key attributes, in primary-key order (typed mode)
+    columns: tuple[ColumnConfig, ...] = ()
+    unmapped: Unmapped = "extra"
+
+    @property
+    def typed(self) -> bool:
+        return bool(self.columns)
+
+
 @dataclass(frozen=True, slots=True)
 class KeyColumn:
     attribute: str
     column: str
-    tag: str  # S | N | B
+    tag: str | None  # document mode: the DynamoDB type every record must carry
+    convert: Converter
 
 
 @dataclass(slots=True)
@@ -64,6 +105,9 @@ class RowVersion:
     change: Change
 
 
+ValuesOf = Callable[[dict[str, Any], str, TableOptions], dict[str, Any]]
+
+
 class TableSpec:
     """One replica table: its SQLAlchemy `Table`, key columns and options, and the
     conversion of a record into a `RowVersion` for it."""
@@ -74,7 +118,7 @@ class TableSpec:
         table: Table,
         keys: tuple[KeyColumn, ...],
         options: TableOptions,
-        values_of: Callable[[dict[str, Any], str, TableOptions], dict[str, Any]],
+        values_of: ValuesOf,
     ) -> None:
         self.source_table = source_table
         self.table = table
@@ -83,7 +127,9 @@ class TableSpec:
         self._values_of = values_of
         self.key_names = tuple(k.column for k in keys)
         self.value_names = tuple(
-            c.name for c in table.columns if c.name not in self.key_names and c.name not in BOOKKEEPING_COLUMNS
+            c.name
+            for c in table.columns
+            if c.name not in self.key_names and c.name not in BOOKKEEPING_COLUMNS
         )
 
     @property
@@ -93,7 +139,9 @@ class TableSpec:
     def key_of(self, change: Change) -> tuple[Any, ...]:
         expected = {k.attribute: k.tag for k in self.keys}
         actual = {name: next(iter(av)) for name, av in change.keys.items()}
-        if actual != expected:
+        if set(actual) != set(expected) or any(
+            tag is not None and actual[name] != tag for name, tag in expected.items()
+        ):
             raise RecordError(
                 f"record keys {_describe(actual)} do not match the key of replica table "
                 f"{self.qualified_name!r}: {_describe(expected)}",
@@ -101,14 +149,21 @@ class TableSpec:
             )
         values = []
         for key in self.keys:
-            value = to_python(change.keys[key.attribute], f"Keys.{key.attribute}")
+            value = key.convert(change.keys[key.attribute], f"Keys.{key.attribute}")
+            if value is None:
+                raise RecordError(f"key attribute {key.attribute!r} is NULL", kind="key_mismatch")
             if isinstance(value, str) and "\x00" in value:
                 # Never stripped or replaced: that could merge two distinct keys.
                 raise RecordError(
                     f"key attribute {key.attribute!r} contains U+0000, which the database "
-                    "cannot store in a key", kind="nul")
+                    "cannot store in a key",
+                    kind="nul",
+                )
             values.append(value)
         return tuple(values)
+
+    def values_of(self, image: dict[str, Any], where: str) -> dict[str, Any]:
+        return self._values_of(image, where, self.options)
 
     def row_version(self, change: Change) -> RowVersion | None:
         """The record as a row version, or None when the table ignores it (TTL)."""
@@ -116,8 +171,8 @@ class TableSpec:
         if change.is_remove:
             if change.is_ttl_expiry and self.options.ttl_deletes == "ignore":
                 return None
-            image, where = change.old_image, "OldImage"
-            values = None if image is None else self._values_of(image, where, self.options)
+            image = change.old_image
+            values = None if image is None else self.values_of(image, "OldImage")
             return RowVersion(key, change.sequence, True, values, change.event_time, change)
         if change.new_image is None:
             raise RecordError(
@@ -126,20 +181,39 @@ class TableSpec:
                 "or switch the stream to NEW_IMAGE or NEW_AND_OLD_IMAGES",
                 kind="missing_image",
             )
-        values = self._values_of(change.new_image, "NewImage", self.options)
+        values = self.values_of(change.new_image, "NewImage")
         return RowVersion(key, change.sequence, False, values, change.event_time, change)
 
 
-def _describe(keys: dict[str, str]) -> str:
-    return "(" + ", ".join(f"{name} {tag}" for name, tag in sorted(keys.items())) + ")"
+def _describe(keys: Mapping[str, str | None]) -> str:
+    parts = (f"{name} {tag}" if tag else name for name, tag in sorted(keys.items()))
+    return "(" + ", ".join(parts) + ")"
+
+
+def key_hash(key: Sequence[Any]) -> tuple[str, str]:
+    """(sha256, JSON) of a key, the same for equal keys whatever their spelling
+    (`1.0` and `1` are one DynamoDB number): identifies a tombstone."""
+    canonical = [
+        canonical_number(v) if isinstance(v, Decimal | int) and not isinstance(v, bool) else v
+        for v in key
+    ]
+    text = dumps(canonical)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(), text
+
+
+# --- U+0000 -----------------------------------------------------------------------------
+
+
+def _nul_fix(policy: NulPolicy) -> Callable[[str], str]:
+    return (lambda s: s.replace("\x00", "")) if policy == "strip" else (
+        lambda s: s.replace("\x00", NUL_REPLACEMENT)
+    )
 
 
 def apply_nul_policy(plain: Any, path: str, policy: NulPolicy) -> Any:
     """Postgres cannot store U+0000 in text or jsonb; the table's `nul` option decides."""
-    if policy == "strip":
-        return map_strings(plain, lambda s: s.replace("\x00", ""))
-    if policy == "replace":
-        return map_strings(plain, lambda s: s.replace("\x00", NUL_REPLACEMENT))
+    if policy != "reject":
+        return map_strings(plain, _nul_fix(policy))
     found = find_nul(plain, path)
     raise RecordError(
         f"{found} contains U+0000, which PostgreSQL cannot store; set nul = \"strip\" or "
@@ -148,12 +222,18 @@ def apply_nul_policy(plain: Any, path: str, policy: NulPolicy) -> Any:
     )
 
 
-def document_values(image: dict[str, Any], where: str, options: TableOptions) -> dict[str, Any]:
-    plain = image_to_plain(image, where)
+def _plain_json(plain: Any, where: str, policy: NulPolicy) -> str:
     text = dumps(plain)
     if "\\u0000" in text and find_nul(plain, where) is not None:
-        text = dumps(apply_nul_policy(plain, where, options.nul))
-    return {ITEM: text}
+        text = dumps(apply_nul_policy(plain, where, policy))
+    return text
+
+
+# --- document mode ------------------------------------------------------------------------
+
+
+def document_values(image: dict[str, Any], where: str, options: TableOptions) -> dict[str, Any]:
+    return {ITEM: _plain_json(image_to_plain(image, where), where, options.nul)}
 
 
 @dataclass
@@ -166,12 +246,15 @@ class DocumentTables:
     key_type: Callable[[str], TypeEngine[Any]]
     options_for: Callable[[str], TableOptions]
     table_names: NameTable = field(default_factory=lambda: NameTable("source tables"))
+    names_for: Callable[[str], tuple[str | None, str | None]] = lambda source: (None, None)
 
     def spec_for(self, change: Change) -> TableSpec:
         source = change.source_table
-        name = fit(snake(source), self.max_identifier_bytes, source)
+        configured_name, configured_schema = self.names_for(source)
+        name = configured_name or fit(snake(source), self.max_identifier_bytes, source)
+        schema = configured_schema or self.schema
         try:
-            self.table_names.claim(name, source)
+            self.table_names.claim(f"{schema}.{name}" if schema else name, source)
         except NameCollision as exc:
             raise RecordError(str(exc), kind="name_collision") from None
         columns = NameTable(
@@ -185,14 +268,15 @@ class DocumentTables:
                 columns.claim(column, attribute)
             except NameCollision as exc:
                 raise RecordError(str(exc), kind="name_collision") from None
-            keys.append(KeyColumn(attribute, column, next(iter(change.keys[attribute]))))
+            tag = next(iter(change.keys[attribute]))
+            keys.append(KeyColumn(attribute, column, tag, to_python))
         table = Table(
             name,
             self.metadata,
-            *(Column(k.column, self.key_type(k.tag), primary_key=True) for k in keys),
+            *(Column(k.column, self.key_type(k.tag or "S"), primary_key=True) for k in keys),
             Column(ITEM, JsonDocument()),
             *bookkeeping_columns(),
-            schema=self.schema,
+            schema=schema,
             extend_existing=True,
         )
         return TableSpec(source, table, tuple(keys), self.options_for(source), document_values)
@@ -205,3 +289,113 @@ def bookkeeping_columns() -> list[Column[Any]]:
         Column(EVENT_TIME, DateTime(timezone=True)),
         Column(APPLIED_AT, DateTime(timezone=True), nullable=False),
     ]
+
+
+# --- typed mode ---------------------------------------------------------------------------
+
+
+def _lookup(image: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The AttributeValue at `path` (`Address.City` → image["Address"]["M"]["City"])."""
+    current: Any = image.get(path[0])
+    for part in path[1:]:
+        if not isinstance(current, dict) or not isinstance(current.get("M"), dict):
+            return None
+        current = current["M"].get(part)
+    return current
+
+
+def typed_values_factory(config: TableConfig) -> ValuesOf:
+    keys = set(config.keys)
+    columns = [(c, converter(c.column, c.type, c.time_format)) for c in config.columns if c.attribute not in keys]
+    direct = {c.path[0] for c in config.columns if len(c.path) == 1}
+    keep_extra = config.unmapped == "extra"
+
+    def values_of(image: dict[str, Any], where: str, options: TableOptions) -> dict[str, Any]:
+        plain = image_to_plain(image, where)  # validates every attribute, used or not
+        values: dict[str, Any] = {}
+        for column, convert in columns:
+            av = _lookup(image, column.path)
+            path = f"{where}.{column.attribute}"
+            value = None if av is None else convert(av, path)
+            if value is None and column.required:
+                raise ConversionError(
+                    f"column {column.column!r} requires attribute {column.attribute!r}, "
+                    "which is missing or NULL"
+                )
+            values[column.column] = _fix_nul(value, path, options.nul)
+        if keep_extra:
+            rest = {name: value for name, value in plain.items() if name not in direct}
+            values[EXTRA] = _plain_json(rest, where, options.nul) if rest else None
+        return values
+
+    return values_of
+
+
+def _fix_nul(value: Any, path: str, policy: NulPolicy) -> Any:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return apply_nul_policy(value, path, policy)
+        if "\\u0000" in value and value[:1] in "[{\"":  # a JSON column's text
+            from cdc.decode import loads
+
+            return _plain_json(loads(value), path, policy)
+    elif isinstance(value, list) and any(isinstance(v, str) and "\x00" in v for v in value):
+        return apply_nul_policy(value, path, policy)
+    return value
+
+
+def typed_spec(
+    config: TableConfig,
+    metadata: MetaData,
+    default_schema: str | None,
+    max_identifier_bytes: int,
+    column_type: Callable[[ColumnType, bool], TypeEngine[Any]],
+) -> TableSpec:
+    """The replica table of a typed mapping. Raises ConfigError on name collisions."""
+    source = config.source
+    name = fit(config.table or snake(source), max_identifier_bytes, source)
+    reserved = {n: f"<cdc column {n}>" for n in BOOKKEEPING_COLUMNS}
+    if config.unmapped == "extra":
+        reserved[EXTRA] = "<cdc column extra>"
+    names = NameTable(f"columns of table {source!r}: attributes", reserved=reserved)
+    resolved: dict[str, ColumnConfig] = {}
+    for column in config.columns:
+        identifier = fit(column.column, max_identifier_bytes, column.attribute)
+        try:
+            names.claim(identifier, column.attribute)
+        except NameCollision as exc:
+            raise ConfigError(f"{config_where(config)}: {exc}") from None
+        resolved[column.attribute] = ColumnConfig(
+            column.attribute, identifier, column.type, column.required, column.time_format
+        )
+    key_columns = []
+    sql_columns: list[Column[Any]] = []
+    for attribute in config.keys:
+        column = resolved[attribute]
+        key_columns.append(KeyColumn(attribute, column.column, None, converter(column.column, column.type, column.time_format)))
+        sql_columns.append(Column(column.column, column_type(column.type, True), primary_key=True))
+    for attribute, column in resolved.items():
+        if attribute in config.keys:
+            continue
+        sql_columns.append(
+            Column(column.column, column_type(column.type, False), nullable=not column.required)
+        )
+    if config.unmapped == "extra":
+        sql_columns.append(Column(EXTRA, JsonDocument()))
+    table = Table(
+        name,
+        metadata,
+        *sql_columns,
+        *bookkeeping_columns(),
+        schema=config.schema or default_schema,
+        extend_existing=True,
+    )
+    effective = TableConfig(
+        source, config.options, name, config.schema, config.keys,
+        tuple(resolved[c.attribute] for c in config.columns), config.unmapped,
+    )
+    return TableSpec(source, table, tuple(key_columns), config.options, typed_values_factory(effective))
+
+
+def config_where(config: TableConfig) -> str:
+    return f"[tables.{config.source}]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -75,4 +76,26 @@ tombstones = Table(
     Index("ix_cdc_tombstones_deleted_at", "deleted_at"),
 )
 
-BOOKKEEPING_TABLES = ("cdc_dead_letters", "cdc_checkpoints", "cdc_tombstones")
+backfill_segments = Table(
+    "cdc_backfill_segments",
+    metadata,
+    # One row per Scan segment of a backfill (`cdc backfill`), so an interrupted
+    # backfill resumes where each segment stopped. Written after each page commits.
+    Column("source_table", String(255), primary_key=True),
+    Column("segment", Integer, primary_key=True),
+    Column("total_segments", Integer, nullable=False),
+    # The Scan's LastEvaluatedKey as JSON (AttributeValues, binary as base64);
+    # NULL: the segment has not read a page yet.
+    Column("last_evaluated_key", Text),
+    Column("items_written", BigInteger, nullable=False),
+    Column("done", Boolean, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+BOOKKEEPING_TABLES = (
+    "cdc_dead_letters",
+    "cdc_checkpoints",
+    "cdc_tombstones",
+    "cdc_backfill_segments",
+)

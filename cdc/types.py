@@ -8,12 +8,19 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Numeric, String, Text
+from sqlalchemy import String, Text
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler, TypeCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from cdc.decode import dumps
+
 SEQUENCE_WIDTH = 40
+MYSQL_MAX_DECIMAL_DIGITS = 65
 
 
 class SequenceNumber(TypeDecorator[int]):
@@ -45,51 +52,118 @@ class SequenceNumber(TypeDecorator[int]):
         return None if value is None else int(value)
 
 
-class KeyNumber(TypeDecorator[Decimal]):
-    """A DynamoDB number used as a key: NUMERIC on Postgres; canonical text elsewhere,
-    because SQLite and MySQL have no exact type for 38 digits at exponent ±125."""
+class ExactNumber(TypeDecorator[Decimal]):
+    """A DynamoDB number kept exactly: NUMERIC(p,s) on Postgres, DECIMAL(p,s) on MySQL
+    when it fits; canonical text otherwise (SQLite has no exact type for 38 digits at
+    exponent ±125, MySQL's DECIMAL stops at 65 digits)."""
 
     impl = Text
     cache_ok = True
 
+    def __init__(self, precision: int | None = None, scale: int | None = None, *, key: bool = False) -> None:
+        super().__init__()
+        self.precision = precision
+        self.scale = scale
+        self.key = key
+
+    def _as_text(self, dialect: Dialect) -> bool:
+        if dialect.name == "postgresql":
+            return False
+        if dialect.name in ("mysql", "mariadb"):
+            return self.precision is None or self.precision > MYSQL_MAX_DECIMAL_DIGITS
+        return True
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.NUMERIC())
+            return dialect.type_descriptor(postgresql.NUMERIC(self.precision, self.scale))
+        if not self._as_text(dialect):
+            return dialect.type_descriptor(mysql.DECIMAL(self.precision, self.scale or 0))
         if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(String(160))
+            # A key needs a bounded length on MySQL; 160 characters hold any DynamoDB number.
+            return dialect.type_descriptor(String(160) if self.key else Text())
         return dialect.type_descriptor(Text())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if value is None or dialect.name == "postgresql":
+        if value is None or not self._as_text(dialect):
             return value
-        return canonical_number(value)
+        return canonical_number(Decimal(value))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         return None if value is None else Decimal(value)
 
 
-def canonical_number(value: Decimal) -> str:
+def canonical_number(value: Decimal | int) -> str:
     """One text per numeric value: `100`, `1.5`, `0.001`, never `1E+2` or `1.50`."""
+    if isinstance(value, int):
+        return str(value)
     if value == value.to_integral_value():
         return str(int(value))
     return format(value.normalize(), "f")
 
 
 class JsonDocument(TypeDecorator[str]):
-    """A JSON document bound as JSON text we encoded ourselves (numbers exact).
+    """A JSON document, bound and read as JSON text that we encode ourselves, so numbers
+    stay exact (a driver's JSON adapter would go through float).
 
-    jsonb on Postgres, JSON on MySQL/MariaDB, text on SQLite. The statement builders
-    cast the bound text to the column type where the database needs it.
+    jsonb on Postgres (the bound text is cast, and read back as text), JSON on
+    MySQL/MariaDB, text on SQLite. A value that is not already text is encoded here.
     """
 
     impl = Text
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "postgresql":
-            return postgresql.JSONB()
-        if dialect.name in ("mysql", "mariadb"):
-            return mysql.JSON()
-        return Text()
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        return dumps(value)
+
+    def bind_expression(self, bindvalue: Any) -> ColumnElement[Any]:
+        return _JsonIn(bindvalue)
+
+    def column_expression(self, column: Any) -> ColumnElement[Any]:
+        return _JsonOut(column)
 
 
+class _JsonIn(FunctionElement[str]):
+    inherit_cache = True
+    type = Text()
+
+
+class _JsonOut(FunctionElement[str]):
+    inherit_cache = True
+    type = Text()
+
+
+def _only_argument(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(next(iter(element.clauses)), **kw))
+
+
+@compiles(_JsonIn)
+def _json_in(element: _JsonIn, compiler: SQLCompiler, **kw: Any) -> str:
+    return _only_argument(element, compiler, **kw)
+
+
+@compiles(_JsonIn, "postgresql")
+def _json_in_pg(element: _JsonIn, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({_only_argument(element, compiler, **kw)} AS JSONB)"
+
+
+@compiles(_JsonOut)
+def _json_out(element: _JsonOut, compiler: SQLCompiler, **kw: Any) -> str:
+    return _only_argument(element, compiler, **kw)
+
+
+@compiles(_JsonOut, "postgresql")
+def _json_out_pg(element: _JsonOut, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({_only_argument(element, compiler, **kw)} AS TEXT)"
+
+
+@compiles(JsonDocument, "postgresql")
+def _json_ddl_pg(type_: JsonDocument, compiler: TypeCompiler, **kw: Any) -> str:
+    return "JSONB"
+
+
+@compiles(JsonDocument, "mysql")
+@compiles(JsonDocument, "mariadb")
+def _json_ddl_mysql(type_: JsonDocument, compiler: TypeCompiler, **kw: Any) -> str:
+    return "JSON"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 from decimal import Decimal
 from typing import Any
@@ -21,10 +22,31 @@ def stream_arn(table: str, region: str = REGION) -> str:
 
 
 def av(value: Any) -> dict[str, Any]:
-    """A Python value (int/Decimal for numbers, bytes, sets) as a DynamoDB AttributeValue."""
+    """A Python value (int/Decimal for numbers, bytes, sets) as a DynamoDB AttributeValue,
+    in the wire form a stream delivers (binary as base64 text, as in Lambda events)."""
+    return _wire(_serializer.serialize(_numbers(value)))
+
+
+def _numbers(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
-        value = Decimal(value)
-    return _serializer.serialize(value)
+        return Decimal(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, set) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return {Decimal(v) for v in value}
+    return value
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    return value
 
 
 def image(item: dict[str, Any]) -> dict[str, Any]:

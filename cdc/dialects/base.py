@@ -6,23 +6,42 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import Column, ColumnElement, LargeBinary, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Date,
+    DateTime,
+    Double,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    select,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
-from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec
-from cdc.types import KeyNumber
-
+from cdc.convert import ColumnType
+from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec, key_hash
+from cdc.types import ExactNumber, JsonDocument
 
 # SQLAlchemy only reports rowcount for UPDATE/DELETE unless asked; we count the rows
 # an upsert changed (the others were stale).
 _ROWCOUNT = {"preserve_rowcount": True}
+# Bound values per IN list / multi-row VALUES statement: below every database's limit.
+MAX_BINDS = 30000
 
 
 class Incoming(Protocol):
     """The values of the row being inserted, as the database names them in an upsert
-    (`excluded.x` on Postgres and SQLite, `VALUES(x)` / an alias on MySQL)."""
+    (`excluded.x` on Postgres and SQLite, an alias or `VALUES(x)` on MySQL)."""
 
     def __getitem__(self, name: str) -> ColumnElement[Any]: ...
 
@@ -36,11 +55,34 @@ class Dialect:
     max_identifier_bytes: ClassVar[int] = 63
     supports_schemas: ClassVar[bool] = True
 
-    def key_type(self, tag: str) -> TypeEngine[Any]:
-        """Column type of a key attribute with DynamoDB type `tag` (S, N or B)."""
-        return {"S": Text(), "N": KeyNumber(), "B": LargeBinary()}[tag]
+    # --- types ------------------------------------------------------------------------
 
-    # --- statements -----------------------------------------------------------------
+    def key_type(self, tag: str) -> TypeEngine[Any]:
+        """Column type of a document-mode key attribute of DynamoDB type S, N or B."""
+        return {"S": Text(), "N": ExactNumber(key=True), "B": LargeBinary()}[tag]
+
+    def column_type(self, ctype: ColumnType, key: bool) -> TypeEngine[Any]:
+        """Column type of a typed mapping's column."""
+        kind = ctype.kind
+        simple: dict[str, TypeEngine[Any]] = {
+            "text": Text(),
+            "bigint": BigInteger(),
+            "integer": Integer(),
+            "smallint": SmallInteger(),
+            "boolean": Boolean(),
+            "double": Double(),
+            "timestamptz": DateTime(timezone=True),
+            "date": Date(),
+            "jsonb": JsonDocument(),
+            "bytea": LargeBinary(),
+            "text[]": JsonDocument(),  # a JSON array where the database has no arrays
+            "numeric[]": JsonDocument(),
+        }
+        if kind == "numeric":
+            return ExactNumber(ctype.precision, ctype.scale, key=key)
+        return simple[kind]
+
+    # --- statements -------------------------------------------------------------------
 
     def insert(self, table: Table) -> Insert:
         raise NotImplementedError
@@ -61,15 +103,47 @@ class Dialect:
         """
         raise NotImplementedError
 
+    def rows_per_statement(self, table: Table) -> int:
+        """How many rows one multi-row VALUES statement may carry (bind limits)."""
+        return max(1, MAX_BINDS // max(1, len(table.columns)))
+
+    # --- writing row versions -----------------------------------------------------------
+
     def write_rows(
         self,
         conn: Connection,
         spec: TableSpec,
         rows: Sequence[RowVersion],
         applied_at: datetime,
+        tombstones: Table,
     ) -> int:
-        """Guarded upsert of row versions (soft deletes included); returns how many rows
-        it changed (the rest were stale)."""
+        """Apply row versions (one per key) under the sequence guard; returns how many
+        rows changed (the rest were stale).
+
+        Soft deletes are upserts like any other. With `deletes = "hard"` a delete removes
+        the row and leaves a tombstone, and an upsert must be newer than the key's
+        tombstone (and clears it), so a late older INSERT cannot bring the row back.
+        """
+        if spec.options.deletes != "hard":
+            return self._upsert_versions(conn, spec, rows, applied_at)
+        upserts = [r for r in rows if not r.deleted]
+        deletes = [r for r in rows if r.deleted]
+        name = spec.qualified_name
+        changed = 0
+        if upserts:
+            hashes = {id(r): key_hash(r.key)[0] for r in upserts}
+            buried = self._tombstone_sequences(conn, tombstones, name, list(hashes.values()))
+            alive = [r for r in upserts if buried.get(hashes[id(r)], -1) < r.sequence]
+            if alive:
+                changed += self._upsert_versions(conn, spec, alive, applied_at)
+                self._clear_tombstones(conn, tombstones, name, [hashes[id(r)] for r in alive if hashes[id(r)] in buried])
+        if deletes:
+            changed += self._hard_delete(conn, spec, deletes, applied_at, tombstones)
+        return changed
+
+    def _upsert_versions(
+        self, conn: Connection, spec: TableSpec, rows: Sequence[RowVersion], applied_at: datetime
+    ) -> int:
         count = 0
         with_values = [r for r in rows if r.values is not None]
         without_values = [r for r in rows if r.values is None]
@@ -87,7 +161,8 @@ class Dialect:
         value_names: Sequence[str],
         applied_at: datetime,
     ) -> int:
-        """One guarded upsert statement setting `value_names` and the bookkeeping."""
+        """Guarded upsert setting `value_names` and the bookkeeping columns, as
+        multi-row VALUES statements."""
         dicts = [row_dict(spec, r, value_names, applied_at) for r in rows]
         assigned = (*value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT)
         step = self.rows_per_statement(spec.table)
@@ -102,9 +177,62 @@ class Dialect:
             count += conn.execute(stmt, execution_options=_ROWCOUNT).rowcount
         return count
 
-    def rows_per_statement(self, table: Table) -> int:
-        """How many rows one multi-row VALUES statement may carry (bind limits)."""
-        return max(1, 30000 // max(1, len(table.columns)))
+    def _hard_delete(
+        self,
+        conn: Connection,
+        spec: TableSpec,
+        rows: Sequence[RowVersion],
+        applied_at: datetime,
+        tombstones: Table,
+    ) -> int:
+        table = spec.table
+        condition = and_(
+            *(table.c[name] == bindparam(f"k_{i}") for i, name in enumerate(spec.key_names)),
+            table.c[SEQ] < bindparam("seq"),
+        )
+        params = [
+            {**{f"k_{i}": value for i, value in enumerate(r.key)}, "seq": r.sequence} for r in rows
+        ]
+        conn.execute(delete(table).where(condition), params)
+        marks = []
+        for r in rows:
+            digest, text = key_hash(r.key)
+            marks.append(
+                {"table_name": spec.qualified_name, "key_hash": digest, "key": text,
+                 "sequence": r.sequence, "deleted_at": applied_at}
+            )
+        count = 0
+        step = self.rows_per_statement(tombstones)
+        for start in range(0, len(marks), step):
+            stmt = self.merge(
+                tombstones,
+                marks[start : start + step],
+                assign=lambda new: {"sequence": new["sequence"], "deleted_at": new["deleted_at"]},
+                guard=lambda new: tombstones.c.sequence < new["sequence"],
+            )
+            count += conn.execute(stmt, execution_options=_ROWCOUNT).rowcount
+        return count
+
+    def _tombstone_sequences(
+        self, conn: Connection, tombstones: Table, name: str, hashes: Sequence[str]
+    ) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(hashes), MAX_BINDS):
+            chunk = hashes[start : start + MAX_BINDS]
+            query = select(tombstones.c.key_hash, tombstones.c.sequence).where(
+                tombstones.c.table_name == name, tombstones.c.key_hash.in_(chunk)
+            )
+            found.update({h: int(s) for h, s in conn.execute(query)})
+        return found
+
+    def _clear_tombstones(
+        self, conn: Connection, tombstones: Table, name: str, hashes: Sequence[str]
+    ) -> None:
+        for start in range(0, len(hashes), MAX_BINDS):
+            chunk = hashes[start : start + MAX_BINDS]
+            conn.execute(
+                delete(tombstones).where(tombstones.c.table_name == name, tombstones.c.key_hash.in_(chunk))
+            )
 
     def ensure_schema(self, conn: Connection, schema: str) -> None:
         """Create `schema` if the database has schemas and it is missing."""

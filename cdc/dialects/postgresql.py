@@ -23,16 +23,17 @@ from sqlalchemy import (
     select,
 
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, NUMERIC
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateSchema
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
+from cdc.convert import ColumnType
 from cdc.dialects.base import _ROWCOUNT, OnConflictDialect
 from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec
-from cdc.types import JsonDocument, SequenceNumber
+from cdc.types import ExactNumber, JsonDocument, SequenceNumber
 
 
 
@@ -46,6 +47,15 @@ class PostgresDialect(OnConflictDialect):
     def ensure_schema(self, conn: Connection, schema: str) -> None:
         conn.execute(CreateSchema(schema, if_not_exists=True))
 
+    def column_type(self, ctype: ColumnType, key: bool) -> TypeEngine[Any]:
+        if ctype.kind == "text[]":
+            return ARRAY(Text())
+        if ctype.kind == "numeric[]":
+            return ARRAY(NUMERIC())
+        if ctype.kind == "double":
+            return DOUBLE_PRECISION()
+        return super().column_type(ctype, key)
+
     def _upsert(
         self,
         conn: Connection,
@@ -55,6 +65,9 @@ class PostgresDialect(OnConflictDialect):
         applied_at: datetime,
     ) -> int:
         table = spec.table
+        if any(isinstance(table.c[name].type, ARRAY) for name in value_names):
+            # unnest() flattens arrays of arrays: array columns take the VALUES path.
+            return super()._upsert(conn, spec, rows, value_names, applied_at)
         names = [*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME]
         columns: list[list[Any]] = [[] for _ in names]
         n_keys = len(spec.key_names)
@@ -99,6 +112,8 @@ def _array_element(column_type: TypeEngine[Any]) -> tuple[TypeEngine[Any], TypeE
         return Text(), JSONB()  # bound as our own exact JSON text, cast server-side
     if isinstance(column_type, SequenceNumber):
         return NUMERIC(40, 0), None
+    if isinstance(column_type, ExactNumber):
+        return NUMERIC(column_type.precision, column_type.scale), None
     if isinstance(column_type, Boolean):
         return Boolean(), None
     return column_type, None
