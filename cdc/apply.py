@@ -316,7 +316,7 @@ class Replicator:
             return
         from cdc.migrate import ensure_bookkeeping
 
-        ensure_bookkeeping(self.engine, self.schema)
+        ensure_bookkeeping(self.engine, self.schema, self.settings)
         self._bookkeeping_ready = True
 
     def _ensure_table(self, spec: TableSpec) -> str | None:

@@ -13,13 +13,19 @@ two so every record we build looks exactly like one Lambda would deliver.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from cdc.errors import CdcError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -45,6 +51,8 @@ TRANSIENT_CODES = THROTTLING_CODES | {
     "ServiceUnavailable",
     "ServiceUnavailableException",
 }
+
+log = logging.getLogger("cdc.aws")
 
 _ARN = re.compile(r"arn:(aws[a-z-]*):([a-z0-9-]+):([a-z0-9-]*):([0-9]*):(.+)")
 
@@ -90,6 +98,33 @@ def is_transient(exc: BaseException) -> bool:
     # botocore's connection errors (EndpointConnectionError, ReadTimeoutError, ...)
     # all derive from this class; matched by name so botocore stays unimported.
     return any(cls.__name__ == "HTTPClientError" for cls in type(exc).__mro__)
+
+
+def call(
+    operation: Callable[..., Any],
+    *,
+    attempts: int = 8,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs: Any,
+) -> Any:
+    """Call an AWS operation, retrying throttling and server errors with exponential
+    backoff and full jitter (on top of botocore's own few retries): a long scan or a
+    tail must ride out a busy table, not die on it."""
+    name = getattr(operation, "__name__", "call")
+    retrying = Retrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_random_exponential(multiplier=0.2, max=10),
+        stop=stop_after_attempt(attempts),
+        sleep=sleep,
+        before_sleep=lambda state: log.warning(
+            "%s throttled or unavailable (attempt %d), retrying: %s",
+            name,
+            state.attempt_number,
+            state.outcome.exception() if state.outcome else "?",
+        ),
+        reraise=True,
+    )
+    return retrying(operation, **kwargs)
 
 
 class Clients:
@@ -195,3 +230,67 @@ def epoch_seconds(value: datetime) -> int | float:
     parses the API's number into a datetime; Lambda passes the number through)."""
     seconds = value.timestamp()
     return int(seconds) if seconds.is_integer() else seconds
+
+
+# --- source tables ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTable:
+    """What backfill and verify need to know of a DynamoDB table (DescribeTable)."""
+
+    name: str
+    arn: str
+    keys: tuple[tuple[str, str], ...]  # (attribute, S | N | B): partition key first
+    item_count: int | None  # DynamoDB's estimate, refreshed about every six hours
+    stream_arn: str | None
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.keys)
+
+    @property
+    def region(self) -> str:
+        parsed = Arn.parse(self.arn)
+        return parsed.region if parsed else ""
+
+    def synthetic_stream_arn(self, label: str) -> str:
+        """A stream ARN for records we make up (a backfill's, verify's): the table's
+        real partition, region and account, and a label no real stream has (real labels
+        are timestamps), so their checkpoints and dead letters are told apart."""
+        parsed = Arn.parse(self.arn)
+        if parsed is None:
+            raise CdcError(f"DynamoDB returned table ARN {self.arn!r}, which cdc cannot parse")
+        return (
+            f"arn:{parsed.partition}:dynamodb:{parsed.region}:{parsed.account}:"
+            f"table/{self.name}/stream/{label}"
+        )
+
+
+def table_name_and_region(table: str) -> tuple[str, str | None]:
+    """`Orders` or `arn:aws:dynamodb:eu-west-1:123456789012:table/Orders`."""
+    parsed = Arn.parse(table)
+    if parsed is None:
+        return table, None
+    if parsed.service != "dynamodb" or not parsed.resource.startswith("table/"):
+        raise CdcError(f"{table!r} is not a DynamoDB table name or table ARN")
+    return parsed.resource.split("/")[1], parsed.region or None
+
+
+def describe_table(client: DynamoDBClient, name: str) -> SourceTable:
+    try:
+        table = call(client.describe_table, TableName=name)["Table"]
+    except Exception as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            raise CdcError(f"DynamoDB table {name!r} does not exist (in this region)") from None
+        raise
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    schema = sorted(table["KeySchema"], key=lambda k: 0 if k["KeyType"] == "HASH" else 1)
+    count = table.get("ItemCount")
+    return SourceTable(
+        name=table["TableName"],
+        arn=table["TableArn"],
+        keys=tuple((k["AttributeName"], types[k["AttributeName"]]) for k in schema),
+        item_count=int(count) if count is not None else None,
+        stream_arn=table.get("LatestStreamArn"),
+    )

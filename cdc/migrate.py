@@ -7,11 +7,14 @@ pays for it, and a cold one only when the bookkeeping tables are missing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, MetaData, inspect
 
 from cdc.schema import BOOKKEEPING_TABLES
+
+if TYPE_CHECKING:
+    from cdc.config import Settings
 
 
 def migrations_dir() -> Path:
@@ -23,26 +26,50 @@ def migrations_dir() -> Path:
     raise FileNotFoundError("the cdc migrations directory is missing from this installation")
 
 
-def alembic_config(engine: Engine | None = None, schema: str | None = None, **attributes: Any) -> Any:
+def alembic_config(engine: Engine | None = None, settings: Settings | None = None) -> Any:
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["engine"] = engine
-    config.attributes["schema"] = schema
-    config.attributes.update(attributes)
+    config.attributes["settings"] = settings
     return config
 
 
-def upgrade(engine: Engine, schema: str | None = None, revision: str = "head", sql: bool = False) -> None:
+def upgrade(engine: Engine, settings: Settings, revision: str = "head", sql: bool = False) -> None:
+    """alembic upgrade, then create the mapping's tables that no revision created yet
+    and warn when the database differs from the mapping (see migrations/env.py)."""
     from alembic import command
 
-    command.upgrade(alembic_config(engine, schema), revision, sql=sql)
+    config = alembic_config(engine, settings)
+    config.attributes["create_configured_tables"] = True
+    command.upgrade(config, revision, sql=sql)
 
 
-def ensure_bookkeeping(engine: Engine, schema: str | None) -> None:
+def ensure_bookkeeping(engine: Engine, schema: str | None, settings: Settings | None = None) -> None:
     """Run the migrations when a bookkeeping table is missing (first run on a new
     database); otherwise one catalog query and nothing else."""
     existing = set(inspect(engine).get_table_names(schema=schema))
     if not set(BOOKKEEPING_TABLES) <= existing:
-        upgrade(engine, schema)
+        if settings is None:
+            from cdc.config import Settings
+
+            settings = Settings(database_url=engine.url, schema=schema)
+        upgrade(engine, settings)
+
+
+def target_metadata(settings: Settings, dialect_name: str) -> MetaData:
+    """What the database should contain: the bookkeeping tables and every typed table
+    of the mapping, as built for `dialect_name`. alembic autogenerate diffs against it."""
+    from cdc.bookkeeping import tables
+    from cdc.dialects import dialect_for
+    from cdc.mapping import typed_spec
+
+    dialect = dialect_for(dialect_name)
+    metadata = MetaData()
+    for table in tables(settings.schema).values():
+        table.to_metadata(metadata)
+    for config in settings.tables.values():
+        if config.typed:
+            typed_spec(config, metadata, settings.schema, dialect.max_identifier_bytes, dialect.column_type)
+    return metadata

@@ -1,47 +1,82 @@
 """alembic environment for cdc.
 
-Target metadata = the bookkeeping tables. The engine comes from `cdc migrate` (through
-`config.attributes`) or, when alembic is run by hand from a checkout, from the same
-settings the service reads (`CDC_DATABASE_URL`, `CDC_SCHEMA`, `CDC_CONFIG`).
+Target metadata = the bookkeeping tables + the typed tables of the mapping file
+(CDC_CONFIG), so `alembic revision --autogenerate` writes a migration when the mapping
+changes. The engine and settings come from `cdc migrate` (through
+`config.attributes`) or, when alembic runs by hand from a checkout, from the same
+settings the service reads (CDC_DATABASE_URL, CDC_SCHEMA, CDC_CONFIG).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from alembic import context
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 from sqlalchemy.schema import CreateSchema
+from sqlalchemy.types import TypeDecorator
 
-from cdc import schema as bookkeeping
+from cdc.migrate import target_metadata
 
+log = logging.getLogger("cdc.migrate")
 config = context.config
-target_metadata = bookkeeping.metadata
 
 # Serialises concurrent first runs (ten Lambda containers starting at once).
-LOCK_ID = 0x6364_6301  # "cdc\x01"
+LOCK_ID = 0x6364_6301
 
 
-def _settings() -> tuple[Any, str | None]:
+def _engine_and_settings() -> tuple[Any, Any]:
+    from cdc.config import load_settings
+
     engine = config.attributes.get("engine")
-    schema = config.attributes.get("schema")
+    settings = config.attributes.get("settings")
+    if settings is None:
+        settings = load_settings(default_url="sqlite:///cdc.db")
     if engine is None:
-        from cdc.config import load_settings
         from cdc.db import make_engine
 
-        settings = load_settings(default_url="sqlite:///cdc.db")
-        assert settings.database_url is not None
         engine = make_engine(settings.database_url)
-        schema = settings.schema
-    return engine, schema
+    return engine, settings
 
 
-def _configure(connection: Connection | None, schema: str | None, **kwargs: Any) -> None:
+def _compare_type(context: Any, inspected: Any, metadata_column: Any, inspected_type: Any, metadata_type: Any) -> bool | None:
+    """Our TypeDecorators (exact numbers, JSON as text) render per-dialect DDL: compare
+    what they render, not their Python impl, or every run would see a change."""
+    if not isinstance(metadata_type, TypeDecorator):
+        return None
+    dialect = context.dialect
+    expected = metadata_type.compile(dialect=dialect)
+    actual = inspected_type.compile(dialect=dialect)
+
+    def norm(ddl: str) -> str:
+        return ddl.upper().replace(" ", "").replace("DOUBLEPRECISION", "FLOAT")
+
+    return norm(expected) != norm(actual)
+
+
+def _configure(connection: Connection | None, settings: Any, metadata: Any, **kwargs: Any) -> None:
+    schema = settings.schema
+    wanted = {schema} | {c.schema for c in settings.tables.values() if c.schema}
+
+    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+        return name in wanted if type_ == "schema" else True
+
+    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        # Document-mode tables appear at run time and are no business of the mapping's
+        # migrations: never propose dropping a table we did not declare.
+        return not (type_ == "table" and reflected and compare_to is None)
+
     context.configure(
         connection=connection,
-        target_metadata=target_metadata,
+        target_metadata=metadata,
         version_table_schema=schema,
-        include_schemas=False,
+        include_schemas=schema is not None or len(wanted) > 1,
+        include_name=include_name,
+        include_object=include_object,
+        compare_type=_compare_type,
         render_as_batch=connection is not None and connection.dialect.name == "sqlite",
         user_module_prefix="cdc.types.",
         **kwargs,
@@ -49,28 +84,32 @@ def _configure(connection: Connection | None, schema: str | None, **kwargs: Any)
 
 
 def run_offline() -> None:
-    engine, schema = _settings()
-    _configure(None, schema, url=engine.url, literal_binds=True, dialect_name=engine.dialect.name)
+    engine, settings = _engine_and_settings()
+    metadata = target_metadata(settings, engine.dialect.name)
+    _configure(None, settings, metadata, url=engine.url, literal_binds=True, dialect_name=engine.dialect.name)
     with context.begin_transaction():
         context.run_migrations()
 
 
 def run_online() -> None:
-    engine, schema = _settings()
+    engine, settings = _engine_and_settings()
+    schema = settings.schema
     with engine.connect() as connection:
         name = connection.dialect.name
-        if schema is not None and name == "postgresql":
-            connection.execute(CreateSchema(schema, if_not_exists=True))
         if name == "postgresql":
             connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": LOCK_ID})
         elif name in ("mysql", "mariadb"):
             connection.execute(text("SELECT GET_LOCK('cdc_migrate', 60)"))
+        if schema is not None and name == "postgresql":
+            connection.execute(CreateSchema(schema, if_not_exists=True))
         connection.commit()
         try:
-            translated = connection.execution_options(schema_translate_map={None: schema}) if schema else connection
-            _configure(translated, schema)
+            metadata = target_metadata(settings, name)
+            _configure(connection, settings, metadata)
             with context.begin_transaction():
                 context.run_migrations()
+            if config.attributes.get("create_configured_tables"):  # `cdc migrate`, not autogenerate
+                _create_and_check(connection, settings, metadata)
             connection.commit()
         finally:
             if name == "postgresql":
@@ -78,6 +117,36 @@ def run_online() -> None:
             elif name in ("mysql", "mariadb"):
                 connection.execute(text("SELECT RELEASE_LOCK('cdc_migrate')"))
             connection.commit()
+
+
+def _create_and_check(connection: Connection, settings: Any, metadata: Any) -> None:
+    """Create configured tables that no revision created yet, then warn when the
+    database still differs from the mapping (a changed column needs a revision)."""
+    typed = [t for t in metadata.sorted_tables if not t.name.startswith(("cdc_", "alembic_"))]
+    for table in typed:
+        table.create(connection, checkfirst=True)
+    if not typed:
+        return
+    migration_context = MigrationContext.configure(
+        connection,
+        opts={
+            "compare_type": _compare_type,
+            "include_schemas": True,
+            "include_name": lambda name, type_, parents: type_ != "schema" or name in {t.schema for t in typed},
+            "include_object": lambda obj, name, type_, reflected, compare_to: not (
+                type_ == "table" and (compare_to is None or not str(name).startswith(tuple(t.name for t in typed)))
+            ),
+        },
+    )
+    diff = compare_metadata(migration_context, metadata)
+    if diff:
+        log.warning(
+            "the database differs from the mapping in %d way(s); generate a revision with "
+            "`alembic revision --autogenerate -m ...`, review it and run `cdc migrate`: %s",
+            len(diff),
+            diff,
+        )
+        print(f"warning: the database differs from the mapping: {diff}")
 
 
 if context.is_offline_mode():

@@ -24,7 +24,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from cdc.migrate import upgrade
 
     assert settings.database_url is not None
-    upgrade(make_engine(settings.database_url), settings.schema, args.revision, sql=args.sql)
+    upgrade(make_engine(settings.database_url), settings, args.revision, sql=args.sql)
     if not args.sql:
         print(f"migrated {settings.masked_url()} to {args.revision}")
     return 0

@@ -22,7 +22,14 @@ depends_on: str | Sequence[str] | None = None
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+def _schema() -> str | None:
+    """CDC_SCHEMA, which env.py also gives alembic for its version table."""
+    schema: str | None = op.get_context().opts.get("version_table_schema")
+    return schema
+
+
 def upgrade() -> None:
+    schema = _schema()
     op.create_table(
         "cdc_dead_letters",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -42,9 +49,14 @@ def upgrade() -> None:
         sa.Column("last_failed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("resolved_at", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("fingerprint", name="cdc_dead_letters_fingerprint_key"),
+        schema=schema,
     )
-    op.create_index("ix_cdc_dead_letters_status_table", "cdc_dead_letters", ["status", "source_table"])
-    op.create_index("ix_cdc_dead_letters_last_failed_at", "cdc_dead_letters", ["last_failed_at"])
+    op.create_index(
+        "ix_cdc_dead_letters_status_table", "cdc_dead_letters", ["status", "source_table"], schema=schema
+    )
+    op.create_index(
+        "ix_cdc_dead_letters_last_failed_at", "cdc_dead_letters", ["last_failed_at"], schema=schema
+    )
     op.create_table(
         "cdc_checkpoints",
         sa.Column("stream_arn", sa.String(512), primary_key=True),
@@ -55,6 +67,7 @@ def upgrade() -> None:
         sa.Column("records_stale", sa.BigInteger(), nullable=False),
         sa.Column("records_dead_lettered", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        schema=schema,
     )
     op.create_table(
         "cdc_tombstones",
@@ -63,11 +76,13 @@ def upgrade() -> None:
         sa.Column("key", sa.Text(), nullable=False),
         sa.Column("sequence", cdc.types.SequenceNumber(), nullable=False),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
+        schema=schema,
     )
-    op.create_index("ix_cdc_tombstones_deleted_at", "cdc_tombstones", ["deleted_at"])
+    op.create_index("ix_cdc_tombstones_deleted_at", "cdc_tombstones", ["deleted_at"], schema=schema)
 
 
 def downgrade() -> None:
-    op.drop_table("cdc_tombstones")
-    op.drop_table("cdc_checkpoints")
-    op.drop_table("cdc_dead_letters")
+    schema = _schema()
+    op.drop_table("cdc_tombstones", schema=schema)
+    op.drop_table("cdc_checkpoints", schema=schema)
+    op.drop_table("cdc_dead_letters", schema=schema)
