@@ -129,6 +129,7 @@ class Replicator:
             key_type=self.dialect.key_type,
             options_for=settings.options_for,
             names_for=settings.names_for,
+            table_options=self.dialect.table_options(),
         )
         self._tombstones = bookkeeping_tables(self.schema)["cdc_tombstones"]
         self._specs: dict[str, TableSpec] = {
@@ -138,6 +139,7 @@ class Replicator:
                 self.schema,
                 self.dialect.max_identifier_bytes,
                 self.dialect.column_type,
+                self.dialect.table_options(),
             )
             for source, config in settings.tables.items()
             if config.typed

@@ -12,8 +12,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from types import ModuleType
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from cdc.commands import MODULES
 from cdc.config import DEFAULT_CLI_URL, load_settings
+from cdc.dberrors import describe
 from cdc.errors import CdcError
 
 _DURATION = re.compile(r"(\d+)([smhd])")
@@ -71,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(commands[args.command].run(settings, args))
     except CdcError as exc:
         print(f"cdc: error: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        # The driver's message, never SQLAlchemy's echo of statements and parameters.
+        kind, message = describe(exc)
+        print(f"cdc: database error: {kind}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cdc: interrupted", file=sys.stderr)

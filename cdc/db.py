@@ -22,6 +22,9 @@ def make_engine(url: URL, **overrides: Any) -> Engine:
         connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "cdc"}
     elif backend in ("mysql", "mariadb"):
         connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"}
+        # READ COMMITTED: no gap locks, so the row locks a batch takes (in key order)
+        # are all it waits on; concurrent batches then cannot deadlock on gaps.
+        kwargs["isolation_level"] = "READ COMMITTED"
     elif backend == "sqlite":
         connect_args = {"timeout": 30}
     kwargs["connect_args"] = connect_args

@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Boolean, Column, DateTime, MetaData, Table
+from sqlalchemy import Boolean, Column, MetaData, Table
 from sqlalchemy.types import TypeEngine
 
 from cdc.convert import ColumnType, ConversionError, Converter, converter
@@ -25,7 +25,7 @@ from cdc.decode import dumps, find_nul, image_to_plain, map_strings, to_python
 from cdc.errors import ConfigError, NameCollision, RecordError
 from cdc.naming import NameTable, fit, snake
 from cdc.records import Change
-from cdc.types import JsonDocument, SequenceNumber, canonical_number
+from cdc.types import JsonDocument, SequenceNumber, UtcDateTime, canonical_number
 
 SEQ = "_cdc_seq"
 DELETED = "_cdc_deleted"
@@ -245,6 +245,7 @@ class DocumentTables:
     max_identifier_bytes: int
     key_type: Callable[[str], TypeEngine[Any]]
     options_for: Callable[[str], TableOptions]
+    table_options: Mapping[str, str] = field(default_factory=dict)
     table_names: NameTable = field(default_factory=lambda: NameTable("source tables"))
     names_for: Callable[[str], tuple[str | None, str | None]] = lambda source: (None, None)
 
@@ -278,6 +279,7 @@ class DocumentTables:
             *bookkeeping_columns(),
             schema=schema,
             extend_existing=True,
+            **self.table_options,
         )
         return TableSpec(source, table, tuple(keys), self.options_for(source), document_values)
 
@@ -286,8 +288,8 @@ def bookkeeping_columns() -> list[Column[Any]]:
     return [
         Column(SEQ, SequenceNumber(), nullable=False),
         Column(DELETED, Boolean(), nullable=False),
-        Column(EVENT_TIME, DateTime(timezone=True)),
-        Column(APPLIED_AT, DateTime(timezone=True), nullable=False),
+        Column(EVENT_TIME, UtcDateTime()),
+        Column(APPLIED_AT, UtcDateTime(), nullable=False),
     ]
 
 
@@ -350,6 +352,7 @@ def typed_spec(
     default_schema: str | None,
     max_identifier_bytes: int,
     column_type: Callable[[ColumnType, bool], TypeEngine[Any]],
+    table_options: Mapping[str, str] | None = None,
 ) -> TableSpec:
     """The replica table of a typed mapping. Raises ConfigError on name collisions."""
     source = config.source
@@ -389,6 +392,7 @@ def typed_spec(
         *bookkeeping_columns(),
         schema=config.schema or default_schema,
         extend_existing=True,
+        **(table_options or {}),
     )
     effective = TableConfig(
         source, config.options, name, config.schema, config.keys,

@@ -71,5 +71,8 @@ def target_metadata(settings: Settings, dialect_name: str) -> MetaData:
         table.to_metadata(metadata)
     for config in settings.tables.values():
         if config.typed:
-            typed_spec(config, metadata, settings.schema, dialect.max_identifier_bytes, dialect.column_type)
+            typed_spec(
+                config, metadata, settings.schema, dialect.max_identifier_bytes,
+                dialect.column_type, dialect.table_options(),
+            )
     return metadata

@@ -7,7 +7,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -17,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from cdc.types import SequenceNumber
+from cdc.types import SequenceNumber, UtcDateTime
 
 # BIGINT autoincrement on Postgres/MySQL; SQLite only autoincrements INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -42,9 +41,9 @@ dead_letters = Table(
     Column("error_message", Text, nullable=False),
     Column("raw_record", Text, nullable=False),  # the record exactly as delivered, JSON
     Column("attempts", Integer, nullable=False),
-    Column("first_failed_at", DateTime(timezone=True), nullable=False),
-    Column("last_failed_at", DateTime(timezone=True), nullable=False),
-    Column("resolved_at", DateTime(timezone=True)),
+    Column("first_failed_at", UtcDateTime(), nullable=False),
+    Column("last_failed_at", UtcDateTime(), nullable=False),
+    Column("resolved_at", UtcDateTime()),
     UniqueConstraint("fingerprint", name="cdc_dead_letters_fingerprint_key"),
     Index("ix_cdc_dead_letters_status_table", "status", "source_table"),
     Index("ix_cdc_dead_letters_last_failed_at", "last_failed_at"),
@@ -58,11 +57,11 @@ checkpoints = Table(
     # `cdc tail` keeps one row per shard.
     Column("shard_id", String(128), primary_key=True),
     Column("last_sequence", SequenceNumber(), nullable=False),
-    Column("last_event_time", DateTime(timezone=True)),
+    Column("last_event_time", UtcDateTime()),
     Column("records_applied", BigInteger, nullable=False),
     Column("records_stale", BigInteger, nullable=False),
     Column("records_dead_lettered", BigInteger, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 tombstones = Table(
@@ -72,7 +71,7 @@ tombstones = Table(
     Column("key_hash", String(64), primary_key=True),  # sha256 of `key` below
     Column("key", Text, nullable=False),  # plain JSON array of the key values
     Column("sequence", SequenceNumber(), nullable=False),
-    Column("deleted_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", UtcDateTime(), nullable=False),
     Index("ix_cdc_tombstones_deleted_at", "deleted_at"),
 )
 
@@ -89,8 +88,8 @@ backfill_segments = Table(
     Column("last_evaluated_key", Text),
     Column("items_written", BigInteger, nullable=False),
     Column("done", Boolean, nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 BOOKKEEPING_TABLES = (

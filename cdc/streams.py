@@ -462,15 +462,17 @@ class Tail:
         for shard in info.shards:
             if shard.shard_id in self._finished or shard.shard_id in self._active:
                 continue
+            if not shard.closed:
+                continue
             checkpoint = self._checkpoints.get(shard.shard_id)
-            if checkpoint is not None and shard.closed:
-                assert shard.ending_sequence is not None
-                if checkpoint >= _as_int(shard.ending_sequence):
-                    self._finished.add(shard.shard_id)
-            elif checkpoint is None and shard.closed and self._first_describe:
-                if self.start == "latest":
-                    # Nothing new will ever arrive in a closed shard.
-                    self._finished.add(shard.shard_id)
+            if checkpoint is not None:
+                # Applied up to its last record in an earlier run.
+                done = checkpoint >= _as_int(shard.ending_sequence)
+            else:
+                # --from latest: nothing new will ever arrive in a shard closed already.
+                done = self._first_describe and self.start == "latest"
+            if done:
+                self._finished.add(shard.shard_id)
         for shard in ready_shards(info.shards, self._finished):
             if shard.shard_id in self._active:
                 continue

@@ -5,10 +5,11 @@ Used by the replica tables and by the alembic migrations alike.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, Text
+from sqlalchemy import DateTime, String, Text
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
@@ -52,6 +53,38 @@ class SequenceNumber(TypeDecorator[int]):
         return None if value is None else int(value)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A point in time, stored in UTC and always returned timezone-aware.
+
+    TIMESTAMPTZ on Postgres; MySQL's DATETIME has no zone (and no fractions unless
+    asked), so it gets DATETIME(6) holding naive UTC; SQLite stores text.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if dialect.name == "postgresql":
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
 class ExactNumber(TypeDecorator[Decimal]):
     """A DynamoDB number kept exactly: NUMERIC(p,s) on Postgres, DECIMAL(p,s) on MySQL
     when it fits; canonical text otherwise (SQLite has no exact type for 38 digits at
@@ -80,7 +113,7 @@ class ExactNumber(TypeDecorator[Decimal]):
             return dialect.type_descriptor(mysql.DECIMAL(self.precision, self.scale or 0))
         if dialect.name in ("mysql", "mariadb"):
             # A key needs a bounded length on MySQL; 160 characters hold any DynamoDB number.
-            return dialect.type_descriptor(String(160) if self.key else Text())
+            return dialect.type_descriptor(String(160) if self.key else mysql.LONGTEXT())
         return dialect.type_descriptor(Text())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:

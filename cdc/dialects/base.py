@@ -12,7 +12,6 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Date,
-    DateTime,
     Double,
     Integer,
     LargeBinary,
@@ -30,7 +29,7 @@ from sqlalchemy.types import TypeEngine
 
 from cdc.convert import ColumnType
 from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec, key_hash
-from cdc.types import ExactNumber, JsonDocument
+from cdc.types import ExactNumber, JsonDocument, UtcDateTime
 
 # SQLAlchemy only reports rowcount for UPDATE/DELETE unless asked; we count the rows
 # an upsert changed (the others were stale).
@@ -71,7 +70,7 @@ class Dialect:
             "smallint": SmallInteger(),
             "boolean": Boolean(),
             "double": Double(),
-            "timestamptz": DateTime(timezone=True),
+            "timestamptz": UtcDateTime(),
             "date": Date(),
             "jsonb": JsonDocument(),
             "bytea": LargeBinary(),
@@ -81,6 +80,10 @@ class Dialect:
         if kind == "numeric":
             return ExactNumber(ctype.precision, ctype.scale, key=key)
         return simple[kind]
+
+    def table_options(self) -> dict[str, str]:
+        """Dialect-specific `Table(...)` keyword arguments for replica tables."""
+        return {}
 
     # --- statements -------------------------------------------------------------------
 

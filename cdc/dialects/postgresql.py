@@ -23,7 +23,7 @@ from sqlalchemy import (
     select,
 
 )
-from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC, TIMESTAMP
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateSchema
@@ -33,7 +33,7 @@ from sqlalchemy.types import TypeEngine
 from cdc.convert import ColumnType
 from cdc.dialects.base import _ROWCOUNT, OnConflictDialect
 from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec
-from cdc.types import ExactNumber, JsonDocument, SequenceNumber
+from cdc.types import ExactNumber, JsonDocument, SequenceNumber, UtcDateTime
 
 
 
@@ -116,4 +116,6 @@ def _array_element(column_type: TypeEngine[Any]) -> tuple[TypeEngine[Any], TypeE
         return NUMERIC(column_type.precision, column_type.scale), None
     if isinstance(column_type, Boolean):
         return Boolean(), None
+    if isinstance(column_type, UtcDateTime):
+        return TIMESTAMP(timezone=True), None
     return column_type, None

@@ -45,9 +45,9 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text(), nullable=False),
         sa.Column("raw_record", sa.Text(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("first_failed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("last_failed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("resolved_at", sa.DateTime(timezone=True)),
+        sa.Column("first_failed_at", cdc.types.UtcDateTime(), nullable=False),
+        sa.Column("last_failed_at", cdc.types.UtcDateTime(), nullable=False),
+        sa.Column("resolved_at", cdc.types.UtcDateTime()),
         sa.UniqueConstraint("fingerprint", name="cdc_dead_letters_fingerprint_key"),
         schema=schema,
     )
@@ -62,11 +62,11 @@ def upgrade() -> None:
         sa.Column("stream_arn", sa.String(512), primary_key=True),
         sa.Column("shard_id", sa.String(128), primary_key=True),
         sa.Column("last_sequence", cdc.types.SequenceNumber(), nullable=False),
-        sa.Column("last_event_time", sa.DateTime(timezone=True)),
+        sa.Column("last_event_time", cdc.types.UtcDateTime()),
         sa.Column("records_applied", sa.BigInteger(), nullable=False),
         sa.Column("records_stale", sa.BigInteger(), nullable=False),
         sa.Column("records_dead_lettered", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", cdc.types.UtcDateTime(), nullable=False),
         schema=schema,
     )
     op.create_table(
@@ -75,7 +75,7 @@ def upgrade() -> None:
         sa.Column("key_hash", sa.String(64), primary_key=True),
         sa.Column("key", sa.Text(), nullable=False),
         sa.Column("sequence", cdc.types.SequenceNumber(), nullable=False),
-        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("deleted_at", cdc.types.UtcDateTime(), nullable=False),
         schema=schema,
     )
     op.create_index("ix_cdc_tombstones_deleted_at", "cdc_tombstones", ["deleted_at"], schema=schema)
