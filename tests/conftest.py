@@ -8,6 +8,11 @@ If none works the tests fail: they are never skipped.
 
 Each test gets its own schema (dropped afterwards), so tests cannot see each other's
 tables, and the code's CDC_SCHEMA support is exercised on every run.
+
+MySQL/MariaDB comes from testcontainers (`mariadb:11.4`) when Docker answers, otherwise
+from CDC_TEST_MYSQL_URL. Tests written against the `db` fixture run once per database
+listed in CDC_TEST_DATABASES (default: postgresql,mysql); a listed database that cannot
+be reached fails the run, it is not skipped.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ from cdc.apply import Replicator
 from cdc.config import Settings, parse_database_url
 from cdc.db import make_engine
 from cdc.mapping import TableOptions
+
+DATABASES = [
+    name.strip()
+    for name in os.environ.get("CDC_TEST_DATABASES", "postgresql,mysql").split(",")
+    if name.strip()
+]
 
 
 def _docker_answers() -> bool:
@@ -114,3 +125,116 @@ def sqlite_replicator(sqlite_settings: Settings) -> Iterator[Replicator]:
     engine = make_engine(sqlite_settings.database_url)
     yield Replicator(engine, sqlite_settings)
     engine.dispose()
+
+
+# --- MySQL / MariaDB and the parametrised `db` fixture ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    if _docker_answers():
+        from testcontainers.mysql import MySqlContainer
+
+        with MySqlContainer("mariadb:11.4", dialect="pymysql") as container:
+            yield container.get_connection_url()
+        return
+    configured = os.environ.get("CDC_TEST_MYSQL_URL")
+    if not configured:
+        pytest.fail(
+            "no MySQL/MariaDB for the tests: no Docker engine and no CDC_TEST_MYSQL_URL "
+            "(e.g. mysql+pymysql://root@127.0.0.1:3306/test); or leave mysql out of "
+            "CDC_TEST_DATABASES"
+        )
+    yield configured
+
+
+@pytest.fixture(scope="session")
+def mysql_engine(mysql_url: str) -> Iterator[Engine]:
+    engine = make_engine(parse_database_url(mysql_url, "CDC_TEST_MYSQL_URL"))
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:
+        pytest.fail(f"cannot connect to the test MySQL/MariaDB: {exc}")
+    yield engine
+    engine.dispose()
+
+
+class TestDatabase:
+    """One database under test: its engine, a fresh schema, and helpers to read the
+    replica the same way on every dialect."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, name: str, engine: Engine, schema: str) -> None:
+        self.name = name
+        self.engine = engine
+        self.schema = schema
+        self.settings = Settings(database_url=engine.url, schema=schema)
+
+    def settings_with(self, **tables: Any) -> Settings:
+        from cdc.mapping import TableConfig
+
+        configs = {
+            source: value if isinstance(value, TableConfig) else TableConfig(source, options=value)
+            for source, value in tables.items()
+        }
+        return Settings(database_url=self.engine.url, schema=self.schema, tables=configs)
+
+    def replicator(self, settings: Settings | None = None) -> Replicator:
+        return Replicator(self.engine, settings or self.settings)
+
+    def table(self, name: str) -> Any:
+        from sqlalchemy import MetaData, Table
+
+        return Table(name, MetaData(), autoload_with=self.engine, schema=self.schema)
+
+    def rows(self, name: str) -> list[dict[str, Any]]:
+        """Every row of a replica table, JSON columns as text (exact numbers)."""
+        from sqlalchemy import Text, cast, select
+        from sqlalchemy.dialects.postgresql import JSON, JSONB
+        from sqlalchemy.types import JSON as GenericJSON
+
+        table = self.table(name)
+        columns = [
+            cast(c, Text).label(c.name) if isinstance(c.type, JSON | JSONB | GenericJSON) else c
+            for c in table.columns
+        ]
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(*columns))]
+
+    def count(self, name: str) -> int:
+        from sqlalchemy import func, select
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(self.table(name))).scalar_one())
+
+
+def _fresh_schema(engine: Engine) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as conn:
+        conn.execute(CreateSchema(name))
+    return name
+
+
+def _drop_schema(engine: Engine, name: str) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(DropSchema(name, cascade=True))
+        else:
+            conn.execute(DropSchema(name))
+
+
+@pytest.fixture(params=DATABASES)
+def db(request: pytest.FixtureRequest) -> Iterator[TestDatabase]:
+    """The database under test, once per entry of CDC_TEST_DATABASES."""
+    name = request.param
+    if name == "postgresql":
+        engine = request.getfixturevalue("pg_engine")
+    elif name in ("mysql", "mariadb"):
+        engine = request.getfixturevalue("mysql_engine")
+    else:
+        pytest.fail(f"CDC_TEST_DATABASES names {name!r}; known: postgresql, mysql")
+    schema = _fresh_schema(engine)
+    yield TestDatabase(name, engine, schema)
+    _drop_schema(engine, schema)
