@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -95,6 +95,7 @@ class Prepared:
     ignored: list[Change]  # e.g. TTL expiries the table ignores
     changes: list[Change]
     records: Sequence[Any]
+    unreadable: list[int] = field(default_factory=list)  # hydration failed: report them
 
     def dead_letter(self, row: RowVersion, spec: TableSpec, kind: str, message: str) -> DeadLetter:
         change = row.change
@@ -115,7 +116,13 @@ class Replicator:
     """Applies batches to one database. Build one per process and reuse it: it caches
     the table specs and which tables are known to exist."""
 
-    def __init__(self, engine: Engine, settings: Settings, policy: RetryPolicy = WRITE_BATCH) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        policy: RetryPolicy = WRITE_BATCH,
+        hydrator: Any = None,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.policy = policy
@@ -146,6 +153,7 @@ class Replicator:
         }
         self._ready: set[str] = set()
         self._bookkeeping_ready = False
+        self._hydrator: Any = hydrator
 
     # --- the pure part ------------------------------------------------------------------
 
@@ -160,6 +168,8 @@ class Replicator:
         dead: list[DeadLetter] = []
         ignored: list[Change] = []
         changes: list[Change] = []
+        unreadable: list[int] = []
+        parsed: list[tuple[int, Change, TableSpec]] = []
         for index, record in enumerate(records):
             change: Change | None = None
             spec: TableSpec | None = None
@@ -167,7 +177,6 @@ class Replicator:
                 change = parse_record(record, index)
                 changes.append(change)
                 spec = self.spec_for(change)
-                version = spec.row_version(change)
             except RecordError as exc:
                 dead.append(DeadLetter(index, record, exc.kind, str(exc), change, spec))
                 continue
@@ -175,11 +184,51 @@ class Replicator:
                 log.exception("unexpected error preparing record %d", index)
                 dead.append(DeadLetter(index, record, "internal", f"{type(exc).__name__}: {exc}", change, spec))
                 continue
+            parsed.append((index, change, spec))
+
+        hydrated = self._hydrate([(c, s) for _, c, s in parsed])
+        for index, change, spec in parsed:
+            if index in hydrated:
+                item = hydrated[index]
+                if isinstance(item, Exception):
+                    unreadable.append(index)
+                    continue
+                if item is None:  # deleted since: its REMOVE follows in the stream
+                    ignored.append(change)
+                    continue
+                change = replace(change, new_image=item)
+            try:
+                version = spec.row_version(change)
+            except RecordError as exc:
+                dead.append(DeadLetter(index, records[index], exc.kind, str(exc), change, spec))
+                continue
+            except Exception as exc:
+                log.exception("unexpected error preparing record %d", index)
+                dead.append(DeadLetter(index, records[index], "internal", f"{type(exc).__name__}: {exc}", change, spec))
+                continue
             if version is None:
                 ignored.append(change)
             else:
                 versions.append((spec, version))
-        return Prepared(plan(versions), dead, ignored, changes, records)
+        return Prepared(plan(versions), dead, ignored, changes, records, unreadable)
+
+    def _hydrate(self, parsed: Sequence[tuple[Change, TableSpec]]) -> dict[int, Any]:
+        """Items read back from DynamoDB for image-less INSERT/MODIFY records of tables
+        that enable hydration: index → item, None (gone) or the error that stopped it."""
+        wanted = [
+            c for c, spec in parsed if spec.options.hydrate and not c.is_remove and c.new_image is None
+        ]
+        if not wanted:
+            return {}
+        if self._hydrator is None:
+            from cdc.hydrate import Hydrator  # boto3 only when a table asks for it
+
+            self._hydrator = Hydrator()
+        try:
+            return dict(self._hydrator.items_for(wanted))
+        except Exception as exc:  # throttled or unreachable: report, never dead-letter
+            log.error("hydration failed, %d records will be redelivered: %s", len(wanted), exc)
+            return {c.index: exc for c in wanted}
 
     # --- the I/O part -------------------------------------------------------------------
 
@@ -225,6 +274,9 @@ class Replicator:
             result.seconds = time.monotonic() - started
             return result
 
+        for index in prepared.unreadable:
+            result.outcomes[index] = Outcome.FAILED
+            result.error = "items could not be read from DynamoDB for hydration"
         for letter in written.dead:
             failed = written.dead_letter_error is not None
             result.outcomes[letter.index] = Outcome.FAILED if failed else Outcome.DEAD_LETTERED

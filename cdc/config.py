@@ -85,7 +85,7 @@ class Settings:
 def parse_database_url(value: str, setting: str) -> URL:
     try:
         url = make_url(value.strip())
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a bad port, an unclosed [ipv6
         # The raw value may hold a password: say what is wrong without echoing it.
         raise ConfigError(
             f"{setting} is not a database URL; expected e.g. "
@@ -116,7 +116,8 @@ def load_settings(
 
     url_text = env.get("CDC_DATABASE_URL") or None
     url_setting = "CDC_DATABASE_URL"
-    if url_text is None and "database_url" in file_values:
+    secret_in_env = bool(env.get("CDC_DATABASE_SECRET_ARN"))
+    if url_text is None and "database_url" in file_values and not secret_in_env:
         url_text = _expect(file_values["database_url"], str, config_path, "database_url")
         url_setting = f"{config_path}: database_url"
     secret_arn = env.get("CDC_DATABASE_SECRET_ARN") or None

@@ -16,7 +16,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -35,7 +35,12 @@ def parse_number(text: object, path: str) -> Decimal:
     """Parse a DynamoDB N value exactly, enforcing DynamoDB's precision and range."""
     if type(text) is not str or _NUMBER.fullmatch(text) is None:
         raise DecodeError(path, f"N value {_show(text)} is not a number")
-    value = Decimal(text)  # the constructor is exact whatever the context precision
+    try:
+        value = Decimal(text)  # the constructor is exact whatever the context precision
+    except InvalidOperation:  # an exponent beyond what Decimal can hold
+        raise DecodeError(
+            path, f"N value {_show(text)} is outside DynamoDB's range 1E-130 to 9.99E+125"
+        ) from None
     if not value:
         return value
     if len(text) > MAX_DIGITS:  # cheap pre-check: shorter text cannot hold 39 digits

@@ -135,8 +135,8 @@ def _check_key(name: str, av: object) -> None:
         raise DecodeError(path, f"S key value {payload!r} is not a non-empty string")
     if tag == "N":
         parse_number(payload, path)
-    if tag == "B":
-        parse_binary(payload, path)
+    if tag == "B" and not parse_binary(payload, path):
+        raise DecodeError(path, "B key value is empty; DynamoDB keys are never empty")
 
 
 def _image(dynamodb: dict[str, Any], name: str) -> dict[str, Any] | None:

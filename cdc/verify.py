@@ -233,7 +233,7 @@ class Verifier:
                 query = select(*key_columns, table.c[DELETED], *value_columns).where(where)
                 for row in conn.execute(query).mappings():
                     key = _norm_key(tuple(row[name] for name in self.spec.key_names))
-                    rows[key] = row
+                    rows[key] = dict(row)
         return rows
 
     def _live_replica_keys(self) -> Iterator[Key]:
@@ -309,7 +309,10 @@ class Verifier:
         return _norm_key(self.spec.key_of(parse_record(record, 0)))
 
     def _classify(
-        self, av_key: Mapping[str, Any], item: Mapping[str, Any] | None, row: Mapping[str, Any] | None
+        self,
+        av_key: Mapping[str, Any],
+        item: Mapping[str, Any] | None,
+        row: Mapping[str, Any] | None,
     ) -> Difference | None:
         """What is wrong with one key, given the source item and the replica row."""
         key = self._plain_key(av_key)
@@ -331,88 +334,107 @@ class Verifier:
     def run(self) -> VerifyReport:
         started = time.monotonic()
         report = VerifyReport(self.source.name, self.spec.qualified_name, self.sample)
+        found = _Found()
         exists = self._replica_exists()
-        candidates: list[_Candidate] = []
-        counts = dict.fromkeys(KINDS, 0)
-
-        def note(av_key: Mapping[str, Any], difference: Difference | None) -> None:
-            if difference is None:
-                return
-            counts[difference.kind] += 1
-            if len(candidates) <= RECHECK_LIMIT:
-                candidates.append(_Candidate(dict(av_key), difference))
-
-        # Source → replica: every (sampled) source item has its row, with its values.
-        seen: set[Key] = set()
-        for page in _chunks(self._scan(), LOOKUP_CHUNK):
-            keyed: list[tuple[Key | None, dict[str, Any]]] = []
-            for item in page:
-                try:
-                    key: Key | None = self._source_key(
-                        {n: item[n] for n in self.source.key_names}
-                    )
-                except (RecordError, KeyError):
-                    key = None
-                keyed.append((key, item))
-            valid = [k for k, _ in keyed if k is not None]
-            rows = self._replica_rows(valid) if exists and valid else {}
-            for key, item in keyed:
-                report.source_items += 1
-                av_key = {n: item[n] for n in self.source.key_names if n in item}
-                if key is not None and self.sample is None:
-                    seen.add(key)
-                note(av_key, self._classify(av_key, item, rows.get(key) if key else None))
-
-        # Replica → source: no live row without its source item.
+        seen = self._source_pass(report, found, exists=exists)
         if exists:
-            if self.sample is None:
-                for key in self._live_replica_keys():
-                    report.replica_rows += 1
-                    if key not in seen:
-                        note(self._av_key(key), Difference("extra", self._plain_key(self._av_key(key))))
-            else:
-                sampled = [k for k in self._live_replica_keys() if _in_sample(k, self.sample)]
-                report.replica_rows = len(sampled)
-                for chunk in _chunks(sampled, LOOKUP_CHUNK):
-                    av_keys = [self._av_key(k) for k in chunk]
-                    items = self._get_items(av_keys)
-                    rows = self._replica_rows(chunk)
-                    for key, av_key in zip(chunk, av_keys, strict=True):
-                        item = items.get(key)
-                        if item is None:  # present ones were compared by the scan or not sampled
-                            note(av_key, self._classify(av_key, None, rows.get(key)))
-
-        # Read every candidate again, both sides: a change in flight is not a difference.
-        if candidates and len(candidates) <= RECHECK_LIMIT and exists:
-            if self.settle > 0:
-                self.sleep(self.settle)
+            self._replica_pass(report, found, seen)
+        # No replica table: everything is missing, and nothing to read again.
+        if found.candidates and found.complete and exists:
+            differences = self._recheck(found.candidates)
             report.rechecked = True
-            counts = dict.fromkeys(KINDS, 0)
-            confirmed: list[Difference] = []
-            for chunk in _chunks(candidates, LOOKUP_CHUNK):
-                recheck = [c for c in chunk if c.difference.kind != "unreplicable"]
-                for candidate in chunk:
-                    if candidate.difference.kind == "unreplicable":
-                        counts["unreplicable"] += 1  # the mapping, not timing: no recheck
-                        confirmed.append(candidate.difference)
-                items = self._get_items([c.av_key for c in recheck])
-                keys = [self._source_key(c.av_key) for c in recheck]
-                rows = self._replica_rows(keys)
-                for candidate, key in zip(recheck, keys, strict=True):
-                    difference = self._classify(candidate.av_key, items.get(key), rows.get(key))
-                    if difference is not None:
-                        counts[difference.kind] += 1
-                        confirmed.append(difference)
+            report.counts = dict.fromkeys(KINDS, 0)
+            for difference in differences:
+                report.counts[difference.kind] += 1
         else:
-            confirmed = [c.difference for c in candidates]
-
-        report.counts = counts
-        for difference in confirmed:
+            differences = [c.difference for c in found.candidates]
+            report.counts = found.counts
+        for difference in differences:
             examples = report.examples[difference.kind]
             if len(examples) < self.max_examples:
                 examples.append(difference)
         report.seconds = time.monotonic() - started
         return report
+
+    def _source_pass(self, report: VerifyReport, found: _Found, *, exists: bool) -> set[Key]:
+        """Source → replica: every (sampled) source item has its row, with its values.
+        Returns the keys seen (full scans only: they tell the extra rows apart)."""
+        seen: set[Key] = set()
+        names = self.source.key_names
+        for page in _chunks(self._scan(), LOOKUP_CHUNK):
+            keyed: list[tuple[Key | None, dict[str, Any], dict[str, Any]]] = []
+            for item in page:
+                av_key = {n: item[n] for n in names if n in item}
+                try:
+                    key: Key | None = self._source_key(av_key)
+                except RecordError:
+                    key = None  # classified as unreplicable below
+                keyed.append((key, av_key, item))
+            valid = [k for k, _, _ in keyed if k is not None]
+            rows = self._replica_rows(valid) if exists and valid else {}
+            for key, av_key, item in keyed:
+                report.source_items += 1
+                if key is not None and self.sample is None:
+                    seen.add(key)
+                row = rows.get(key) if key is not None else None
+                found.note(av_key, self._classify(av_key, item, row))
+        return seen
+
+    def _replica_pass(self, report: VerifyReport, found: _Found, seen: set[Key]) -> None:
+        """Replica → source: no live row without its source item."""
+        if self.sample is None:
+            for key in self._live_replica_keys():
+                report.replica_rows += 1
+                if key not in seen:
+                    av_key = self._av_key(key)
+                    found.note(av_key, Difference("extra", self._plain_key(av_key)))
+            return
+        sampled = [k for k in self._live_replica_keys() if _in_sample(k, self.sample)]
+        report.replica_rows = len(sampled)
+        for chunk in _chunks(sampled, LOOKUP_CHUNK):
+            av_keys = [self._av_key(k) for k in chunk]
+            items = self._get_items(av_keys)
+            rows = self._replica_rows(chunk)
+            for key, av_key in zip(chunk, av_keys, strict=True):
+                if key not in items:  # items that exist were compared by the scan, or not sampled
+                    found.note(av_key, self._classify(av_key, None, rows.get(key)))
+
+    def _recheck(self, candidates: Sequence[_Candidate]) -> list[Difference]:
+        """Read every candidate again, both sides, after `settle` seconds: a change in
+        flight is not a difference."""
+        if self.settle > 0:
+            self.sleep(self.settle)
+        confirmed: list[Difference] = []
+        for chunk in _chunks(candidates, LOOKUP_CHUNK):
+            recheck = [c for c in chunk if c.difference.kind != "unreplicable"]
+            # An item the mapping cannot apply is no matter of timing.
+            confirmed.extend(c.difference for c in chunk if c.difference.kind == "unreplicable")
+            items = self._get_items([c.av_key for c in recheck])
+            keys = [self._source_key(c.av_key) for c in recheck]
+            rows = self._replica_rows(keys)
+            for candidate, key in zip(recheck, keys, strict=True):
+                difference = self._classify(candidate.av_key, items.get(key), rows.get(key))
+                if difference is not None:
+                    confirmed.append(difference)
+        return confirmed
+
+
+@dataclass
+class _Found:
+    """Candidate differences, kept for the recheck up to RECHECK_LIMIT."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    candidates: list[_Candidate] = field(default_factory=list)
+    complete: bool = True  # every candidate kept
+
+    def note(self, av_key: Mapping[str, Any], difference: Difference | None) -> None:
+        if difference is None:
+            return
+        self.counts[difference.kind] += 1
+        if len(self.candidates) < RECHECK_LIMIT:
+            self.candidates.append(_Candidate(dict(av_key), difference))
+        else:
+            self.complete = False
 
 
 # --- pure helpers ---------------------------------------------------------------------
@@ -471,7 +493,7 @@ def _json(value: Any) -> Any:
 def same(a: Any, b: Any) -> bool:
     """Equality in the plain-JSON sense: numbers by value (1.50 == 1.5), but a boolean
     is never a number (Python says True == 1) and types never mix otherwise."""
-    return _canonical(a) == _canonical(b)
+    return bool(_canonical(a) == _canonical(b))
 
 
 def _canonical(value: Any) -> Any:
