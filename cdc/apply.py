@@ -41,6 +41,18 @@ class Outcome(Enum):
 
 
 @dataclass
+class TableStats:
+    """Outcomes of one source table's records in one batch (metric dimensions)."""
+
+    records: int = 0
+    applied: int = 0
+    stale: int = 0
+    dead_lettered: int = 0
+    failed: int = 0
+    max_lag_s: float | None = None
+
+
+@dataclass
 class BatchResult:
     outcomes: list[Outcome]
     records: Sequence[Any]
@@ -51,6 +63,8 @@ class BatchResult:
     error: str | None = None  # why the batch (or part of it) was reported
     seconds: float = 0.0
     max_lag_s: float | None = None
+    # (stream ARN, source table) → outcomes; ("", "") for records too broken to tell
+    by_table: dict[tuple[str, str], TableStats] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -85,6 +99,31 @@ class BatchResult:
             **({"error": self.error} if self.error else {}),
         }
 
+    def _tally(self, prepared: Prepared, written: Written | None, now: datetime) -> None:
+        """Fill `by_table` from the outcomes (the handler's log line and metrics)."""
+        groups: dict[tuple[str, str], TableStats] = {}
+        group_of: dict[int, tuple[str, str]] = {}
+        for change in prepared.changes:
+            key = (change.stream_arn, change.source_table)
+            group_of[change.index] = key
+            stats = groups.setdefault(key, TableStats())
+            if change.event_time is not None:
+                lag = max(0.0, (now - change.event_time).total_seconds())
+                stats.max_lag_s = lag if stats.max_lag_s is None else max(stats.max_lag_s, lag)
+        for index, outcome in enumerate(self.outcomes):
+            stats = groups.setdefault(group_of.get(index, ("", "")), TableStats())
+            stats.records += 1
+            if outcome is Outcome.FAILED:
+                stats.failed += 1
+            elif outcome is Outcome.DEAD_LETTERED:
+                stats.dead_lettered += 1
+        if written is not None:
+            for key, (applied, stale) in written.per_table.items():
+                groups.setdefault(key, TableStats())
+                groups[key].applied += applied
+                groups[key].stale += stale
+        self.by_table = groups
+
 
 @dataclass
 class Prepared:
@@ -110,6 +149,8 @@ class Written:
     stale: int
     dead: list[DeadLetter]
     dead_letter_error: str | None
+    per_table: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    unwritten: list[DeadLetter] = field(default_factory=list)  # dead letters not stored
 
 
 class Replicator:
@@ -272,13 +313,15 @@ class Replicator:
             result.error = f"{classify(exc).value} error, batch not committed: {kind}: {message}"
             log.error("batch of %d records not committed: %s", len(records), result.error)
             result.seconds = time.monotonic() - started
+            result._tally(prepared, None, now)
             return result
 
         for index in prepared.unreadable:
             result.outcomes[index] = Outcome.FAILED
             result.error = "items could not be read from DynamoDB for hydration"
+        unwritten = {id(letter) for letter in written.unwritten}
         for letter in written.dead:
-            failed = written.dead_letter_error is not None
+            failed = id(letter) in unwritten
             result.outcomes[letter.index] = Outcome.FAILED if failed else Outcome.DEAD_LETTERED
         if written.dead_letter_error is not None:
             result.error = f"dead letters not written: {written.dead_letter_error}"
@@ -286,6 +329,7 @@ class Replicator:
         result.stale = written.stale
         result.dead_lettered = sum(1 for o in result.outcomes if o is Outcome.DEAD_LETTERED)
         result.seconds = time.monotonic() - started
+        result._tally(prepared, written, now)
         return result
 
     def _write(self, prepared: Prepared, deadline: Deadline, shard_id: str) -> Written:
@@ -297,11 +341,13 @@ class Replicator:
             if problem is None:
                 plans.append(table_plan)
             else:
+                kind, message = problem
                 for row in (*table_plan.rows, *table_plan.superseded):
-                    dead.append(prepared.dead_letter(row, table_plan.spec, "table_mismatch", problem))
+                    dead.append(prepared.dead_letter(row, table_plan.spec, kind, message))
 
         now = datetime.now(UTC)
         applied = stale = 0
+        per_table: dict[tuple[str, str], tuple[int, int]] = {}
         progress: dict[str, StreamProgress] = {}
         with self.engine.begin() as conn:
             self._limit_statement_time(conn, deadline)
@@ -313,6 +359,7 @@ class Replicator:
                 stale += table_stale
                 stream = table_plan.rows[0].change.stream_arn if table_plan.rows else None
                 if stream is not None:
+                    per_table[(stream, table_plan.spec.source_table)] = (changed, table_stale)
                     entry = progress.setdefault(stream, StreamProgress(stream, shard_id))
                     entry.applied += changed
                     entry.stale += table_stale
@@ -321,22 +368,37 @@ class Replicator:
                 progress.setdefault(change.stream_arn, StreamProgress(change.stream_arn, shard_id)).saw(change)
             for change in prepared.ignored:
                 progress[change.stream_arn].stale += 1
+                key = (change.stream_arn, change.source_table)
+                done, old = per_table.get(key, (0, 0))
+                per_table[key] = (done, old + 1)
             for letter in dead:
                 if letter.change is not None:
                     progress[letter.change.stream_arn].dead_lettered += 1
             if progress:
                 write_checkpoints(conn, self.dialect, self.schema, list(progress.values()), now)
-            dead_letter_error = None
-            if dead:
-                try:
-                    with conn.begin_nested():
-                        write_dead_letters(conn, self.dialect, self.schema, dead, now)
-                except Exception as exc:
-                    if classify(exc) is ErrorKind.TRANSIENT:
-                        raise
-                    dead_letter_error = "{}: {}".format(*describe(exc))
-                    log.error("could not write %d dead letters: %s", len(dead), dead_letter_error)
-        return Written(applied, stale, dead, dead_letter_error)
+            unwritten, dead_letter_error = self._write_letters(conn, dead, now) if dead else ([], None)
+        return Written(applied, stale, dead, dead_letter_error, per_table, unwritten)
+
+    def _write_letters(
+        self, conn: Connection, letters: list[DeadLetter], now: datetime
+    ) -> tuple[list[DeadLetter], str | None]:
+        """Store dead letters in a savepoint, bisecting on failure so that only the
+        letters that cannot be stored are reported (with the first reason)."""
+        try:
+            with conn.begin_nested():
+                write_dead_letters(conn, self.dialect, self.schema, letters, now)
+            return [], None
+        except Exception as exc:
+            if classify(exc) is ErrorKind.TRANSIENT:
+                raise
+            if len(letters) == 1:
+                reason = "{}: {}".format(*describe(exc))
+                log.error("could not write the dead letter of record %d: %s", letters[0].index, reason)
+                return letters, reason
+        middle = len(letters) // 2
+        left, left_reason = self._write_letters(conn, letters[:middle], now)
+        right, right_reason = self._write_letters(conn, letters[middle:], now)
+        return left + right, left_reason or right_reason
 
     def _write_isolated(
         self, conn: Connection, spec: TableSpec, rows: list[RowVersion], now: datetime
@@ -373,23 +435,30 @@ class Replicator:
         ensure_bookkeeping(self.engine, self.schema, self.settings)
         self._bookkeeping_ready = True
 
-    def _ensure_table(self, spec: TableSpec) -> str | None:
-        """Create the replica table on first sight; check an existing one has the key
-        the records carry. Returns a problem to dead-letter the table's rows with."""
+    def _ensure_table(self, spec: TableSpec) -> tuple[str, str] | None:
+        """Create the replica table on first sight; check an existing one belongs to
+        this source table and has the key the records carry. Returns (error class,
+        message) to dead-letter the table's rows with."""
         name = spec.qualified_name
         if name in self._ready:
             return None
         table = spec.table
         with self.engine.begin() as conn:
-            if self.schema is not None and self.dialect.supports_schemas:
-                self.dialect.ensure_schema(conn, self.schema)
             inspector = inspect(conn)
+            if table.schema is not None and self.dialect.supports_schemas:
+                # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the
+                # database, which a least-privilege role does not have.
+                if not inspector.has_schema(table.schema):
+                    self.dialect.ensure_schema(conn, table.schema)
+                    inspector = inspect(conn)
             exists = inspector.has_table(table.name, schema=table.schema)
             if not exists and not spec.options.auto_create:
-                return (
+                return "table_missing", (
                     f"replica table {name!r} does not exist and auto_create is off for "
                     f"{spec.source_table!r}; run `cdc migrate`"
                 )
+            if not exists:
+                table.comment = source_comment(spec.source_table)
             if not exists:
                 try:
                     with conn.begin_nested():
@@ -401,8 +470,14 @@ class Replicator:
                 inspector = inspect(conn)
             key = inspector.get_pk_constraint(table.name, schema=table.schema)
             actual = list(key.get("constrained_columns") or [])
+            owner = _source_of(inspector, table.name, table.schema)
+        if owner is not None and owner != spec.source_table:
+            return "name_collision", (
+                f"source table {spec.source_table!r} maps to replica table {name!r}, which "
+                f"already replicates {owner!r}; set `table` for one of them in the mapping"
+            )
         if sorted(actual) != sorted(spec.key_names):
-            return (
+            return "table_mismatch", (
                 f"replica table {name!r} has primary key ({', '.join(actual)}) but records of "
                 f"{spec.source_table!r} carry keys ({', '.join(spec.key_names)})"
             )
@@ -413,3 +488,22 @@ class Replicator:
         self._ready.clear()
         self._bookkeeping_ready = False
 
+
+
+SOURCE_COMMENT = "cdc replica of DynamoDB table "
+
+
+def source_comment(source_table: str) -> str:
+    """The table comment that records which source table a replica table belongs to,
+    so two source names that land on one table are caught across processes too."""
+    return SOURCE_COMMENT + source_table
+
+
+def _source_of(inspector: Any, name: str, schema: str | None) -> str | None:
+    try:
+        comment = inspector.get_table_comment(name, schema=schema).get("text")
+    except NotImplementedError:  # SQLite keeps no comments
+        return None
+    if isinstance(comment, str) and comment.startswith(SOURCE_COMMENT):
+        return comment[len(SOURCE_COMMENT) :]
+    return None

@@ -56,7 +56,10 @@ class DeadLetter:
         change = self.change
         keys = None
         if change is not None:
-            keys = dumps({k: to_plain(v, f"Keys.{k}") for k, v in change.keys.items()})
+            try:
+                keys = dumps({k: to_plain(v, f"Keys.{k}") for k, v in change.keys.items()})
+            except (RecordError, TypeError):  # the keys are what is wrong: see raw_record
+                keys = None
         hints = _hints(self.record) if change is None else {}
         source = change.source_table if change else hints.get("source_table")
         return {
@@ -101,7 +104,9 @@ def raw_json(record: Any) -> str:
     try:
         return dumps(record)
     except TypeError:
-        return json.dumps(record, default=repr, sort_keys=True, ensure_ascii=False)
+        # Not plain JSON (a lone surrogate, a foreign object): escape everything so the
+        # text is storable, and keep it readable.
+        return json.dumps(record, default=repr, sort_keys=True, ensure_ascii=True)
 
 
 def write_dead_letters(

@@ -85,10 +85,12 @@ def classify(error: BaseException) -> ErrorKind:
         if not isinstance(error, sa_exc.DBAPIError):
             # The driver refused to encode a value before anything reached the server
             # (a lone surrogate, a number it cannot represent): a problem of this row.
-            return ErrorKind.ROW if isinstance(orig, ValueError | TypeError) else ErrorKind.SYSTEMIC
+            return ErrorKind.ROW if isinstance(orig, ValueError | TypeError) else ErrorKind.SYSTEMIC  # UnicodeError is a ValueError
         return _classify_driver_error(orig)
     if isinstance(error, ConnectionError | TimeoutError):
         return ErrorKind.TRANSIENT
+    if isinstance(error, UnicodeError):  # a value the driver cannot encode: this row's
+        return ErrorKind.ROW
     return _classify_driver_error(error)
 
 

@@ -85,7 +85,18 @@ def _split(av: object, path: str) -> tuple[str, Any]:
 def _check_str(payload: object, path: str, tag: str = "S") -> str:
     if type(payload) is not str:
         raise DecodeError(path, f"{tag} value {_show(payload)} is not a string")
+    if not payload.isascii():
+        check_unicode(payload, path)
     return payload
+
+
+def check_unicode(text: str, path: str) -> None:
+    """Reject a lone surrogate ("\\ud800"): JSON parsers let it through, but no
+    database can store it and no UTF-8 text can hold it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError(path, f"value {_show(text)} is not valid Unicode (a lone surrogate)") from None
 
 
 def _check_list(payload: object, path: str, tag: str) -> list[Any]:
@@ -125,7 +136,7 @@ def _make_decoder(plain: bool) -> Decoder:
         return handler(payload, path)
 
     def m(payload: Any, path: str) -> dict[str, Any]:
-        return {k: decode(v, f"{path}.{k}") for k, v in _check_map(payload, path).items()}
+        return {_name(k, path): decode(v, f"{path}.{k}") for k, v in _check_map(payload, path).items()}
 
     def l_(payload: Any, path: str) -> list[Any]:
         return [decode(v, f"{path}[{i}]") for i, v in enumerate(_check_list(payload, path, "L"))]
@@ -180,7 +191,14 @@ def image_to_plain(image: Any, path: str) -> dict[str, Any]:
     """A whole item (NewImage/OldImage) → plain-JSON object."""
     if type(image) is not dict:
         raise DecodeError(path, f"expected an item object, got {_show(image)}")
-    return {name: _to_plain(av, f"{path}.{name}") for name, av in image.items()}
+    return {_name(name, path): _to_plain(av, f"{path}.{name}") for name, av in image.items()}
+
+
+def _name(name: str, path: str) -> str:
+    """Attribute names are untrusted strings too."""
+    if not name.isascii():
+        check_unicode(name, f"{path} attribute name")
+    return name
 
 
 # --- plain JSON text ----------------------------------------------------------------

@@ -8,7 +8,6 @@ the pool's pre-ping replaces a connection that died while frozen).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
@@ -17,6 +16,7 @@ from cdc.apply import Replicator
 from cdc.config import load_settings
 from cdc.db import make_engine
 from cdc.errors import ConfigError, InvalidInvocation
+from cdc.observe import emit
 from cdc.retry import Deadline
 
 log = logging.getLogger("cdc")
@@ -47,7 +47,7 @@ def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
             "expected a DynamoDB Streams event: an object with a 'Records' list"
         )
     result = replicator().process(event["Records"], Deadline.from_context(context))
-    log.info(json.dumps({"message": "batch", **result.summary()}))
+    emit(result)
     return result.response()
 
 

@@ -223,7 +223,10 @@ def apply_nul_policy(plain: Any, path: str, policy: NulPolicy) -> Any:
 
 
 def _plain_json(plain: Any, where: str, policy: NulPolicy) -> str:
-    text = dumps(plain)
+    try:
+        text = dumps(plain)
+    except TypeError as exc:  # a lone surrogate the decoder did not see (defence in depth)
+        raise RecordError(f"{where} cannot be encoded as JSON: {exc}", kind="decode") from None
     if "\\u0000" in text and find_nul(plain, where) is not None:
         text = dumps(apply_nul_policy(plain, where, policy))
     return text
@@ -279,6 +282,7 @@ class DocumentTables:
             *bookkeeping_columns(),
             schema=schema,
             extend_existing=True,
+            comment=f"cdc replica of DynamoDB table {source}",
             **self.table_options,
         )
         return TableSpec(source, table, tuple(keys), self.options_for(source), document_values)
@@ -392,6 +396,7 @@ def typed_spec(
         *bookkeeping_columns(),
         schema=config.schema or default_schema,
         extend_existing=True,
+        comment=f"cdc replica of DynamoDB table {source}",
         **(table_options or {}),
     )
     effective = TableConfig(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cdc.decode import parse_binary, parse_number
+from cdc.decode import check_unicode, parse_binary, parse_number
 from cdc.errors import DecodeError, MalformedRecord
 
 EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
@@ -133,6 +133,10 @@ def _check_key(name: str, av: object) -> None:
         raise DecodeError(path, f"key attributes are S, N or B; got {tag!r}")
     if tag == "S" and (not isinstance(payload, str) or payload == ""):
         raise DecodeError(path, f"S key value {payload!r} is not a non-empty string")
+    if tag == "S" and not payload.isascii():
+        check_unicode(payload, path)
+    if not name.isascii():
+        check_unicode(name, "Keys attribute name")
     if tag == "N":
         parse_number(payload, path)
     if tag == "B" and not parse_binary(payload, path):

@@ -50,8 +50,8 @@ class Deadline:
 
 
 class stop_before_deadline(stop_base):  # noqa: N801 (tenacity's naming)
-    """Stop when the next sleep plus an attempt as long as the longest so far would
-    not leave `reserve` seconds to answer."""
+    """Stop when the next sleep plus a typical attempt so far would not leave `reserve`
+    seconds to answer."""
 
     def __init__(self, deadline: Deadline, reserve: float = ANSWER_RESERVE_S) -> None:
         self.deadline = deadline
@@ -62,9 +62,28 @@ class stop_before_deadline(stop_base):  # noqa: N801 (tenacity's naming)
         if remaining is None:
             return False
         attempts = max(1, retry_state.attempt_number)
-        longest_attempt = (retry_state.seconds_since_start or 0.0) / attempts
+        typical_attempt = (retry_state.seconds_since_start or 0.0) / attempts
         sleep = retry_state.upcoming_sleep or 0.0
-        return remaining - sleep - longest_attempt < self.reserve
+        return remaining - sleep - typical_attempt < self.reserve
+
+
+class wait_within_deadline:  # noqa: N801 (tenacity's naming)
+    """Exponential backoff with full jitter, shortened so an attempt still fits before
+    the deadline: a short outage is ridden out instead of reported early."""
+
+    def __init__(self, deadline: Deadline, base: Any, reserve: float = ANSWER_RESERVE_S) -> None:
+        self.deadline = deadline
+        self.base = base
+        self.reserve = reserve
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        wait = float(self.base(retry_state))
+        remaining = self.deadline.remaining()
+        if remaining is None:
+            return wait
+        attempts = max(1, retry_state.attempt_number)
+        typical_attempt = (retry_state.seconds_since_start or 0.0) / attempts
+        return max(0.0, min(wait, remaining - self.reserve - typical_attempt))
 
 
 def _retryable(error: BaseException) -> bool:
@@ -96,7 +115,9 @@ class RetryPolicy:
 
         return Retrying(
             retry=retry_if_exception(_retryable),
-            wait=wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
+            wait=wait_within_deadline(
+                deadline, wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait)
+            ),
             stop=stop_after_attempt(attempts) | stop_before_deadline(deadline) | stop_systemic,
             before_sleep=on_retry,
             reraise=True,
