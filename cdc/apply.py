@@ -223,7 +223,11 @@ class Replicator:
                 continue
             except Exception as exc:  # a bug of ours: keep the record, do not stall the shard
                 log.exception("unexpected error preparing record %d", index)
-                dead.append(DeadLetter(index, record, "internal", f"{type(exc).__name__}: {exc}", change, spec))
+                dead.append(
+                    DeadLetter(
+                        index, record, "internal", f"{type(exc).__name__}: {exc}", change, spec
+                    )
+                )
                 continue
             parsed.append((index, change, spec))
 
@@ -245,7 +249,16 @@ class Replicator:
                 continue
             except Exception as exc:
                 log.exception("unexpected error preparing record %d", index)
-                dead.append(DeadLetter(index, records[index], "internal", f"{type(exc).__name__}: {exc}", change, spec))
+                dead.append(
+                    DeadLetter(
+                        index,
+                        records[index],
+                        "internal",
+                        f"{type(exc).__name__}: {exc}",
+                        change,
+                        spec,
+                    )
+                )
                 continue
             if version is None:
                 ignored.append(change)
@@ -257,7 +270,9 @@ class Replicator:
         """Items read back from DynamoDB for image-less INSERT/MODIFY records of tables
         that enable hydration: index → item, None (gone) or the error that stopped it."""
         wanted = [
-            c for c, spec in parsed if spec.options.hydrate and not c.is_remove and c.new_image is None
+            c
+            for c, spec in parsed
+            if spec.options.hydrate and not c.is_remove and c.new_image is None
         ]
         if not wanted:
             return {}
@@ -353,7 +368,10 @@ class Replicator:
             self._limit_statement_time(conn, deadline)
             for table_plan in plans:
                 changed, bad = self._write_isolated(conn, table_plan.spec, table_plan.rows, now)
-                dead.extend(prepared.dead_letter(row, table_plan.spec, kind, message) for row, kind, message in bad)
+                dead.extend(
+                    prepared.dead_letter(row, table_plan.spec, kind, message)
+                    for row, kind, message in bad
+                )
                 applied += changed
                 table_stale = len(table_plan.rows) - len(bad) - changed + len(table_plan.superseded)
                 stale += table_stale
@@ -365,7 +383,9 @@ class Replicator:
                     entry.stale += table_stale
             stale += len(prepared.ignored)
             for change in prepared.changes:
-                progress.setdefault(change.stream_arn, StreamProgress(change.stream_arn, shard_id)).saw(change)
+                progress.setdefault(
+                    change.stream_arn, StreamProgress(change.stream_arn, shard_id)
+                ).saw(change)
             for change in prepared.ignored:
                 progress[change.stream_arn].stale += 1
                 key = (change.stream_arn, change.source_table)
@@ -376,7 +396,9 @@ class Replicator:
                     progress[letter.change.stream_arn].dead_lettered += 1
             if progress:
                 write_checkpoints(conn, self.dialect, self.schema, list(progress.values()), now)
-            unwritten, dead_letter_error = self._write_letters(conn, dead, now) if dead else ([], None)
+            unwritten, dead_letter_error = (
+                self._write_letters(conn, dead, now) if dead else ([], None)
+            )
         return Written(applied, stale, dead, dead_letter_error, per_table, unwritten)
 
     def _write_letters(
@@ -393,7 +415,9 @@ class Replicator:
                 raise
             if len(letters) == 1:
                 reason = "{}: {}".format(*describe(exc))
-                log.error("could not write the dead letter of record %d: %s", letters[0].index, reason)
+                log.error(
+                    "could not write the dead letter of record %d: %s", letters[0].index, reason
+                )
                 return letters, reason
         middle = len(letters) // 2
         left, left_reason = self._write_letters(conn, letters[:middle], now)
@@ -445,12 +469,15 @@ class Replicator:
         table = spec.table
         with self.engine.begin() as conn:
             inspector = inspect(conn)
-            if table.schema is not None and self.dialect.supports_schemas:
-                # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the
-                # database, which a least-privilege role does not have.
-                if not inspector.has_schema(table.schema):
-                    self.dialect.ensure_schema(conn, table.schema)
-                    inspector = inspect(conn)
+            # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the
+            # database, which a least-privilege role does not have.
+            if (
+                table.schema is not None
+                and self.dialect.supports_schemas
+                and not inspector.has_schema(table.schema)
+            ):
+                self.dialect.ensure_schema(conn, table.schema)
+                inspector = inspect(conn)
             exists = inspector.has_table(table.name, schema=table.schema)
             if not exists and not spec.options.auto_create:
                 return "table_missing", (
@@ -487,7 +514,6 @@ class Replicator:
     def _forget_tables(self) -> None:
         self._ready.clear()
         self._bookkeeping_ready = False
-
 
 
 SOURCE_COMMENT = "cdc replica of DynamoDB table "

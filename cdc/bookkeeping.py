@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -16,8 +17,8 @@ from sqlalchemy.engine import Connection
 from cdc import schema as bk
 from cdc.decode import dumps, to_plain
 from cdc.dialects import Dialect
-from cdc.mapping import TableSpec
 from cdc.errors import RecordError
+from cdc.mapping import TableSpec
 from cdc.records import Change, sequence_of, table_from_stream_arn
 
 
@@ -46,10 +47,7 @@ class DeadLetter:
     def fingerprint(self) -> str:
         arn = self.change.stream_arn if self.change else None
         seq = self.sequence_number
-        if arn and seq:
-            identity = f"{arn}|{seq}"
-        else:
-            identity = "raw|" + raw_json(self.record)
+        identity = f"{arn}|{seq}" if arn and seq else "raw|" + raw_json(self.record)
         return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
     def row(self, now: datetime) -> dict[str, Any]:
@@ -89,10 +87,8 @@ def _hints(record: Any) -> dict[str, str]:
     arn = record.get("eventSourceARN")
     if isinstance(arn, str):
         hints["stream_arn"] = arn[:512]
-        try:
+        with contextlib.suppress(RecordError):
             hints["source_table"] = table_from_stream_arn(arn)
-        except RecordError:
-            pass
     name = record.get("eventName")
     if isinstance(name, str):
         hints["event_name"] = name[:16]
@@ -110,7 +106,11 @@ def raw_json(record: Any) -> str:
 
 
 def write_dead_letters(
-    conn: Connection, dialect: Dialect, schema: str | None, letters: Sequence[DeadLetter], now: datetime
+    conn: Connection,
+    dialect: Dialect,
+    schema: str | None,
+    letters: Sequence[DeadLetter],
+    now: datetime,
 ) -> None:
     table = tables(schema)["cdc_dead_letters"]
     rows = sorted((d.row(now) for d in letters), key=lambda r: r["fingerprint"])

@@ -122,9 +122,7 @@ def load_settings(
         url_setting = f"{config_path}: database_url"
     secret_arn = env.get("CDC_DATABASE_SECRET_ARN") or None
     if url_text is not None and secret_arn is not None and env.get("CDC_DATABASE_URL"):
-        raise ConfigError(
-            "set either CDC_DATABASE_URL or CDC_DATABASE_SECRET_ARN, not both"
-        )
+        raise ConfigError("set either CDC_DATABASE_URL or CDC_DATABASE_SECRET_ARN, not both")
     if secret_arn is not None and not secret_arn.startswith("arn:"):
         raise ConfigError(
             "CDC_DATABASE_SECRET_ARN must be a Secrets Manager ARN (arn:aws:secretsmanager:…)"
@@ -218,9 +216,14 @@ def _table(source: str, raw: Any, defaults: TableOptions, path: Path | None) -> 
         raise ConfigError(f"{path}: [{where}.columns] must be a table of attribute = type")
     columns = tuple(_column(attr, spec, path, where) for attr, spec in raw_columns.items())
     if columns and not keys:
-        raise ConfigError(f"{path}: [{where}] has columns but no keys; list the key attributes in `keys`")
+        raise ConfigError(
+            f"{path}: [{where}] has columns but no keys; list the key attributes in `keys`"
+        )
     if keys and not columns:
-        raise ConfigError(f"{path}: [{where}] has keys but no columns; declare each key attribute's type in [{where}.columns]")
+        raise ConfigError(
+            f"{path}: [{where}] has keys but no columns; declare each key attribute's "
+            f"type in [{where}.columns]"
+        )
     by_attribute = {c.attribute: c for c in columns}
     for key in keys:
         column = by_attribute.get(key)
@@ -241,7 +244,9 @@ def _table(source: str, raw: Any, defaults: TableOptions, path: Path | None) -> 
         schema=schema,
         keys=tuple(keys),
         columns=tuple(
-            ColumnConfig(c.attribute, c.column, c.type, c.required or c.attribute in keys, c.time_format)
+            ColumnConfig(
+                c.attribute, c.column, c.type, c.required or c.attribute in keys, c.time_format
+            )
             for c in columns
         ),
         unmapped=unmapped_value,
@@ -253,11 +258,14 @@ def _column(attribute: str, spec: Any, path: Path | None, where: str) -> ColumnC
     if isinstance(spec, str):
         spec = {"type": spec}
     if not isinstance(spec, dict):
-        raise ConfigError(f'{here} must be a type ("numeric(12,2)") or an inline table {{ type = ... }}')
+        raise ConfigError(
+            f'{here} must be a type ("numeric(12,2)") or an inline table {{ type = ... }}'
+        )
     unknown = set(spec) - _COLUMN_KEYS
     if unknown:
         raise ConfigError(
-            f"{here} has unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_COLUMN_KEYS))}"
+            f"{here} has unknown key(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_COLUMN_KEYS))}"
         )
     if "type" not in spec:
         raise ConfigError(f"{here} has no type")
@@ -273,7 +281,9 @@ def _column(attribute: str, spec: Any, path: Path | None, where: str) -> ColumnC
         raise ConfigError(f"{here}: required must be true or false")
     time_format = spec.get("format", "auto")
     if time_format not in TIME_FORMATS:
-        raise ConfigError(f"{here}: format = {time_format!r}; expected one of {', '.join(TIME_FORMATS)}")
+        raise ConfigError(
+            f"{here}: format = {time_format!r}; expected one of {', '.join(TIME_FORMATS)}"
+        )
     if time_format != "auto" and ctype.kind != "timestamptz":
         raise ConfigError(f"{here}: format only applies to timestamptz columns")
     if any(not part for part in attribute.split(".")):
@@ -295,7 +305,8 @@ def _options(raw: Any, base: TableOptions, path: Path | None, where: str) -> Tab
         choices = _OPTION_CHOICES.get(key)
         if choices is not None and value not in choices:
             raise ConfigError(
-                f"{path}: [{where}] {key} = {value!r}; expected one of {', '.join(map(repr, choices))}"
+                f"{path}: [{where}] {key} = {value!r}; "
+                f"expected one of {', '.join(map(repr, choices))}"
             )
         if choices is None and not isinstance(value, bool):
             raise ConfigError(f"{path}: [{where}] {key} must be true or false, got {value!r}")

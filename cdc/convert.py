@@ -39,10 +39,20 @@ _INT_RANGES = {
     "integer": (-(2**31), 2**31 - 1),
     "bigint": (-(2**63), 2**63 - 1),
 }
-_ALIASES = {"int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint",
-            "bool": "boolean", "float8": "double", "double precision": "double",
-            "timestamp": "timestamptz", "json": "jsonb", "string": "text", "binary": "bytea",
-            "decimal": "numeric"}
+_ALIASES = {
+    "int": "integer",
+    "int4": "integer",
+    "int8": "bigint",
+    "int2": "smallint",
+    "bool": "boolean",
+    "float8": "double",
+    "double precision": "double",
+    "timestamp": "timestamptz",
+    "json": "jsonb",
+    "string": "text",
+    "binary": "bytea",
+    "decimal": "numeric",
+}
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,9 @@ def parse_type(text: str) -> ColumnType:
     if match:
         precision, scale = int(match.group(1)), int(match.group(2) or 0)
         if not 1 <= precision <= 1000 or scale > precision:
-            raise ValueError(f"numeric({precision},{scale}) needs 1 <= precision <= 1000 and scale <= precision")
+            raise ValueError(
+                f"numeric({precision},{scale}) needs 1 <= precision <= 1000 and scale <= precision"
+            )
         return ColumnType("numeric", precision, scale)
     spec = _ALIASES.get(spec, spec)
     if spec not in KINDS:
@@ -86,11 +98,15 @@ def converter(column: str, ctype: ColumnType, time_format: str = "auto") -> Conv
         shown = repr(av)
         if len(shown) > 80:
             shown = shown[:77] + "..."
-        return ConversionError(f"column {column!r} ({ctype}) cannot hold attribute {path} = {shown}: {why}")
+        return ConversionError(
+            f"column {column!r} ({ctype}) cannot hold attribute {path} = {shown}: {why}"
+        )
 
     def tag_of(av: Any, path: str) -> tuple[str, Any]:
         if type(av) is not dict or len(av) != 1:
-            raise DecodeError(path, f"expected an AttributeValue with one type descriptor, got {av!r}")
+            raise DecodeError(
+                path, f"expected an AttributeValue with one type descriptor, got {av!r}"
+            )
         ((tag, payload),) = av.items()
         return tag, payload
 
@@ -110,7 +126,9 @@ def converter(column: str, ctype: ColumnType, time_format: str = "auto") -> Conv
         if kind in ("numeric", "bigint", "integer", "smallint", "double"):
             if tag != "N":
                 raise fail(path, av, "expected a number (N)")
-            return _number(parse_number(payload, path), kind, ctype, lambda why: fail(path, av, why))
+            return _number(
+                parse_number(payload, path), kind, ctype, lambda why: fail(path, av, why)
+            )
         if kind == "boolean":
             if tag != "BOOL":
                 raise fail(path, av, "expected a boolean (BOOL)")
@@ -129,8 +147,14 @@ def converter(column: str, ctype: ColumnType, time_format: str = "auto") -> Conv
             except (TypeError, ValueError):
                 raise fail(path, av, "not an ISO-8601 date (YYYY-MM-DD)") from None
         if kind == "text[]":
-            if tag == "SS" or (tag == "L" and all(isinstance(v, dict) and "S" in v for v in payload or [])):
-                return to_plain(av, path) if tag == "SS" else [to_plain(v, f"{path}[{i}]") for i, v in enumerate(payload)]
+            if tag == "SS" or (
+                tag == "L" and all(isinstance(v, dict) and "S" in v for v in payload or [])
+            ):
+                return (
+                    to_plain(av, path)
+                    if tag == "SS"
+                    else [to_plain(v, f"{path}[{i}]") for i, v in enumerate(payload)]
+                )
             raise fail(path, av, "expected a string set (SS) or a list of strings")
         if kind == "numeric[]":
             if tag == "NS":
@@ -143,7 +167,9 @@ def converter(column: str, ctype: ColumnType, time_format: str = "auto") -> Conv
     return convert
 
 
-def _number(value: Decimal, kind: str, ctype: ColumnType, fail: Callable[[str], ConversionError]) -> Any:
+def _number(
+    value: Decimal, kind: str, ctype: ColumnType, fail: Callable[[str], ConversionError]
+) -> Any:
     if kind == "double":
         result = float(value)
         if result in (float("inf"), float("-inf")):
@@ -182,12 +208,17 @@ def _timestamp(
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     if tag == "N" and time_format in ("auto", "epoch_s", "epoch_ms"):
         number = parse_number(payload, path)
-        millis = time_format == "epoch_ms" or (time_format == "auto" and abs(number) >= Decimal(10) ** 11)
+        millis = time_format == "epoch_ms" or (
+            time_format == "auto" and abs(number) >= Decimal(10) ** 11
+        )
         seconds = number / 1000 if millis else number
         try:
             return datetime.fromtimestamp(float(seconds), tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise fail("epoch time out of range") from None
-    expected = {"iso": "an ISO-8601 string (S)", "epoch_s": "epoch seconds (N)",
-                "epoch_ms": "epoch milliseconds (N)"}.get(time_format, "an ISO-8601 string (S) or epoch seconds/milliseconds (N)")
+    expected = {
+        "iso": "an ISO-8601 string (S)",
+        "epoch_s": "epoch seconds (N)",
+        "epoch_ms": "epoch milliseconds (N)",
+    }.get(time_format, "an ISO-8601 string (S) or epoch seconds/milliseconds (N)")
     raise fail(f"expected {expected}")

@@ -85,7 +85,9 @@ def classify(error: BaseException) -> ErrorKind:
         if not isinstance(error, sa_exc.DBAPIError):
             # The driver refused to encode a value before anything reached the server
             # (a lone surrogate, a number it cannot represent): a problem of this row.
-            return ErrorKind.ROW if isinstance(orig, ValueError | TypeError) else ErrorKind.SYSTEMIC  # UnicodeError is a ValueError
+            return (
+                ErrorKind.ROW if isinstance(orig, ValueError | TypeError) else ErrorKind.SYSTEMIC
+            )  # UnicodeError is a ValueError
         return _classify_driver_error(orig)
     if isinstance(error, ConnectionError | TimeoutError):
         return ErrorKind.TRANSIENT

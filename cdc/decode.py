@@ -96,7 +96,9 @@ def check_unicode(text: str, path: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise DecodeError(path, f"value {_show(text)} is not valid Unicode (a lone surrogate)") from None
+        raise DecodeError(
+            path, f"value {_show(text)} is not valid Unicode (a lone surrogate)"
+        ) from None
 
 
 def _check_list(payload: object, path: str, tag: str) -> list[Any]:
@@ -136,17 +138,24 @@ def _make_decoder(plain: bool) -> Decoder:
         return handler(payload, path)
 
     def m(payload: Any, path: str) -> dict[str, Any]:
-        return {_name(k, path): decode(v, f"{path}.{k}") for k, v in _check_map(payload, path).items()}
+        return {
+            _name(k, path): decode(v, f"{path}.{k}") for k, v in _check_map(payload, path).items()
+        }
 
     def l_(payload: Any, path: str) -> list[Any]:
         return [decode(v, f"{path}[{i}]") for i, v in enumerate(_check_list(payload, path, "L"))]
 
     def ns(payload: Any, path: str) -> Any:
-        values = [parse_number(v, f"{path}[{i}]") for i, v in enumerate(_check_list(payload, path, "NS"))]
+        values = [
+            parse_number(v, f"{path}[{i}]") for i, v in enumerate(_check_list(payload, path, "NS"))
+        ]
         return sorted(values) if plain else set(values)
 
     def ss(payload: Any, path: str) -> Any:
-        values = [_check_str(v, f"{path}[{i}]", "SS") for i, v in enumerate(_check_list(payload, path, "SS"))]
+        values = [
+            _check_str(v, f"{path}[{i}]", "SS")
+            for i, v in enumerate(_check_list(payload, path, "SS"))
+        ]
         return sorted(values) if plain else set(values)
 
     def bs(payload: Any, path: str) -> Any:

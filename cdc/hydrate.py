@@ -45,7 +45,9 @@ class Hydrator:
         read in time."""
         by_table: dict[tuple[str, str | None], list[Change]] = {}
         for change in changes:
-            by_table.setdefault((change.source_table, region_of(change.stream_arn)), []).append(change)
+            by_table.setdefault((change.source_table, region_of(change.stream_arn)), []).append(
+                change
+            )
         found: dict[int, dict[str, Any] | None] = {}
         for (table, region), group in by_table.items():
             unique: dict[str, dict[str, Any]] = {}
@@ -63,7 +65,9 @@ class Hydrator:
         items: dict[str, dict[str, Any]] = {}
         key_names = set(keys[0]) if keys else set()
         for start in range(0, len(keys), BATCH_GET_LIMIT):
-            pending: list[dict[str, Any]] = [image_from_wire(k) for k in keys[start : start + BATCH_GET_LIMIT]]
+            pending: list[dict[str, Any]] = [
+                image_from_wire(k) for k in keys[start : start + BATCH_GET_LIMIT]
+            ]
             for attempt in range(UNPROCESSED_ATTEMPTS):
                 try:
                     response = call(
@@ -71,7 +75,9 @@ class Hydrator:
                         RequestItems={table: {"Keys": pending, "ConsistentRead": True}},
                     )
                 except Exception as exc:
-                    raise HydrationError(f"cannot read {table!r} from DynamoDB to hydrate: {exc}") from exc
+                    raise HydrationError(
+                        f"cannot read {table!r} from DynamoDB to hydrate: {exc}"
+                    ) from exc
                 for item in response.get("Responses", {}).get(table, []):
                     wire = image_to_wire(item)
                     items[_key_id({k: wire[k] for k in key_names if k in wire})] = wire

@@ -205,8 +205,10 @@ def key_hash(key: Sequence[Any]) -> tuple[str, str]:
 
 
 def _nul_fix(policy: NulPolicy) -> Callable[[str], str]:
-    return (lambda s: s.replace("\x00", "")) if policy == "strip" else (
-        lambda s: s.replace("\x00", NUL_REPLACEMENT)
+    return (
+        (lambda s: s.replace("\x00", ""))
+        if policy == "strip"
+        else (lambda s: s.replace("\x00", NUL_REPLACEMENT))
     )
 
 
@@ -216,8 +218,8 @@ def apply_nul_policy(plain: Any, path: str, policy: NulPolicy) -> Any:
         return map_strings(plain, _nul_fix(policy))
     found = find_nul(plain, path)
     raise RecordError(
-        f"{found} contains U+0000, which PostgreSQL cannot store; set nul = \"strip\" or "
-        "\"replace\" for this table to accept it",
+        f'{found} contains U+0000, which PostgreSQL cannot store; set nul = "strip" or '
+        '"replace" for this table to accept it',
         kind="nul",
     )
 
@@ -283,7 +285,7 @@ class DocumentTables:
             schema=schema,
             extend_existing=True,
             comment=f"cdc replica of DynamoDB table {source}",
-            **self.table_options,
+            **dict[str, Any](self.table_options),
         )
         return TableSpec(source, table, tuple(keys), self.options_for(source), document_values)
 
@@ -312,7 +314,11 @@ def _lookup(image: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 def typed_values_factory(config: TableConfig) -> ValuesOf:
     keys = set(config.keys)
-    columns = [(c, converter(c.column, c.type, c.time_format)) for c in config.columns if c.attribute not in keys]
+    columns = [
+        (c, converter(c.column, c.type, c.time_format))
+        for c in config.columns
+        if c.attribute not in keys
+    ]
     direct = {c.path[0] for c in config.columns if len(c.path) == 1}
     keep_extra = config.unmapped == "extra"
 
@@ -341,7 +347,7 @@ def _fix_nul(value: Any, path: str, policy: NulPolicy) -> Any:
     if isinstance(value, str):
         if "\x00" in value:
             return apply_nul_policy(value, path, policy)
-        if "\\u0000" in value and value[:1] in "[{\"":  # a JSON column's text
+        if "\\u0000" in value and value[:1] in '[{"':  # a JSON column's text
             from cdc.decode import loads
 
             return _plain_json(loads(value), path, policy)
@@ -379,7 +385,14 @@ def typed_spec(
     sql_columns: list[Column[Any]] = []
     for attribute in config.keys:
         column = resolved[attribute]
-        key_columns.append(KeyColumn(attribute, column.column, None, converter(column.column, column.type, column.time_format)))
+        key_columns.append(
+            KeyColumn(
+                attribute,
+                column.column,
+                None,
+                converter(column.column, column.type, column.time_format),
+            )
+        )
         sql_columns.append(Column(column.column, column_type(column.type, True), primary_key=True))
     for attribute, column in resolved.items():
         if attribute in config.keys:
@@ -397,13 +410,20 @@ def typed_spec(
         schema=config.schema or default_schema,
         extend_existing=True,
         comment=f"cdc replica of DynamoDB table {source}",
-        **(table_options or {}),
+        **dict[str, Any](table_options or {}),
     )
     effective = TableConfig(
-        source, config.options, name, config.schema, config.keys,
-        tuple(resolved[c.attribute] for c in config.columns), config.unmapped,
+        source,
+        config.options,
+        name,
+        config.schema,
+        config.keys,
+        tuple(resolved[c.attribute] for c in config.columns),
+        config.unmapped,
     )
-    return TableSpec(source, table, tuple(key_columns), config.options, typed_values_factory(effective))
+    return TableSpec(
+        source, table, tuple(key_columns), config.options, typed_values_factory(effective)
+    )
 
 
 def config_where(config: TableConfig) -> str:

@@ -46,7 +46,9 @@ def upgrade(engine: Engine, settings: Settings, revision: str = "head", sql: boo
     command.upgrade(config, revision, sql=sql)
 
 
-def ensure_bookkeeping(engine: Engine, schema: str | None, settings: Settings | None = None) -> None:
+def ensure_bookkeeping(
+    engine: Engine, schema: str | None, settings: Settings | None = None
+) -> None:
     """Run the migrations when a bookkeeping table is missing (first run on a new
     database); otherwise one catalog query and nothing else."""
     existing = set(inspect(engine).get_table_names(schema=schema))
@@ -72,7 +74,11 @@ def target_metadata(settings: Settings, dialect_name: str) -> MetaData:
     for config in settings.tables.values():
         if config.typed:
             typed_spec(
-                config, metadata, settings.schema, dialect.max_identifier_bytes,
-                dialect.column_type, dialect.table_options(),
+                config,
+                metadata,
+                settings.schema,
+                dialect.max_identifier_bytes,
+                dialect.column_type,
+                dialect.table_options(),
             )
     return metadata

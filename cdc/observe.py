@@ -41,7 +41,9 @@ def log_line(result: BatchResult) -> dict[str, Any]:
     }
 
 
-def emf_documents(result: BatchResult, namespace: str, now_ms: int | None = None) -> Iterator[dict[str, Any]]:
+def emf_documents(
+    result: BatchResult, namespace: str, now_ms: int | None = None
+) -> Iterator[dict[str, Any]]:
     """One EMF document per (stream, table) of the batch."""
     timestamp = int(time.time() * 1000) if now_ms is None else now_ms
     for (stream, table), stats in sorted(result.by_table.items()):
@@ -77,7 +79,9 @@ def _stream_label(arn: str) -> str:
     return arn.split(":", 5)[-1] if arn.count(":") >= 5 else arn
 
 
-def emit(result: BatchResult, environ: Mapping[str, str] | None = None, out: TextIO | None = None) -> None:
+def emit(
+    result: BatchResult, environ: Mapping[str, str] | None = None, out: TextIO | None = None
+) -> None:
     """Print the log line and, unless CDC_METRICS=off, the EMF documents (Lambda sends
     stdout to CloudWatch Logs, which extracts the metrics)."""
     env = os.environ if environ is None else environ

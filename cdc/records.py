@@ -128,7 +128,7 @@ def _check_key(name: str, av: object) -> None:
     path = f"Keys.{name}"
     if not isinstance(av, dict) or len(av) != 1:
         raise DecodeError(path, f"expected an AttributeValue with one type descriptor, got {av!r}")
-    (tag, payload), = av.items()
+    ((tag, payload),) = av.items()
     if tag not in KEY_TYPES:
         raise DecodeError(path, f"key attributes are S, N or B; got {tag!r}")
     if tag == "S" and (not isinstance(payload, str) or payload == ""):

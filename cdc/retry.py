@@ -49,7 +49,7 @@ class Deadline:
         return float(self.remaining_ms()) / 1000.0
 
 
-class stop_before_deadline(stop_base):  # noqa: N801 (tenacity's naming)
+class stop_before_deadline(stop_base):
     """Stop when the next sleep plus a typical attempt so far would not leave `reserve`
     seconds to answer."""
 
@@ -67,7 +67,7 @@ class stop_before_deadline(stop_base):  # noqa: N801 (tenacity's naming)
         return remaining - sleep - typical_attempt < self.reserve
 
 
-class wait_within_deadline:  # noqa: N801 (tenacity's naming)
+class wait_within_deadline:
     """Exponential backoff with full jitter, shortened so an attempt still fits before
     the deadline: a short outage is ridden out instead of reported early."""
 
@@ -86,6 +86,23 @@ class wait_within_deadline:  # noqa: N801 (tenacity's naming)
         return max(0.0, min(wait, remaining - self.reserve - typical_attempt))
 
 
+class stop_systemic_after(stop_base):  # noqa: N801 (tenacity's naming)
+    """A systemic error (a missing table, a permission) is retried only this often: a
+    dropped table is recreated on the retry, anything else waits for a person."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        return (
+            error is not None
+            and classify(error) is ErrorKind.SYSTEMIC
+            and retry_state.attempt_number >= self.attempts
+        )
+
+
 def _retryable(error: BaseException) -> bool:
     return classify(error) is not ErrorKind.ROW
 
@@ -100,25 +117,20 @@ class RetryPolicy:
     max_wait: float = 5.0
     systemic_attempts: int = 2
 
-    def retrying(self, deadline: Deadline, on_retry: Callable[[RetryCallState], None] | None = None) -> Retrying:
+    def retrying(
+        self, deadline: Deadline, on_retry: Callable[[RetryCallState], None] | None = None
+    ) -> Retrying:
         attempts = self.max_attempts if deadline.remaining_ms is None else 10_000
-        systemic = self.systemic_attempts
-
-        def stop_systemic(state: RetryCallState) -> bool:
-            outcome = state.outcome
-            error = outcome.exception() if outcome is not None else None
-            return (
-                error is not None
-                and classify(error) is ErrorKind.SYSTEMIC
-                and state.attempt_number >= systemic
-            )
-
         return Retrying(
             retry=retry_if_exception(_retryable),
             wait=wait_within_deadline(
                 deadline, wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait)
             ),
-            stop=stop_after_attempt(attempts) | stop_before_deadline(deadline) | stop_systemic,
+            stop=(
+                stop_after_attempt(attempts)
+                | stop_before_deadline(deadline)
+                | stop_systemic_after(self.systemic_attempts)
+            ),
             before_sleep=on_retry,
             reraise=True,
         )

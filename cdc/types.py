@@ -80,9 +80,8 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        moment: datetime = value
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class ExactNumber(TypeDecorator[Decimal]):
@@ -93,7 +92,9 @@ class ExactNumber(TypeDecorator[Decimal]):
     impl = Text
     cache_ok = True
 
-    def __init__(self, precision: int | None = None, scale: int | None = None, *, key: bool = False) -> None:
+    def __init__(
+        self, precision: int | None = None, scale: int | None = None, *, key: bool = False
+    ) -> None:
         super().__init__()
         self.precision = precision
         self.scale = scale

@@ -42,7 +42,9 @@ def _engine_and_settings() -> tuple[Any, Any]:
     return engine, settings
 
 
-def _compare_type(context: Any, inspected: Any, metadata_column: Any, inspected_type: Any, metadata_type: Any) -> bool | None:
+def _compare_type(
+    context: Any, inspected: Any, metadata_column: Any, inspected_type: Any, metadata_type: Any
+) -> bool | None:
     """Our TypeDecorators (exact numbers, JSON as text) render per-dialect DDL: compare
     what they render, not their Python impl, or every run would see a change."""
     if not isinstance(metadata_type, TypeDecorator):
@@ -64,7 +66,9 @@ def _configure(connection: Connection | None, settings: Any, metadata: Any, **kw
     def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
         return name in wanted if type_ == "schema" else True
 
-    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    def include_object(
+        obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+    ) -> bool:
         # Document-mode tables appear at run time and are no business of the mapping's
         # migrations: never propose dropping a table we did not declare.
         return not (type_ == "table" and reflected and compare_to is None)
@@ -86,7 +90,14 @@ def _configure(connection: Connection | None, settings: Any, metadata: Any, **kw
 def run_offline() -> None:
     engine, settings = _engine_and_settings()
     metadata = target_metadata(settings, engine.dialect.name)
-    _configure(None, settings, metadata, url=engine.url, literal_binds=True, dialect_name=engine.dialect.name)
+    _configure(
+        None,
+        settings,
+        metadata,
+        url=engine.url,
+        literal_binds=True,
+        dialect_name=engine.dialect.name,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -132,9 +143,16 @@ def _create_and_check(connection: Connection, settings: Any, metadata: Any) -> N
         opts={
             "compare_type": _compare_type,
             "include_schemas": True,
-            "include_name": lambda name, type_, parents: type_ != "schema" or name in {t.schema for t in typed},
-            "include_object": lambda obj, name, type_, reflected, compare_to: not (
-                type_ == "table" and (compare_to is None or not str(name).startswith(tuple(t.name for t in typed)))
+            "include_name": lambda name, type_, parents: (
+                type_ != "schema" or name in {t.schema for t in typed}
+            ),
+            "include_object": lambda obj, name, type_, reflected, compare_to: (
+                not (
+                    type_ == "table"
+                    and (
+                        compare_to is None or not str(name).startswith(tuple(t.name for t in typed))
+                    )
+                )
             ),
         },
     )

@@ -207,7 +207,9 @@ class TestDatabase:
         from sqlalchemy import func, select
 
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(self.table(name))).scalar_one())
+            return int(
+                conn.execute(select(func.count()).select_from(self.table(name))).scalar_one()
+            )
 
 
 def _fresh_schema(engine: Engine) -> str:

@@ -34,7 +34,9 @@ def _numbers(value: Any) -> Any:
         return {k: _numbers(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_numbers(v) for v in value]
-    if isinstance(value, set) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if isinstance(value, set) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
         return {Decimal(v) for v in value}
     return value
 
@@ -92,15 +94,21 @@ def record(
     return rec
 
 
-def insert(keys: dict[str, Any], seq: int | str, item: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+def insert(
+    keys: dict[str, Any], seq: int | str, item: dict[str, Any] | None = None, **kw: Any
+) -> dict[str, Any]:
     return record("INSERT", keys, seq, new={**keys, **(item or {})}, **kw)
 
 
-def modify(keys: dict[str, Any], seq: int | str, item: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+def modify(
+    keys: dict[str, Any], seq: int | str, item: dict[str, Any] | None = None, **kw: Any
+) -> dict[str, Any]:
     return record("MODIFY", keys, seq, new={**keys, **(item or {})}, **kw)
 
 
-def remove(keys: dict[str, Any], seq: int | str, old: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+def remove(
+    keys: dict[str, Any], seq: int | str, old: dict[str, Any] | None = None, **kw: Any
+) -> dict[str, Any]:
     return record("REMOVE", keys, seq, old=None if old is None else {**keys, **old}, **kw)
 
 

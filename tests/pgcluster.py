@@ -4,6 +4,7 @@ CDC_TEST_DATABASE_URL is given, and by the outage tests, which stop and start it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -53,19 +54,24 @@ class TempCluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def init(self) -> TempCluster:
-        self._run(_find("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+        self._run(
+            _find("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync"
+        )
         return self
 
     def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off -c max_connections=100"
-        self._run(_find("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
+            "-c fsync=off -c max_connections=100"
+        )
+        self._run(
+            _find("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run(_find("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)

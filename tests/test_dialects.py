@@ -12,7 +12,11 @@ from tests.factories import event, insert, modify, remove
 def test_guarded_upsert_counts_and_final_state(db):
     # GIVEN a batch with an insert, a newer modify and a duplicate of the modify
     replicator = db.replicator()
-    records = [insert({"Id": 1}, 10, {"v": "a"}), modify({"Id": 1}, 11, {"v": "b"}), modify({"Id": 2}, 5, {"v": "z"})]
+    records = [
+        insert({"Id": 1}, 10, {"v": "a"}),
+        modify({"Id": 1}, 11, {"v": "b"}),
+        modify({"Id": 2}, 5, {"v": "z"}),
+    ]
     # WHEN it is applied twice
     first = replicator.process(records)
     second = replicator.process(records)
@@ -45,7 +49,9 @@ def test_sequence_numbers_compare_as_integers(db):
 
 def test_soft_delete_is_not_resurrected_by_older_insert(db):
     replicator = db.replicator()
-    replicator.process(event(insert({"Id": 1}, 1, {"v": "a"}), remove({"Id": 1}, 3, {"v": "a"}))["Records"])
+    replicator.process(
+        event(insert({"Id": 1}, 1, {"v": "a"}), remove({"Id": 1}, 3, {"v": "a"}))["Records"]
+    )
     replicator.process([modify({"Id": 1}, 2, {"v": "b"})])
     (row,) = db.rows("orders")
     assert row["_cdc_deleted"] in (True, 1)
@@ -55,7 +61,9 @@ def test_soft_delete_is_not_resurrected_by_older_insert(db):
 def test_keys_differing_only_in_case_are_two_rows(db):
     # MySQL compares text case-insensitively by default: replica tables must not
     replicator = db.replicator()
-    result = replicator.process([insert({"Name": "a"}, 1, table="People"), insert({"Name": "A"}, 2, table="People")])
+    result = replicator.process(
+        [insert({"Name": "a"}, 1, table="People"), insert({"Name": "A"}, 2, table="People")]
+    )
     assert result.applied == 2
     assert db.count("people") == 2
 

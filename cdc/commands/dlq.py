@@ -28,11 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="list dead letters")
     listing.add_argument("--table", help="only this source table")
-    listing.add_argument("--since", type=parse_duration, help="only failures newer than this (e.g. 24h)")
     listing.add_argument(
-        "--status", choices=("pending", "resolved", "all"), default="pending", help="default: pending"
+        "--since", type=parse_duration, help="only failures newer than this (e.g. 24h)"
     )
-    listing.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
+    listing.add_argument(
+        "--status",
+        choices=("pending", "resolved", "all"),
+        default="pending",
+        help="default: pending",
+    )
+    listing.add_argument(
+        "--limit", type=int, default=50, help="at most this many rows (default 50)"
+    )
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     show = actions.add_parser("show", help="show one dead letter with its raw record")
     show.add_argument("id", type=int)
@@ -63,10 +70,21 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 def list_letters(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     t = tables(settings.schema)["cdc_dead_letters"]
-    query = select(
-        t.c.id, t.c.status, t.c.source_table, t.c["keys"], t.c.sequence_number,
-        t.c.error_class, t.c.error_message, t.c.attempts, t.c.last_failed_at,
-    ).order_by(t.c.id).limit(args.limit)
+    query = (
+        select(
+            t.c.id,
+            t.c.status,
+            t.c.source_table,
+            t.c["keys"],
+            t.c.sequence_number,
+            t.c.error_class,
+            t.c.error_message,
+            t.c.attempts,
+            t.c.last_failed_at,
+        )
+        .order_by(t.c.id)
+        .limit(args.limit)
+    )
     if args.status != "all":
         query = query.where(t.c.status == args.status)
     if args.table:
@@ -82,7 +100,10 @@ def list_letters(engine: Engine, settings: Settings, args: argparse.Namespace) -
     if not rows:
         print("no dead letters" + (f" ({args.status})" if args.status != "all" else ""))
         return 0
-    print(f"{'ID':>6}  {'STATUS':8} {'TABLE':24} {'KEYS':24} {'TRIES':>5}  LAST FAILED           ERROR")
+    print(
+        f"{'ID':>6}  {'STATUS':8} {'TABLE':24} {'KEYS':24} {'TRIES':>5}  "
+        f"{'LAST FAILED':21} ERROR"
+    )
     for row in rows:
         when = row["last_failed_at"]
         when_text = when.strftime("%Y-%m-%d %H:%M:%S") if isinstance(when, datetime) else str(when)
@@ -126,15 +147,15 @@ def redrive(
     if not all_:
         missing = set(ids) - {row.id for row in letters}
         if missing:
-            raise CdcError(
-                f"no pending dead letter with id {', '.join(map(str, sorted(missing)))}"
-            )
+            raise CdcError(f"no pending dead letter with id {', '.join(map(str, sorted(missing)))}")
     if not letters:
         print("nothing to redrive")
         return 0
     records = [json.loads(row.raw_record) for row in letters]
     result = Replicator(engine, settings).process(records)
-    resolved = [row.id for row, o in zip(letters, result.outcomes, strict=True) if o is Outcome.APPLIED]
+    resolved = [
+        row.id for row, o in zip(letters, result.outcomes, strict=True) if o is Outcome.APPLIED
+    ]
     if resolved:
         with engine.begin() as conn:
             conn.execute(

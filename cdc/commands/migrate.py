@@ -16,7 +16,9 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", default="head", help="target revision (default: head)")
-    parser.add_argument("--sql", action="store_true", help="print the SQL (offline mode) instead of running it")
+    parser.add_argument(
+        "--sql", action="store_true", help="print the SQL (offline mode) instead of running it"
+    )
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

@@ -25,12 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from cdc.cli import parse_duration
 
     parser.add_argument(
-        "--older-than", type=parse_duration, required=True, metavar="DURATION",
+        "--older-than",
+        type=parse_duration,
+        required=True,
+        metavar="DURATION",
         help="e.g. 48h or 7d; at least 24h unless --force",
     )
     parser.add_argument(
-        "--soft-deleted", action="store_true",
-        help="also delete soft-deleted rows (_cdc_deleted) applied before then, in every replica table",
+        "--soft-deleted",
+        action="store_true",
+        help="also delete soft-deleted rows (_cdc_deleted) applied before then, "
+        "in every replica table",
     )
     parser.add_argument("--force", action="store_true", help="allow a duration under 24h")
     parser.add_argument("--dry-run", action="store_true", help="count, do not delete")
@@ -58,7 +63,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     with engine.begin() as conn:
         old = tombstones.c.deleted_at < cutoff
         if args.dry_run:
-            count = conn.execute(select(func.count()).select_from(tombstones).where(old)).scalar_one()
+            count = conn.execute(
+                select(func.count()).select_from(tombstones).where(old)
+            ).scalar_one()
         else:
             count = conn.execute(delete(tombstones).where(old)).rowcount
         print(f"{verb} {count} tombstones older than {cutoff:%Y-%m-%d %H:%M:%S} UTC")
@@ -74,7 +81,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             table = Table(name, metadata, autoload_with=conn, schema=settings.schema)
             condition = (table.c[DELETED].is_(True)) & (table.c[APPLIED_AT] < cutoff)
             if args.dry_run:
-                count = conn.execute(select(func.count()).select_from(table).where(condition)).scalar_one()
+                count = conn.execute(
+                    select(func.count()).select_from(table).where(condition)
+                ).scalar_one()
             else:
                 count = conn.execute(delete(table).where(condition)).rowcount
             print(f"{verb} {count} soft-deleted rows from {table.fullname}")

@@ -22,7 +22,9 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="event file, or - for stdin")
+    parser.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="event file, or - for stdin"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON summary per file")
 
 
@@ -37,7 +39,8 @@ def read_event(path: Path) -> list[Any]:
         raise CdcError(f"{path} is not JSON: {exc}") from None
     if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
         raise CdcError(f"{path} is not a Lambda event: expected an object with a 'Records' list")
-    return event["Records"]
+    records: list[Any] = event["Records"]
+    return records
 
 
 def _line(label: str, s: dict[str, Any]) -> str:

@@ -58,7 +58,12 @@ class Dialect:
 
     def key_type(self, tag: str) -> TypeEngine[Any]:
         """Column type of a document-mode key attribute of DynamoDB type S, N or B."""
-        return {"S": Text(), "N": ExactNumber(key=True), "B": LargeBinary()}[tag]
+        types: dict[str, TypeEngine[Any]] = {
+            "S": Text(),
+            "N": ExactNumber(key=True),
+            "B": LargeBinary(),
+        }
+        return types[tag]
 
     def column_type(self, ctype: ColumnType, key: bool) -> TypeEngine[Any]:
         """Column type of a typed mapping's column."""
@@ -139,7 +144,12 @@ class Dialect:
             alive = [r for r in upserts if buried.get(hashes[id(r)], -1) < r.sequence]
             if alive:
                 changed += self._upsert_versions(conn, spec, alive, applied_at)
-                self._clear_tombstones(conn, tombstones, name, [hashes[id(r)] for r in alive if hashes[id(r)] in buried])
+                self._clear_tombstones(
+                    conn,
+                    tombstones,
+                    name,
+                    [hashes[id(r)] for r in alive if hashes[id(r)] in buried],
+                )
         if deletes:
             changed += self._hard_delete(conn, spec, deletes, applied_at, tombstones)
         return changed
@@ -201,8 +211,13 @@ class Dialect:
         for r in rows:
             digest, text = key_hash(r.key)
             marks.append(
-                {"table_name": spec.qualified_name, "key_hash": digest, "key": text,
-                 "sequence": r.sequence, "deleted_at": applied_at}
+                {
+                    "table_name": spec.qualified_name,
+                    "key_hash": digest,
+                    "key": text,
+                    "sequence": r.sequence,
+                    "deleted_at": applied_at,
+                }
             )
         count = 0
         step = self.rows_per_statement(tombstones)
@@ -234,7 +249,9 @@ class Dialect:
         for start in range(0, len(hashes), MAX_BINDS):
             chunk = hashes[start : start + MAX_BINDS]
             conn.execute(
-                delete(tombstones).where(tombstones.c.table_name == name, tombstones.c.key_hash.in_(chunk))
+                delete(tombstones).where(
+                    tombstones.c.table_name == name, tombstones.c.key_hash.in_(chunk)
+                )
             )
 
     def ensure_schema(self, conn: Connection, schema: str) -> None:

@@ -45,11 +45,12 @@ class MySQLDialect(Dialect):
     max_identifier_bytes = 64
 
     def key_type(self, tag: str) -> TypeEngine[Any]:
-        return {
+        types: dict[str, TypeEngine[Any]] = {
             "S": String(KEY_CHARS),
             "N": ExactNumber(key=True),
             "B": mysql.VARBINARY(KEY_CHARS),
-        }[tag]
+        }
+        return types[tag]
 
     def column_type(self, ctype: ColumnType, key: bool) -> TypeEngine[Any]:
         if ctype.kind == "text":
@@ -119,7 +120,12 @@ class MySQLDialect(Dialect):
                 where = key_columns[0].in_([k[0] for k in keys])
             else:
                 where = tuple_(*key_columns).in_(keys)
-            query = select(*key_columns, table.c[SEQ]).where(where).order_by(*key_columns).with_for_update()
+            query = (
+                select(*key_columns, table.c[SEQ])
+                .where(where)
+                .order_by(*key_columns)
+                .with_for_update()
+            )
             for row in conn.execute(query):
                 found[tuple(row[:-1])] = int(row[-1])
         return found
@@ -145,5 +151,3 @@ def _chunks(rows: Sequence[RowVersion], value_names: Sequence[str]) -> Iterator[
         size += row_size
     if chunk:
         yield chunk
-
-

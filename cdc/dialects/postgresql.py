@@ -21,7 +21,6 @@ from sqlalchemy import (
     func,
     literal,
     select,
-
 )
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC, TIMESTAMP
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -34,7 +33,6 @@ from cdc.convert import ColumnType
 from cdc.dialects.base import _ROWCOUNT, OnConflictDialect
 from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec
 from cdc.types import ExactNumber, JsonDocument, SequenceNumber, UtcDateTime
-
 
 
 class PostgresDialect(OnConflictDialect):
@@ -89,7 +87,9 @@ class PostgresDialect(OnConflictDialect):
             element, cast_to = _array_element(table.c[name].type)
             binds.append(bindparam(f"c{i}", columns[i], type_=ARRAY(element)))
             casts.append(cast_to)
-        source = func.unnest(*binds).table_valued(*(f"c{i}" for i in range(len(names)))).render_derived()
+        source = (
+            func.unnest(*binds).table_valued(*(f"c{i}" for i in range(len(names)))).render_derived()
+        )
         selected = [
             source.c[f"c{i}"] if cast_to is None else cast(source.c[f"c{i}"], cast_to)
             for i, cast_to in enumerate(casts)

@@ -52,7 +52,10 @@ def upgrade() -> None:
         schema=schema,
     )
     op.create_index(
-        "ix_cdc_dead_letters_status_table", "cdc_dead_letters", ["status", "source_table"], schema=schema
+        "ix_cdc_dead_letters_status_table",
+        "cdc_dead_letters",
+        ["status", "source_table"],
+        schema=schema,
     )
     op.create_index(
         "ix_cdc_dead_letters_last_failed_at", "cdc_dead_letters", ["last_failed_at"], schema=schema
