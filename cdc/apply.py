@@ -204,7 +204,7 @@ class Replicator:
             spec = self._specs[change.source_table] = self.documents.spec_for(change)
         return spec
 
-    def prepare(self, records: Sequence[Any]) -> Prepared:
+    def prepare(self, records: Sequence[Any], deadline: Deadline | None = None) -> Prepared:
         versions: list[tuple[TableSpec, RowVersion]] = []
         dead: list[DeadLetter] = []
         ignored: list[Change] = []
@@ -231,7 +231,7 @@ class Replicator:
                 continue
             parsed.append((index, change, spec))
 
-        hydrated = self._hydrate([(c, s) for _, c, s in parsed])
+        hydrated = self._hydrate([(c, s) for _, c, s in parsed], deadline)
         for index, change, spec in parsed:
             if index in hydrated:
                 item = hydrated[index]
@@ -266,7 +266,9 @@ class Replicator:
                 versions.append((spec, version))
         return Prepared(plan(versions), dead, ignored, changes, records, unreadable)
 
-    def _hydrate(self, parsed: Sequence[tuple[Change, TableSpec]]) -> dict[int, Any]:
+    def _hydrate(
+        self, parsed: Sequence[tuple[Change, TableSpec]], deadline: Deadline | None
+    ) -> dict[int, Any]:
         """Items read back from DynamoDB for image-less INSERT/MODIFY records of tables
         that enable hydration: index → item, None (gone) or the error that stopped it."""
         wanted = [
@@ -281,7 +283,7 @@ class Replicator:
 
             self._hydrator = Hydrator()
         try:
-            return dict(self._hydrator.items_for(wanted))
+            return dict(self._hydrator.items_for(wanted, deadline))
         except Exception as exc:  # throttled or unreachable: report, never dead-letter
             log.error("hydration failed, %d records will be redelivered: %s", len(wanted), exc)
             return {c.index: exc for c in wanted}
@@ -298,7 +300,7 @@ class Replicator:
         """
         started = time.monotonic()
         deadline = deadline or Deadline()
-        prepared = self.prepare(records)
+        prepared = self.prepare(records, deadline)
         result = BatchResult([Outcome.APPLIED] * len(records), records)
         result.tables = [p.spec.qualified_name for p in prepared.plans]
         now = datetime.now(UTC)
@@ -382,23 +384,28 @@ class Replicator:
                     entry.applied += changed
                     entry.stale += table_stale
             stale += len(prepared.ignored)
-            for change in prepared.changes:
-                progress.setdefault(
-                    change.stream_arn, StreamProgress(change.stream_arn, shard_id)
-                ).saw(change)
             for change in prepared.ignored:
-                progress[change.stream_arn].stale += 1
                 key = (change.stream_arn, change.source_table)
                 done, old = per_table.get(key, (0, 0))
                 per_table[key] = (done, old + 1)
-            for letter in dead:
-                if letter.change is not None:
-                    progress[letter.change.stream_arn].dead_lettered += 1
-            if progress:
-                write_checkpoints(conn, self.dialect, self.schema, list(progress.values()), now)
             unwritten, dead_letter_error = (
                 self._write_letters(conn, dead, now) if dead else ([], None)
             )
+            # The checkpoint counts what this transaction handled: not the records
+            # reported for redelivery (hydration failed, dead letter not stored).
+            reported = set(prepared.unreadable) | {letter.index for letter in unwritten}
+            for change in prepared.changes:
+                if change.index not in reported:
+                    progress.setdefault(
+                        change.stream_arn, StreamProgress(change.stream_arn, shard_id)
+                    ).saw(change)
+            for change in prepared.ignored:
+                progress[change.stream_arn].stale += 1
+            for letter in dead:
+                if letter.change is not None and letter.index not in reported:
+                    progress[letter.change.stream_arn].dead_lettered += 1
+            if progress:
+                write_checkpoints(conn, self.dialect, self.schema, list(progress.values()), now)
         return Written(applied, stale, dead, dead_letter_error, per_table, unwritten)
 
     def _write_letters(

@@ -18,10 +18,12 @@ from cdc.aws import Clients, call, image_from_wire, image_to_wire, region_of
 from cdc.decode import dumps
 from cdc.errors import CdcError
 from cdc.records import Change
+from cdc.retry import Deadline
 
 log = logging.getLogger("cdc.hydrate")
 
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem request (DynamoDB's limit)
+WRITE_RESERVE_S = 3.0  # of the Lambda deadline, kept for writing the batch after hydrating
 UNPROCESSED_ATTEMPTS = 8
 
 
@@ -39,10 +41,13 @@ class Hydrator:
         self.clients = clients or Clients()
         self.sleep = sleep
 
-    def items_for(self, changes: Sequence[Change]) -> dict[int, dict[str, Any] | None]:
+    def items_for(
+        self, changes: Sequence[Change], deadline: Deadline | None = None
+    ) -> dict[int, dict[str, Any] | None]:
         """The current item (wire form) for each change's key, by change index; None
         where the item no longer exists. Raises HydrationError when DynamoDB cannot be
-        read in time."""
+        read in time (leaving `WRITE_RESERVE_S` of the deadline for the database)."""
+        sleep = self._sleep_within(deadline or Deadline())
         by_table: dict[tuple[str, str | None], list[Change]] = {}
         for change in changes:
             by_table.setdefault((change.source_table, region_of(change.stream_arn)), []).append(
@@ -53,13 +58,29 @@ class Hydrator:
             unique: dict[str, dict[str, Any]] = {}
             for change in group:
                 unique.setdefault(_key_id(change.keys), change.keys)
-            items = self._batch_get(table, region, list(unique.values()))
+            items = self._batch_get(table, region, list(unique.values()), sleep)
             for change in group:
                 found[change.index] = items.get(_key_id(change.keys))
         return found
 
+    def _sleep_within(self, deadline: Deadline) -> Callable[[float], None]:
+        """A sleep that refuses to overrun the invocation: better to report the records
+        for redelivery than to time out, which fails the whole batch."""
+
+        def sleep(seconds: float) -> None:
+            remaining = deadline.remaining()
+            if remaining is not None and remaining - seconds < WRITE_RESERVE_S:
+                raise HydrationError("out of time waiting for DynamoDB to hydrate items")
+            self.sleep(seconds)
+
+        return sleep
+
     def _batch_get(
-        self, table: str, region: str | None, keys: list[dict[str, Any]]
+        self,
+        table: str,
+        region: str | None,
+        keys: list[dict[str, Any]],
+        sleep: Callable[[float], None],
     ) -> dict[str, dict[str, Any]]:
         client = self.clients.dynamodb(region)
         items: dict[str, dict[str, Any]] = {}
@@ -72,8 +93,11 @@ class Hydrator:
                 try:
                     response = call(
                         client.batch_get_item,
+                        sleep=sleep,
                         RequestItems={table: {"Keys": pending, "ConsistentRead": True}},
                     )
+                except HydrationError:
+                    raise
                 except Exception as exc:
                     raise HydrationError(
                         f"cannot read {table!r} from DynamoDB to hydrate: {exc}"
@@ -85,7 +109,7 @@ class Hydrator:
                 if not pending:
                     break
                 # DynamoDB returns unprocessed keys when throttled: back off, then ask again.
-                self.sleep(min(5.0, 0.05 * 2**attempt))
+                sleep(min(5.0, 0.05 * 2**attempt))
             else:
                 raise HydrationError(
                     f"DynamoDB left {len(pending)} keys of {table!r} unprocessed after "
