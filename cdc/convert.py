@@ -16,6 +16,7 @@ from typing import Any
 
 from cdc.decode import dumps, parse_binary, parse_number, to_plain
 from cdc.errors import DecodeError, RecordError
+from cdc.types import EXACT
 
 KINDS = (
     "text",
@@ -176,7 +177,7 @@ def _number(
             raise fail("out of range for double precision")
         return result
     if kind in _INT_RANGES:
-        if value != value.to_integral_value():
+        if value != value.to_integral_value(context=EXACT):
             raise fail("not an integer")
         low, high = _INT_RANGES[kind]
         integer = int(value)
@@ -185,7 +186,7 @@ def _number(
         return integer
     if ctype.precision is not None:
         scale = ctype.scale or 0
-        normalized = value.normalize()
+        normalized = value.normalize(EXACT)
         exponent = normalized.as_tuple().exponent
         assert isinstance(exponent, int)
         if -exponent > scale:

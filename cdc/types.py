@@ -6,7 +6,7 @@ Used by the replica tables and by the alembic migrations alike.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from sqlalchemy import DateTime, String, Text
@@ -100,6 +100,9 @@ class ExactNumber(TypeDecorator[Decimal]):
         self.scale = scale
         self.key = key
 
+    def __repr__(self) -> str:  # what alembic autogenerate writes into a revision
+        return f"ExactNumber({self.precision!r}, {self.scale!r}, key={self.key!r})"
+
     def _as_text(self, dialect: Dialect) -> bool:
         if dialect.name == "postgresql":
             return False
@@ -126,13 +129,18 @@ class ExactNumber(TypeDecorator[Decimal]):
         return None if value is None else Decimal(value)
 
 
+# Wide enough that no DynamoDB number is ever rounded: Decimal operations such as
+# normalize() round to the *context's* precision, 28 digits by default.
+EXACT = Context(prec=200, Emin=-999_999, Emax=999_999)
+
+
 def canonical_number(value: Decimal | int) -> str:
     """One text per numeric value: `100`, `1.5`, `0.001`, never `1E+2` or `1.50`."""
     if isinstance(value, int):
         return str(value)
-    if value == value.to_integral_value():
+    if value == value.to_integral_value(context=EXACT):
         return str(int(value))
-    return format(value.normalize(), "f")
+    return format(value.normalize(EXACT), "f")
 
 
 class JsonDocument(TypeDecorator[str]):

@@ -16,7 +16,7 @@ from alembic import context
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
-from sqlalchemy.schema import CreateSchema
+from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
 from sqlalchemy.types import TypeDecorator
 
 from cdc.migrate import target_metadata
@@ -100,6 +100,13 @@ def run_offline() -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        if config.attributes.get("create_configured_tables"):
+            # What `cdc migrate` would create online: the mapping's tables no revision
+            # created yet. IF NOT EXISTS, since the SQL may run against either state.
+            for table in _configured(metadata):
+                context.execute(CreateTable(table, if_not_exists=True))
+                for index in table.indexes:
+                    context.execute(CreateIndex(index, if_not_exists=True))
 
 
 def run_online() -> None:
@@ -130,10 +137,15 @@ def run_online() -> None:
             connection.commit()
 
 
+def _configured(metadata: Any) -> list[Any]:
+    """The mapping's tables in the target metadata (the rest are bookkeeping)."""
+    return [t for t in metadata.sorted_tables if not t.name.startswith(("cdc_", "alembic_"))]
+
+
 def _create_and_check(connection: Connection, settings: Any, metadata: Any) -> None:
     """Create configured tables that no revision created yet, then warn when the
     database still differs from the mapping (a changed column needs a revision)."""
-    typed = [t for t in metadata.sorted_tables if not t.name.startswith(("cdc_", "alembic_"))]
+    typed = _configured(metadata)
     for table in typed:
         table.create(connection, checkfirst=True)
     if not typed:
