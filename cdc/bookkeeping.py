@@ -48,6 +48,9 @@ class DeadLetter:
         arn = self.change.stream_arn if self.change else None
         seq = self.sequence_number
         identity = f"{arn}|{seq}" if arn and seq else "raw|" + raw_json(self.record)
+        if self.change is not None and self.change.sequence == 0:
+            # Synthetic records (`cdc backfill`) all carry sequence 0: the key tells them apart.
+            identity += "|" + raw_json(dict(sorted(self.change.keys.items())))
         return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
     def row(self, now: datetime) -> dict[str, Any]:

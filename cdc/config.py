@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from cdc.convert import TIME_FORMATS, parse_type
 from cdc.errors import ConfigError
@@ -99,6 +99,13 @@ def parse_database_url(value: str, setting: str) -> URL:
             f"{setting} names database {url.get_backend_name()!r}; cdc supports "
             "postgresql, sqlite and mysql/mariadb"
         )
+    try:
+        url.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"{setting} names driver {url.drivername!r}, which is not available; use "
+            "postgresql+psycopg, sqlite or mysql+pymysql"
+        ) from None
     return url
 
 

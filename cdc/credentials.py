@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -230,11 +231,8 @@ class AccessOptions:
                 f"{IAM_AUTH}=true needs TLS, but {SSLMODE}={sslmode}; use require or verify-full"
             )
         sslrootcert = _text(env, SSLROOTCERT)
-        if sslrootcert is not None and sslrootcert != "system":
-            from pathlib import Path
-
-            if not Path(sslrootcert).is_file():
-                raise ConfigError(f"{SSLROOTCERT} names {sslrootcert}, which is not a file")
+        if sslrootcert not in (None, "system") and not Path(sslrootcert).is_file():
+            raise ConfigError(f"{SSLROOTCERT} names {sslrootcert}, which is not a file")
         if sslmode in ("verify-ca", "verify-full") and sslrootcert is None:
             raise ConfigError(
                 f"{SSLMODE}={sslmode} needs {SSLROOTCERT}: the CA bundle to verify the "
@@ -320,7 +318,6 @@ class SecretCache:
         self._require_host = require_host
         self._lock = threading.Lock()
         self._value: DatabaseSecret | None = None
-        self.fetches = 0
 
     def get(self) -> DatabaseSecret:
         with self._lock:
@@ -332,7 +329,6 @@ class SecretCache:
                     require_password=self._require_password,
                     require_host=self._require_host,
                 )
-                self.fetches += 1
                 log.info("fetched the database secret %s (user %s)", self.arn, self._value.username)
             return self._value
 
@@ -362,7 +358,6 @@ class TokenCache:
         self._renew_after = renew_after
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, int, str], tuple[str, float]] = {}
-        self.generated = 0
 
     def get(self, host: str, port: int, user: str) -> str:
         key = (host, port, user)
@@ -373,8 +368,7 @@ class TokenCache:
                 return cached[0]
             token = self._generate(host, port, user, self.region)
             self._tokens[key] = (token, now)
-            self.generated += 1
-            log.info("made an RDS IAM authentication token for %s@%s:%s", user, host, port)
+            log.debug("made an RDS IAM authentication token for %s@%s:%s", user, host, port)
             return token
 
     def invalidate(self) -> None:

@@ -403,9 +403,7 @@ class Tail:
         retried from its first record (the guard makes the replay harmless)."""
         started = self.clock()
         until = None if max_seconds is None else started + max_seconds
-        next_status = (
-            None if self.status_interval is None else started + self.status_interval
-        )
+        next_status = None if self.status_interval is None else started + self.status_interval
         self._checkpoints = self._load_checkpoints()
         while not self.stop.is_set():
             now = self.clock()
@@ -438,8 +436,7 @@ class Tail:
 
     def _caught_up(self) -> bool:
         return all(
-            not s.shard.closed and s.empty_pages >= self.idle_pages
-            for s in self._active.values()
+            not s.shard.closed and s.empty_pages >= self.idle_pages for s in self._active.values()
         )
 
     def _load_checkpoints(self) -> dict[str, int]:

@@ -94,9 +94,7 @@ class VerifyReport:
     source_items: int = 0  # source items compared
     replica_rows: int = 0  # live replica rows checked for being extra
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    examples: dict[str, list[Difference]] = field(
-        default_factory=lambda: {k: [] for k in KINDS}
-    )
+    examples: dict[str, list[Difference]] = field(default_factory=lambda: {k: [] for k in KINDS})
     rechecked: bool = False
     seconds: float = 0.0
 
@@ -288,9 +286,7 @@ class Verifier:
                     self.limiter.wait()
                 response = aws.call(
                     self.client.batch_get_item,
-                    RequestItems={
-                        self.source.name: {"Keys": pending, "ConsistentRead": True}
-                    },
+                    RequestItems={self.source.name: {"Keys": pending, "ConsistentRead": True}},
                 )
                 items = response.get("Responses", {}).get(self.source.name, [])
                 if self.limiter is not None:

@@ -130,13 +130,7 @@ def run(
             "use --restart to run it again"
         )
     else:
-        state = (
-            "complete"
-            if report.complete
-            else "INTERRUPTED"
-            if report.interrupted
-            else "FAILED"
-        )
+        state = "complete" if report.complete else "INTERRUPTED" if report.interrupted else "FAILED"
         print(
             f"backfill {source.name}: {state}: {report.items_read} items read this run "
             f"({report.items_total} in all): {report.applied} written, {report.stale} "

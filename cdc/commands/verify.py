@@ -34,9 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check a fraction of a big table, e.g. 0.05: that share of Scan segments on "
         "the source side, and of replica rows (by key hash) on the other",
     )
-    parser.add_argument(
-        "--consistent", action="store_true", help="strongly consistent Scan reads"
-    )
+    parser.add_argument("--consistent", action="store_true", help="strongly consistent Scan reads")
     parser.add_argument(
         "--examples",
         type=int,

@@ -1,0 +1,274 @@
+"""`cdc verify`: each kind of planted difference is found, and only real ones.
+
+Source: moto's DynamoDB. Replica: the real PostgreSQL of tests/conftest.py, filled by
+`cdc backfill` and then tampered with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from moto import mock_aws
+from sqlalchemy import text
+
+from cdc import cli
+from cdc.apply import Replicator
+from cdc.aws import Clients, describe_table
+from cdc.backfill import Backfill, BackfillOptions, backfill_record
+from cdc.commands import verify as verify_command
+from cdc.verify import Verifier, _in_sample, same
+
+REGION = "eu-central-1"
+BIG = "12345678901234567890123456789012345678"
+
+
+@pytest.fixture
+def clients(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        # botocore >= 1.40 sends stream calls to account-ID endpoints, unknown to moto
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield Clients(REGION)
+
+
+def item(pk: str, sk: int, **extra) -> dict:
+    return {
+        "pk": {"S": pk},
+        "sk": {"N": str(sk)},
+        "big": {"N": BIG},
+        "price": {"N": "1.50"},
+        "blob": {"B": b"\x00\x01"},
+        "tags": {"SS": ["x", "y"]},
+        "on": {"BOOL": True},
+        **extra,
+    }
+
+
+@pytest.fixture
+def table(clients, pg_engine, pg_settings):
+    """`Events` (pk S, sk N): 20 items, replicated by a backfill."""
+    ddb = clients.dynamodb()
+    ddb.create_table(
+        TableName="Events",
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for i in range(20):
+        ddb.put_item(TableName="Events", Item=item(f"user#{i % 4}", i))
+    source = describe_table(ddb, "Events")
+    report = Backfill(ddb, source, pg_engine, pg_settings, BackfillOptions(segments=2)).run()
+    assert report.complete
+    return source
+
+
+def run_verify(clients, pg_engine, pg_settings, **kw):
+    source = describe_table(clients.dynamodb(), "Events")
+    return Verifier(clients.dynamodb(), source, pg_engine, pg_settings, settle=0, **kw).run()
+
+
+def sql(pg_engine, statement, **params):
+    with pg_engine.begin() as c:
+        c.execute(text(statement), params)
+
+
+def args_for(*argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    verify_command.add_arguments(parser)
+    return parser.parse_args(["Events", "--settle", "0", *argv])
+
+
+def test_identical_replica_verifies(clients, table, pg_engine, pg_settings, capsys):
+    report = run_verify(clients, pg_engine, pg_settings)
+    assert report.identical and report.source_items == 20 and report.replica_rows == 20
+    code = verify_command.run(pg_settings, args_for(), clients=clients)
+    out = capsys.readouterr().out
+    assert code == 0 and "result: identical" in out
+
+
+def test_each_kind_of_planted_difference_is_found(
+    clients, table, pg_engine, pg_settings, pg_schema, capsys
+):
+    ddb = clients.dynamodb()
+    events = f'"{pg_schema}".events'
+    # missing: a row deleted from the replica, and one soft-deleted there
+    sql(pg_engine, f"delete from {events} where pk = 'user#1' and sk = 1")
+    sql(pg_engine, f"update {events} set _cdc_deleted = true where pk = 'user#2' and sk = 2")
+    # extra: a live replica row with no source item
+    extra = backfill_record(item("ghost", 99), table, table.synthetic_stream_arn("x"))
+    assert Replicator(pg_engine, pg_settings).process([extra]).failed == 0
+    # different: the source changed without the replica hearing of it, in the 38th
+    # digit of a number (float would not see it), and an attribute added
+    ddb.put_item(
+        TableName="Events",
+        Item=item("user#3", 3, big={"N": BIG[:-1] + "9"}, note={"S": "new"}),
+    )
+    # different in type only: a boolean that became the number 1 (Python: True == 1)
+    ddb.put_item(TableName="Events", Item=item("user#0", 4, on={"N": "1"}))
+
+    report = run_verify(clients, pg_engine, pg_settings)
+
+    assert report.counts == {"missing": 2, "extra": 1, "different": 2, "unreplicable": 0}
+    assert {json.dumps(d.key, default=str) for d in report.examples["missing"]} == {
+        '{"pk": "user#1", "sk": "1"}',
+        '{"pk": "user#2", "sk": "2"}',
+    }
+    (ghost,) = report.examples["extra"]
+    assert ghost.key["pk"] == "ghost"
+    attributes = {d.key["pk"]: d.attributes for d in report.examples["different"]}
+    assert attributes == {"user#3": ["big", "note"], "user#0": ["on"]}
+    assert report.rechecked
+
+    # through the command: exit 1 and a readable report
+    code = verify_command.run(pg_settings, args_for("--examples", "1"), clients=clients)
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "missing (in the source, not live in the replica): 2" in out
+    assert "... and 1 more" in out
+    assert 'extra (live in the replica, not in the source): 1\n  {"pk":"ghost","sk":99}' in out
+    assert "result: DIFFERENT" in out
+
+
+def test_a_change_in_flight_is_not_reported(clients, table, pg_engine, pg_settings):
+    # GIVEN the source changed and the stream has not delivered it yet
+    ddb = clients.dynamodb()
+    ddb.put_item(TableName="Events", Item=item("user#1", 5, price={"N": "2"}))
+    changed = backfill_record(
+        item("user#1", 5, price={"N": "2"}), table, table.synthetic_stream_arn("s")
+    )
+    changed["eventName"], changed["dynamodb"]["SequenceNumber"] = "MODIFY", "100000000000000000001"
+
+    # WHEN the stream delivers it while verify waits to read the candidates again
+    def settle(seconds):
+        assert Replicator(pg_engine, pg_settings).process([changed]).failed == 0
+
+    source = describe_table(ddb, "Events")
+    report = Verifier(ddb, source, pg_engine, pg_settings, settle=1, sleep=settle).run()
+
+    # THEN nothing is reported
+    assert report.identical and report.rechecked
+
+
+def test_missing_replica_table_means_everything_is_missing(clients, pg_engine, pg_settings):
+    ddb = clients.dynamodb()
+    ddb.create_table(
+        TableName="Events",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.put_item(TableName="Events", Item={"pk": {"S": "a"}})
+    report = run_verify(clients, pg_engine, pg_settings)
+    assert report.counts["missing"] == 1 and not report.rechecked
+
+
+def test_sampling_reads_a_fraction_and_still_finds_extras(clients, table, pg_engine, pg_settings):
+    # a planted extra row whose key falls in the sample (sampling by key hash is stable)
+    replicator = Replicator(pg_engine, pg_settings)
+    spec = Verifier(clients.dynamodb(), table, pg_engine, pg_settings).spec
+    for n in range(1000, 1100):
+        record = backfill_record(item("ghost", n), table, table.synthetic_stream_arn("x"))
+        key = spec.key_of(replicator.prepare([record]).changes[0])
+        if _in_sample(key, 0.3):
+            assert replicator.process([record]).failed == 0
+            break
+    report = run_verify(clients, pg_engine, pg_settings, sample=0.3, seed=7)
+    assert report.sample == 0.3
+    assert report.source_items < 20
+    assert report.counts["extra"] == 1 and report.counts["missing"] == 0
+
+
+def test_same_compares_plain_json_exactly():
+    from decimal import Decimal
+
+    assert same({"a": [Decimal("1.50")]}, {"a": [Decimal("1.5")]})
+    assert not same(True, Decimal(1))
+    assert not same({"a": None}, {})
+    assert not same(Decimal(BIG), Decimal(BIG[:-1] + "9"))
+
+
+def test_cli_verify_json(clients, table, pg_engine, pg_schema, monkeypatch, capsys):
+    monkeypatch.setenv("CDC_DATABASE_URL", pg_engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("CDC_SCHEMA", pg_schema)
+    assert cli.main(["verify", "Events", "--json", "--settle", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["identical"] is True and report["source_items"] == 20
+
+
+def test_verify_help():
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["verify", "--help"])
+    assert exit_.value.code == 0
+
+
+def test_typed_mapping_is_compared_column_by_column(
+    clients, pg_engine, pg_schema, tmp_path, capsys
+):
+    # GIVEN a typed mapping: declared columns, the rest of each item in `extra`
+    from cdc.config import load_settings
+
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(
+        "[tables.Things]\n"
+        'keys = ["Id"]\n'
+        "[tables.Things.columns]\n"
+        'Id = "bigint"\n'
+        'Amount = "numeric"\n'
+        'At = "timestamptz"\n'
+        'Tags = "text[]"\n'
+        'Doc = "jsonb"\n'
+    )
+    settings = load_settings(
+        {
+            "CDC_CONFIG": str(mapping),
+            "CDC_DATABASE_URL": pg_engine.url.render_as_string(hide_password=False),
+            "CDC_SCHEMA": pg_schema,
+        }
+    )
+    ddb = clients.dynamodb()
+    ddb.create_table(
+        TableName="Things",
+        KeySchema=[{"AttributeName": "Id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "Id", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    def thing(i, amount=BIG, note="n"):
+        return {
+            "Id": {"N": str(i)},
+            "Amount": {"N": amount},
+            "At": {"S": "2026-01-02T03:04:05Z"},
+            "Tags": {"SS": ["a", "b"]},
+            "Doc": {"M": {"x": {"N": "1.50"}}},
+            "note": {"S": note},  # unmapped: lands in `extra`
+        }
+
+    for i in range(5):
+        ddb.put_item(TableName="Things", Item=thing(i))
+    source = describe_table(ddb, "Things")
+    assert Backfill(ddb, source, pg_engine, settings, BackfillOptions(segments=1)).run().complete
+    verifier = Verifier(ddb, source, pg_engine, settings, settle=0)
+    assert verifier.spec.key_names == ("id",) and "amount" in verifier.spec.value_names
+    assert verifier.run().identical
+
+    # WHEN a declared column and an unmapped attribute change in the source
+    ddb.put_item(TableName="Things", Item=thing(1, amount=BIG[:-1] + "0"))
+    ddb.put_item(TableName="Things", Item=thing(2, note="changed"))
+
+    # THEN each is named by its column (and `extra.<attribute>` for unmapped ones)
+    report = Verifier(ddb, source, pg_engine, settings, settle=0).run()
+    attributes = {d.key["Id"]: d.attributes for d in report.examples["different"]}
+    assert attributes == {1: ["amount"], 2: ["extra.note"]}
