@@ -78,7 +78,7 @@ class Settings:
 
     def masked_url(self) -> str:
         if self.database_url is None:
-            return "(none)"
+            return f"the database in {self.secret_arn}" if self.secret_arn else "(none)"
         return self.database_url.render_as_string(hide_password=True)
 
 

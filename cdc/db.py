@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -12,22 +14,40 @@ from cdc.errors import ConfigError
 CONNECT_TIMEOUT_S = 5
 
 
-def make_engine(url: URL, **overrides: Any) -> Engine:
+def engine_for(
+    url: URL | None, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Engine:
+    """The engine for the configured database: `url` (CDC_DATABASE_URL), or the Secrets
+    Manager secret named by CDC_DATABASE_SECRET_ARN, with the connection options the
+    environment asks for (IAM authentication, TLS, no prepared statements: see
+    cdc.credentials). boto3 is imported only when a secret or IAM auth is configured."""
+    from cdc.credentials import DatabaseAccess
+
+    access = DatabaseAccess.from_env(url, os.environ if environ is None else environ)
+    engine = make_engine(access.url, connect_args=access.connect_args, **overrides)
+    access.attach(engine)
+    return engine
+
+
+def make_engine(
+    url: URL, *, connect_args: Mapping[str, Any] | None = None, **overrides: Any
+) -> Engine:
+    """An engine for `url`; `connect_args` add to (and override) the defaults here."""
     backend = url.get_backend_name()
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    connect_args: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
     if backend == "postgresql":
         # Fail fast when the server is unreachable: the retry policy decides how long
         # to keep trying, not a 2-minute TCP timeout.
-        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "cdc"}
+        defaults = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "cdc"}
     elif backend in ("mysql", "mariadb"):
-        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"}
+        defaults = {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"}
         # READ COMMITTED: no gap locks, so the row locks a batch takes (in key order)
         # are all it waits on; concurrent batches then cannot deadlock on gaps.
         kwargs["isolation_level"] = "READ COMMITTED"
     elif backend == "sqlite":
-        connect_args = {"timeout": 30}
-    kwargs["connect_args"] = connect_args
+        defaults = {"timeout": 30}
+    kwargs["connect_args"] = {**defaults, **(connect_args or {})}
     kwargs.update(overrides)
     try:
         engine = create_engine(url, **kwargs)

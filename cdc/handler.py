@@ -14,8 +14,8 @@ from typing import Any
 
 from cdc.apply import Replicator
 from cdc.config import load_settings
-from cdc.db import make_engine
-from cdc.errors import ConfigError, InvalidInvocation
+from cdc.db import engine_for
+from cdc.errors import InvalidInvocation
 from cdc.observe import emit
 from cdc.retry import Deadline
 
@@ -31,13 +31,8 @@ def replicator() -> Replicator:
     global _replicator
     if _replicator is None:
         settings = load_settings()
-        if settings.database_url is None:
-            if settings.secret_arn is None:
-                raise ConfigError(
-                    "no database configured: set CDC_DATABASE_URL or CDC_DATABASE_SECRET_ARN"
-                )
-            raise ConfigError("CDC_DATABASE_SECRET_ARN is not supported yet; set CDC_DATABASE_URL")
-        _replicator = Replicator(make_engine(settings.database_url), settings)
+        # With a secret, it is fetched here, once per container (and again on rotation).
+        _replicator = Replicator(engine_for(settings.database_url), settings)
     return _replicator
 
 

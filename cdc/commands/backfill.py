@@ -80,7 +80,7 @@ def run(
     """`clients` and `before_write` let tests fake AWS and interleave stream changes."""
     from cdc import aws
     from cdc.backfill import Backfill, BackfillOptions, BarProgress, LineProgress, Progress
-    from cdc.db import make_engine
+    from cdc.db import engine_for
     from cdc.streams import stop_on_signals
 
     name, arn_region = aws.table_name_and_region(args.table)
@@ -95,9 +95,8 @@ def run(
         restart=args.restart,
         workers=min(args.workers, args.segments),
     )
-    assert settings.database_url is not None
     # One connection per worker thread, plus one for the progress table.
-    engine = make_engine(
+    engine = engine_for(
         settings.database_url, pool_size=options.workers + 1, max_overflow=options.workers
     )
     progress: Progress

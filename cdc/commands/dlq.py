@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select, update
 from cdc.apply import Outcome, Replicator
 from cdc.bookkeeping import tables
 from cdc.config import Settings
-from cdc.db import make_engine
+from cdc.db import engine_for
 from cdc.errors import CdcError
 from cdc.migrate import ensure_bookkeeping
 
@@ -56,8 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    assert settings.database_url is not None
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings.database_url)
     ensure_bookkeeping(engine, settings.schema)
     if args.dlq_command == "list":
         return list_letters(engine, settings, args)

@@ -22,11 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from cdc.db import make_engine
+    from cdc.db import engine_for
     from cdc.migrate import upgrade
 
-    assert settings.database_url is not None
-    upgrade(make_engine(settings.database_url), settings, args.revision, sql=args.sql)
+    upgrade(engine_for(settings.database_url), settings, args.revision, sql=args.sql)
     if not args.sql:
         print(f"migrated {settings.masked_url()} to {args.revision}")
     return 0

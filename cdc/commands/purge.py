@@ -45,7 +45,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import MetaData, Table, delete, func, inspect, select
 
     from cdc.bookkeeping import tables
-    from cdc.db import make_engine
+    from cdc.db import engine_for
     from cdc.mapping import APPLIED_AT, DELETED, SEQ
     from cdc.migrate import ensure_bookkeeping
 
@@ -54,8 +54,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             f"--older-than {args.older_than} is shorter than the stream's 24-hour retention: "
             "a redelivered older record could bring a purged row back (use --force to insist)"
         )
-    assert settings.database_url is not None
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings.database_url)
     ensure_bookkeeping(engine, settings.schema)
     cutoff = datetime.now(UTC) - args.older_than
     tombstones = tables(settings.schema)["cdc_tombstones"]

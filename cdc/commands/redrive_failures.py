@@ -81,12 +81,11 @@ class Outcome:
 def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None = None) -> int:
     from cdc import aws
     from cdc.apply import Replicator
-    from cdc.db import make_engine
+    from cdc.db import engine_for
 
     clients = clients or aws.Clients(args.region)
     sqs = clients.sqs(args.region or _queue_region(args.queue_url))
-    assert settings.database_url is not None
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings.database_url)
     replicator = Replicator(engine, settings)
     outcomes: list[Outcome] = []
     seen: set[str] = set()

@@ -52,12 +52,11 @@ def _line(label: str, s: dict[str, Any]) -> str:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from cdc.apply import Replicator
-    from cdc.db import make_engine
+    from cdc.db import engine_for
 
     files: Sequence[Path] = args.files
     batches = [(path, read_event(path)) for path in files]  # all readable before writing
-    assert settings.database_url is not None
-    replicator = Replicator(make_engine(settings.database_url), settings)
+    replicator = Replicator(engine_for(settings.database_url), settings)
     totals = {"records": 0, "applied": 0, "stale": 0, "dead_lettered": 0, "failed": 0}
     for path, records in batches:
         result = replicator.process(records)

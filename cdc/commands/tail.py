@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None = None) -> int:
     from cdc import aws
     from cdc.apply import Replicator
-    from cdc.db import make_engine
+    from cdc.db import engine_for
     from cdc.streams import StreamReader, Tail, stop_on_signals
 
     arn = aws.Arn.parse(args.stream_arn)
@@ -84,8 +84,7 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
         )
     clients = clients or aws.Clients()
     reader = StreamReader(clients.streams(arn.region or None), args.stream_arn)
-    assert settings.database_url is not None
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings.database_url)
     stop = threading.Event()
     tail = Tail(
         reader,

@@ -60,15 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None = None) -> int:
     from cdc import aws
-    from cdc.db import make_engine
+    from cdc.db import engine_for
     from cdc.verify import Verifier
 
     name, arn_region = aws.table_name_and_region(args.table)
     clients = clients or aws.Clients(args.region)
     client = clients.dynamodb(args.region or arn_region)
     source = aws.describe_table(client, name)
-    assert settings.database_url is not None
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings.database_url)
     try:
         report = Verifier(
             client,

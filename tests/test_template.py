@@ -1,0 +1,255 @@
+"""The SAM template in deploy/: cfn-lint passes, and the settings the replication's
+safety depends on are there (partial batch responses, an on-failure queue, a record age
+below the stream's retention) with a least-privilege role."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint
+from cfnlint.decode import cfn_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "deploy" / "template.yaml"
+EVENT = ROOT / "tests" / "events" / "stream-sample-devguide.json"
+
+# Actions on data: every one must name its resource. (ec2's network-interface actions,
+# which Lambda needs to join the VPC, cannot be scoped and are checked separately.)
+DATA_SERVICES = ("dynamodb", "secretsmanager", "sqs", "rds-db", "kms", "logs")
+VPC_ACTIONS = {
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+}
+
+
+def cfn_lint() -> str:
+    """The cfn-lint console script of the interpreter running the tests."""
+    beside = Path(sys.executable).parent / "cfn-lint"
+    found = str(beside) if beside.exists() else shutil.which("cfn-lint")
+    assert found, "cfn-lint is not installed (pip install -e '.[dev]')"
+    return found
+
+
+@pytest.fixture(scope="module")
+def template() -> Any:
+    return cfn_yaml.load(str(TEMPLATE))
+
+
+def resources(template: Any, kind: str) -> dict[str, Any]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def only(template: Any, kind: str) -> dict[str, Any]:
+    found = resources(template, kind)
+    assert len(found) == 1, f"expected one {kind}, found {sorted(found)}"
+    return next(iter(found.values()))["Properties"]
+
+
+def statements(template: Any) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """Every statement of the function role's policies, with the condition it is under
+    (both branches of an Fn::If are yielded)."""
+    role = only(template, "AWS::IAM::Role")
+    for policy in role["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in statement:
+                condition, *branches = statement["Fn::If"]
+                for branch in branches:
+                    if branch != {"Ref": "AWS::NoValue"}:
+                        yield branch, condition
+            else:
+                yield statement, None
+
+
+def as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def parameter_ref(template: Any, value: Any) -> dict[str, Any]:
+    assert isinstance(value, dict), f"{value!r} is not a parameter"
+    assert set(value) == {"Ref"}, f"{value!r} is not a parameter"
+    return template["Parameters"][value["Ref"]]
+
+
+# --- cfn-lint ---------------------------------------------------------------------------
+
+
+def test_cfn_lint_passes():
+    run = subprocess.run([cfn_lint(), str(TEMPLATE)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_cfn_lint_would_catch_a_broken_mapping():
+    # GIVEN the template with a typo in the event source mapping THEN cfn-lint says so:
+    # the check above is not vacuous.
+    broken = TEMPLATE.read_text().replace(
+        "FunctionResponseTypes: [ReportBatchItemFailures]",
+        "FunctionResponseTypes: [ReportBatchFailures]",
+    )
+    assert broken != TEMPLATE.read_text()
+    assert any("ReportBatchFailures" in match.message for match in lint(broken))
+
+
+# --- the function -------------------------------------------------------------------------
+
+
+def test_the_function_runs_the_handler_on_a_current_python(template):
+    function = only(template, "AWS::Serverless::Function")
+    assert function["Handler"] == "cdc.handler.handler"
+    runtime = parameter_ref(template, function["Runtime"])
+    assert set(runtime["AllowedValues"]) <= {"python3.12", "python3.13"}
+    assert runtime["Default"] in runtime["AllowedValues"]
+    (architecture,) = function["Architectures"]
+    assert set(parameter_ref(template, architecture)["AllowedValues"]) == {"x86_64", "arm64"}
+    for setting in ("MemorySize", "Timeout"):
+        parameter_ref(template, function[setting])
+    assert function["CodeUri"] == "../dist/cdc-lambda.zip"  # package.py's default --out
+
+
+def test_the_function_is_in_the_vpc_and_configured_from_parameters(template):
+    function = only(template, "AWS::Serverless::Function")
+    vpc = function["VpcConfig"]
+    assert parameter_ref(template, vpc["SubnetIds"])["Type"] == "List<AWS::EC2::Subnet::Id>"
+    assert (
+        parameter_ref(template, vpc["SecurityGroupIds"])["Type"]
+        == "List<AWS::EC2::SecurityGroup::Id>"
+    )
+    variables = function["Environment"]["Variables"]
+    for name in ("CDC_DATABASE_SECRET_ARN", "CDC_SCHEMA", "CDC_CONFIG"):
+        assert name in variables
+    assert variables["CDC_DATABASE_SECRET_ARN"]["Fn::If"][1] == {"Ref": "DatabaseSecretArn"}
+    # A URL could carry a password: it must not be shown in the console's parameters.
+    assert template["Parameters"]["DatabaseUrl"]["NoEcho"] is True
+
+
+# --- the event source mapping ----------------------------------------------------------------
+
+
+def test_the_mapping_reports_partial_failures_and_bisects(template):
+    mapping = only(template, "AWS::Lambda::EventSourceMapping")
+    assert mapping["EventSourceArn"] == {"Ref": "StreamArn"}
+    assert mapping["FunctionName"] == {"Ref": "Function"}
+    assert "ReportBatchItemFailures" in mapping["FunctionResponseTypes"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    for setting in (
+        "StartingPosition",
+        "BatchSize",
+        "MaximumBatchingWindowInSeconds",
+        "MaximumRetryAttempts",
+        "MaximumRecordAgeInSeconds",
+        "ParallelizationFactor",
+    ):
+        parameter_ref(template, mapping[setting])
+
+
+def test_the_mapping_gives_up_while_the_stream_still_has_the_records(template):
+    mapping = only(template, "AWS::Lambda::EventSourceMapping")
+    age = parameter_ref(template, mapping["MaximumRecordAgeInSeconds"])["Default"]
+    assert 60 <= age < 24 * 3600  # streams keep records 24 h
+    assert parameter_ref(template, mapping["MaximumRetryAttempts"])["Default"] == -1
+    destination = mapping["DestinationConfig"]["OnFailure"]["Destination"]
+    queue = destination["Fn::GetAtt"][0]
+    assert template["Resources"][queue]["Type"] == "AWS::SQS::Queue"
+
+
+# --- the role ---------------------------------------------------------------------------------
+
+
+def test_the_role_names_the_resource_of_every_data_action(template):
+    role = only(template, "AWS::IAM::Role")
+    assert "ManagedPolicyArns" not in role  # managed policies grant logs:* on "*"
+    for statement, _condition in statements(template):
+        assert statement["Effect"] == "Allow"
+        actions = as_list(statement["Action"])
+        assert all("*" not in action for action in actions), statement
+        if any(action.split(":")[0] in DATA_SERVICES for action in actions):
+            assert all(resource != "*" for resource in as_list(statement["Resource"])), statement
+        else:
+            assert set(actions) <= VPC_ACTIONS, statement
+
+
+def test_the_role_grants_what_the_function_needs(template):
+    grants: dict[str, tuple[Any, str | None]] = {}
+    for statement, condition in statements(template):
+        for action in as_list(statement["Action"]):
+            grants[action] = (statement["Resource"], condition)
+    for action in ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"):
+        assert grants[action] == ({"Ref": "StreamArn"}, None)
+    assert "/stream/*" in str(grants["dynamodb:ListStreams"][0])
+    assert grants["sqs:SendMessage"] == ({"Fn::GetAtt": ["OnFailureQueue", "Arn"]}, None)
+    assert grants["secretsmanager:GetSecretValue"] == ({"Ref": "DatabaseSecretArn"}, "HasSecret")
+    # Hydration reads the one table, and only when enabled.
+    resource, condition = grants["dynamodb:BatchGetItem"]
+    assert condition == "HydrationEnabled"
+    assert resource == {"Fn::Select": [0, {"Fn::Split": ["/stream/", {"Ref": "StreamArn"}]}]}
+    assert grants["rds-db:connect"][1] == "UseIamAuth"
+    assert grants["logs:PutLogEvents"] == ({"Fn::GetAtt": ["LogGroup", "Arn"]}, None)
+    assert set(grants) >= VPC_ACTIONS
+
+
+# --- alarms on the function's own metrics ---------------------------------------------------
+
+
+def evaluate(node: Any, parameters: dict[str, str]) -> Any:
+    """The few intrinsic functions the alarm dimensions use: Ref, Select, Split, Sub."""
+    if isinstance(node, dict) and len(node) == 1:
+        ((function, argument),) = node.items()
+        if function == "Ref":
+            return parameters[argument]
+        if function == "Fn::Select":
+            index, values = argument
+            return evaluate(values, parameters)[int(index)]
+        if function == "Fn::Split":
+            separator, value = argument
+            return evaluate(value, parameters).split(separator)
+        if function == "Fn::Sub":
+            text, variables = argument
+            for name, value in variables.items():
+                text = text.replace("${" + name + "}", evaluate(value, parameters))
+            return text
+    return node
+
+
+def test_the_dead_letter_alarm_watches_the_metric_the_handler_emits(
+    template, tmp_path, monkeypatch, capsys
+):
+    from cdc import handler
+
+    # GIVEN the handler's EMF output for the sample event
+    event = json.loads(EVENT.read_text())
+    monkeypatch.setenv("CDC_DATABASE_URL", f"sqlite:///{tmp_path}/cdc.db")
+    for name in ("CDC_DATABASE_SECRET_ARN", "CDC_SCHEMA", "CDC_CONFIG", "CDC_METRICS_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+    handler.reset()
+    try:
+        handler.handler(event, None)
+    finally:
+        handler.reset()
+    documents = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    assert documents
+    emitted = documents[0]["_aws"]["CloudWatchMetrics"][0]
+
+    # THEN the alarm names the same namespace, metric and dimension values
+    alarm = next(
+        r["Properties"]
+        for r in resources(template, "AWS::CloudWatch::Alarm").values()
+        if r["Properties"]["MetricName"] == "RecordsDeadLettered"
+    )
+    assert alarm["Namespace"] == emitted["Namespace"]
+    assert "RecordsDeadLettered" in {m["Name"] for m in emitted["Metrics"]}
+    parameters = {"StreamArn": event["Records"][0]["eventSourceARN"]}
+    dimensions = {d["Name"]: evaluate(d["Value"], parameters) for d in alarm["Dimensions"]}
+    assert set(dimensions) == set(emitted["Dimensions"][0])
+    assert dimensions == {name: documents[0][name] for name in dimensions}
