@@ -86,7 +86,7 @@ class wait_within_deadline:
         return max(0.0, min(wait, remaining - self.reserve - typical_attempt))
 
 
-class stop_systemic_after(stop_base):  # noqa: N801 (tenacity's naming)
+class stop_systemic_after(stop_base):
     """A systemic error (a missing table, a permission) is retried only this often: a
     dropped table is recreated on the retry, anything else waits for a person."""
 

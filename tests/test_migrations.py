@@ -316,7 +316,7 @@ def test_offline_sql_includes_the_configured_tables(
     """Online `cdc migrate` creates the mapping's tables; the SQL offline mode prints
     for a DBA to run must create them too, or auto_create = false tables never exist."""
     sql = migrate(capsys, "--sql")
-    assert re.search(rf"CREATE TABLE (?:IF NOT EXISTS )?\"?{pg_schema}\"?\.orders", sql), re.findall(
-        r"CREATE TABLE \S+", sql
+    assert re.search(rf"CREATE TABLE (?:IF NOT EXISTS )?\"?{pg_schema}\"?\.orders", sql), (
+        re.findall(r"CREATE TABLE \S+", sql)
     )
     assert tables(pg_engine, pg_schema) == set()

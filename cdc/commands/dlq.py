@@ -100,8 +100,7 @@ def list_letters(engine: Engine, settings: Settings, args: argparse.Namespace) -
         print("no dead letters" + (f" ({args.status})" if args.status != "all" else ""))
         return 0
     print(
-        f"{'ID':>6}  {'STATUS':8} {'TABLE':24} {'KEYS':24} {'TRIES':>5}  "
-        f"{'LAST FAILED':21} ERROR"
+        f"{'ID':>6}  {'STATUS':8} {'TABLE':24} {'KEYS':24} {'TRIES':>5}  {'LAST FAILED':21} ERROR"
     )
     for row in rows:
         when = row["last_failed_at"]
