@@ -198,9 +198,62 @@ def to_python(av: Any, path: str = "value") -> Any:
 
 def image_to_plain(image: Any, path: str) -> dict[str, Any]:
     """A whole item (NewImage/OldImage) → plain-JSON object."""
+    if type(image) is dict:
+        try:
+            return {_fast_name(name): _fast_plain(av) for name, av in image.items()}
+        except (_Invalid, DecodeError, UnicodeEncodeError):
+            pass  # something is wrong: the careful decoder below says exactly what
     if type(image) is not dict:
         raise DecodeError(path, f"expected an item object, got {_show(image)}")
     return {_name(name, path): _to_plain(av, f"{path}.{name}") for name, av in image.items()}
+
+
+# --- the fast path --------------------------------------------------------------------
+# The careful decoders above build an attribute path for every value, in case it is
+# wrong. This one builds none and gives up at the first doubt; the caller then runs the
+# careful decoder, whose error names the path. Valid input takes only this path.
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _fast_name(name: str) -> str:
+    if name.isascii():
+        return name
+    name.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError (a ValueError)
+    return name
+
+
+def _fast_plain(av: Any) -> Any:
+    if type(av) is not dict or len(av) != 1:
+        raise _Invalid
+    ((tag, payload),) = av.items()
+    if tag == "S":
+        if type(payload) is str and (payload.isascii() or _encodes(payload)):
+            return payload
+    elif tag == "N":
+        return parse_number(payload, "")
+    elif tag == "M":
+        if type(payload) is dict:
+            return {_fast_name(k): _fast_plain(v) for k, v in payload.items()}
+    elif tag == "L":
+        if type(payload) is list:
+            return [_fast_plain(v) for v in payload]
+    elif tag == "BOOL":
+        if type(payload) is bool:
+            return payload
+    elif tag == "NULL" and payload is True:
+        return None
+    raise _Invalid  # B, SS, NS, BS and anything odd: the careful decoder handles them
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _name(name: str, path: str) -> str:

@@ -49,7 +49,22 @@ class Change:
 
 
 def table_from_stream_arn(arn: object) -> str:
-    """The table name inside a DynamoDB stream ARN, validated."""
+    """The table name inside a DynamoDB stream ARN, validated (cached: a batch carries
+    one or a few ARNs, a thousand times)."""
+    if isinstance(arn, str):
+        table = _ARN_TABLES.get(arn)
+        if table is not None:
+            return table
+    table = _table_from_stream_arn(arn)
+    if len(_ARN_TABLES) < 10_000:
+        _ARN_TABLES[str(arn)] = table
+    return table
+
+
+_ARN_TABLES: dict[str, str] = {}
+
+
+def _table_from_stream_arn(arn: object) -> str:
     match = _STREAM_ARN.fullmatch(arn) if isinstance(arn, str) else None
     if match is None:
         raise MalformedRecord(f"eventSourceARN {arn!r} is not a DynamoDB stream ARN")

@@ -1,43 +1,51 @@
 """PostgreSQL: the first-class target.
 
-Row versions go to the server as one array per column and come out of `unnest()` in a
-single `INSERT … SELECT … ON CONFLICT … DO UPDATE … WHERE` per table: one round trip
-and one plan whatever the batch size, and no bind-parameter limit to chunk around.
+A batch's row versions for one table go to the server with binary COPY into a staging
+table that lives for the transaction, then one `INSERT … SELECT … ON CONFLICT … DO
+UPDATE … WHERE` applies them under the sequence guard. Binary COPY is the cheapest way
+into PostgreSQL (no parameter escaping or parsing, one round trip for any number of
+rows); measured in BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    DateTime,
-    Table,
-    Text,
-    bindparam,
-    cast,
-    func,
-    literal,
-    select,
-)
-from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC, TIMESTAMP
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, cast, literal, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.schema import CreateSchema
+from sqlalchemy.schema import CreateSchema, CreateTable
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
 from cdc.convert import ColumnType
 from cdc.dialects.base import _ROWCOUNT, OnConflictDialect
 from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec
-from cdc.types import ExactNumber, JsonDocument, SequenceNumber, UtcDateTime
+from cdc.types import JsonDocument
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_MODIFIERS = re.compile(r"\(.*?\)")
+# Type names psycopg's COPY accepts for the DDL names SQLAlchemy renders.
+_COPY_TYPES = {
+    "timestamp with time zone": "timestamptz",
+    "double precision": "float8",
+    "varchar": "text",
+}
 
 
 class PostgresDialect(OnConflictDialect):
     names = ("postgresql",)
     max_identifier_bytes = 63
+
+    def __init__(self) -> None:
+        self._staging: dict[str, _Staging] = {}
 
     def insert(self, table: Table) -> Insert:
         return pg_insert(table)
@@ -62,40 +70,32 @@ class PostgresDialect(OnConflictDialect):
         value_names: Sequence[str],
         applied_at: datetime,
     ) -> int:
-        table = spec.table
-        if any(isinstance(table.c[name].type, ARRAY) for name in value_names):
-            # unnest() flattens arrays of arrays: array columns take the VALUES path.
-            return super()._upsert(conn, spec, rows, value_names, applied_at)
-        names = [*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME]
-        columns: list[list[Any]] = [[] for _ in names]
-        n_keys = len(spec.key_names)
-        for row in rows:
-            for i, value in enumerate(row.key):
-                columns[i].append(value)
-            if value_names:
+        names = (*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME)
+        staging = self._staging_for(spec.table, names)
+        staging.create(conn)
+        with _driver_cursor(conn) as cursor, cursor.copy(staging.copy_sql) as copy:
+            copy.set_types(staging.copy_types)
+            write = copy.write_row
+            for row in rows:
                 values = row.values
-                assert values is not None
-                for j, name in enumerate(value_names, start=n_keys):
-                    columns[j].append(values.get(name))
-            columns[-3].append(row.sequence)
-            columns[-2].append(row.deleted)
-            columns[-1].append(row.event_time)
-
-        binds = []
-        casts: list[TypeEngine[Any] | None] = []
-        for i, name in enumerate(names):
-            element, cast_to = _array_element(table.c[name].type)
-            binds.append(bindparam(f"c{i}", columns[i], type_=ARRAY(element)))
-            casts.append(cast_to)
-        source = (
-            func.unnest(*binds).table_valued(*(f"c{i}" for i in range(len(names)))).render_derived()
-        )
-        selected = [
-            source.c[f"c{i}"] if cast_to is None else cast(source.c[f"c{i}"], cast_to)
-            for i, cast_to in enumerate(casts)
+                write(
+                    (
+                        *row.key,
+                        *((values.get(n) for n in value_names) if values is not None else ()),
+                        row.sequence,
+                        row.deleted,
+                        row.event_time,
+                    )
+                )
+        table = spec.table
+        source = staging.table
+        selected: list[Any] = [
+            cast(source.c[n], JSONB) if isinstance(table.c[n].type, JsonDocument) else source.c[n]
+            for n in names
         ]
         selected.append(literal(applied_at, DateTime(timezone=True)))
-        stmt = pg_insert(table).from_select([*names, APPLIED_AT], select(*selected))
+        query = select(*selected).order_by(*(source.c[k] for k in spec.key_names))
+        stmt = pg_insert(table).from_select([*names, APPLIED_AT], query)
         assigned = (*value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT)
         upsert = self._on_conflict(
             stmt,
@@ -103,19 +103,61 @@ class PostgresDialect(OnConflictDialect):
             assign=lambda new: {c: new[c] for c in assigned},
             guard=lambda new: table.c[SEQ] < new[SEQ],
         )
-        return conn.execute(upsert, execution_options=_ROWCOUNT).rowcount
+        count: int = conn.execute(upsert, execution_options=_ROWCOUNT).rowcount
+        return count
+
+    def _staging_for(self, table: Table, names: Sequence[str]) -> _Staging:
+        key = f"{table.fullname}|{','.join(names)}"
+        staging = self._staging.get(key)
+        if staging is None:
+            staging = self._staging[key] = _Staging(table, names)
+        return staging
 
 
-def _array_element(column_type: TypeEngine[Any]) -> tuple[TypeEngine[Any], TypeEngine[Any] | None]:
-    """(array element type to bind, type to cast each element to, if any)."""
-    if isinstance(column_type, JsonDocument):
-        return Text(), JSONB()  # bound as our own exact JSON text, cast server-side
-    if isinstance(column_type, SequenceNumber):
-        return NUMERIC(40, 0), None
-    if isinstance(column_type, ExactNumber):
-        return NUMERIC(column_type.precision, column_type.scale), None
-    if isinstance(column_type, Boolean):
-        return Boolean(), None
-    if isinstance(column_type, UtcDateTime):
-        return TIMESTAMP(timezone=True), None
-    return column_type, None
+class _Staging:
+    """A temporary table shaped like the columns being written, dropped at commit (so
+    it also works through PgBouncer or RDS Proxy in transaction mode)."""
+
+    def __init__(self, target: Table, names: Sequence[str]) -> None:
+        digest = hashlib.sha256(f"{target.fullname}|{','.join(names)}".encode()).hexdigest()[:12]
+        columns = []
+        for name in names:
+            column_type = target.c[name].type
+            if isinstance(column_type, JsonDocument):
+                column_type = Text()  # our exact JSON text; cast to jsonb on the way in
+            columns.append(Column(name, column_type))
+        self.table = Table(
+            f"cdc_stage_{digest}",
+            MetaData(),
+            *columns,
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DROP",
+        )
+        self.create_ddl = CreateTable(self.table, if_not_exists=True)
+        quote = _DIALECT.identifier_preparer.quote
+        self.copy_sql = "COPY {} ({}) FROM STDIN (FORMAT BINARY)".format(
+            quote(self.table.name), ", ".join(quote(n) for n in names)
+        )
+        self.copy_types = [_copy_type(c.type) for c in self.table.columns]
+
+    def create(self, conn: Connection) -> None:
+        conn.execute(self.create_ddl)
+
+
+def _copy_type(column_type: TypeEngine[Any]) -> str:
+    rendered = column_type.compile(dialect=_DIALECT).lower()
+    array = rendered.endswith("[]")
+    base = _MODIFIERS.sub("", rendered.removesuffix("[]")).strip()
+    base = _COPY_TYPES.get(base, base)
+    return base + ("[]" if array else "")
+
+
+@contextmanager
+def _driver_cursor(conn: Connection) -> Iterator[Any]:
+    """A psycopg cursor on the SQLAlchemy connection's own driver connection, so COPY
+    runs inside the batch's transaction."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    finally:
+        cursor.close()
