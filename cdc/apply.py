@@ -34,6 +34,10 @@ from cdc.retry import WRITE_BATCH, Deadline, RetryPolicy
 log = logging.getLogger("cdc")
 
 
+class _RowRejected(Exception):
+    """The database refused a row's data in the optimistic pass."""
+
+
 class Outcome(Enum):
     APPLIED = "applied"  # written, or found stale / superseded: nothing left to do
     DEAD_LETTERED = "dead_lettered"
@@ -103,20 +107,32 @@ class BatchResult:
         """Fill `by_table` from the outcomes (the handler's log line and metrics)."""
         groups: dict[tuple[str, str], TableStats] = {}
         group_of: dict[int, tuple[str, str]] = {}
+        earliest: dict[tuple[str, str], datetime] = {}
         for change in prepared.changes:
             key = (change.stream_arn, change.source_table)
             group_of[change.index] = key
-            stats = groups.setdefault(key, TableStats())
-            if change.event_time is not None:
-                lag = max(0.0, (now - change.event_time).total_seconds())
-                stats.max_lag_s = lag if stats.max_lag_s is None else max(stats.max_lag_s, lag)
-        for index, outcome in enumerate(self.outcomes):
-            stats = groups.setdefault(group_of.get(index, ("", "")), TableStats())
+            stats = groups.get(key)
+            if stats is None:
+                stats = groups[key] = TableStats()
             stats.records += 1
+            moment = change.event_time
+            if moment is not None and (key not in earliest or moment < earliest[key]):
+                earliest[key] = moment
+        unparsed = len(self.outcomes) - len(prepared.changes)
+        if unparsed:  # records too broken to name their table
+            groups.setdefault(("", ""), TableStats()).records += unparsed
+        for index, outcome in enumerate(self.outcomes):
+            if outcome is Outcome.APPLIED:
+                continue
+            stats = groups[group_of.get(index, ("", ""))]
             if outcome is Outcome.FAILED:
                 stats.failed += 1
-            elif outcome is Outcome.DEAD_LETTERED:
+            else:
                 stats.dead_lettered += 1
+        for key, moment in earliest.items():
+            groups[key].max_lag_s = max(0.0, (now - moment).total_seconds())
+        lags = [s.max_lag_s for s in groups.values() if s.max_lag_s is not None]
+        self.max_lag_s = max(lags) if lags else None
         if written is not None:
             for key, (applied, stale) in written.per_table.items():
                 groups.setdefault(key, TableStats())
@@ -304,9 +320,6 @@ class Replicator:
         result = BatchResult([Outcome.APPLIED] * len(records), records)
         result.tables = [p.spec.qualified_name for p in prepared.plans]
         now = datetime.now(UTC)
-        times = [c.event_time for c in prepared.changes if c.event_time is not None]
-        if times:
-            result.max_lag_s = max(0.0, (now - min(times)).total_seconds())
 
         def on_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
@@ -350,6 +363,17 @@ class Replicator:
         return result
 
     def _write(self, prepared: Prepared, deadline: Deadline, shard_id: str) -> Written:
+        """One transaction. Optimistic first: no savepoints, which cost two round trips
+        per table; if the database rejects a row's data, the transaction is rolled back
+        and written again carefully, each table in a savepoint, bad rows bisected out."""
+        try:
+            return self._write_once(prepared, deadline, shard_id, careful=False)
+        except _RowRejected:
+            return self._write_once(prepared, deadline, shard_id, careful=True)
+
+    def _write_once(
+        self, prepared: Prepared, deadline: Deadline, shard_id: str, *, careful: bool
+    ) -> Written:
         self._ensure_bookkeeping()
         dead = list(prepared.dead)
         plans: list[TablePlan] = []
@@ -369,7 +393,10 @@ class Replicator:
         with self.engine.begin() as conn:
             self._limit_statement_time(conn, deadline)
             for table_plan in plans:
-                changed, bad = self._write_isolated(conn, table_plan.spec, table_plan.rows, now)
+                if careful:
+                    changed, bad = self._write_isolated(conn, table_plan.spec, table_plan.rows, now)
+                else:
+                    changed, bad = self._write_plainly(conn, table_plan.spec, table_plan.rows, now)
                 dead.extend(
                     prepared.dead_letter(row, table_plan.spec, kind, message)
                     for row, kind, message in bad
@@ -430,6 +457,16 @@ class Replicator:
         left, left_reason = self._write_letters(conn, letters[:middle], now)
         right, right_reason = self._write_letters(conn, letters[middle:], now)
         return left + right, left_reason or right_reason
+
+    def _write_plainly(
+        self, conn: Connection, spec: TableSpec, rows: list[RowVersion], now: datetime
+    ) -> tuple[int, list[tuple[RowVersion, str, str]]]:
+        try:
+            return self.dialect.write_rows(conn, spec, rows, now, self._tombstones), []
+        except Exception as exc:
+            if classify(exc) is ErrorKind.ROW:
+                raise _RowRejected from exc  # the transaction is lost: redo it carefully
+            raise
 
     def _write_isolated(
         self, conn: Connection, spec: TableSpec, rows: list[RowVersion], now: datetime

@@ -122,7 +122,7 @@ def write_dead_letters(
     c = table.c
     stmt = dialect.merge(
         table,
-        unique,
+        None,
         assign=lambda new: {
             "status": new["status"],
             "target_table": new["target_table"],
@@ -136,7 +136,7 @@ def write_dead_letters(
         },
         conflict=["fingerprint"],
     )
-    conn.execute(stmt)
+    conn.execute(stmt, unique)
 
 
 @dataclass
@@ -181,7 +181,7 @@ def write_checkpoints(
     c = table.c
     stmt = dialect.merge(
         table,
-        rows,
+        None,
         assign=lambda new: {
             # Several shards of one stream share the Lambda row: keep the highest.
             "last_sequence": case(
@@ -198,4 +198,4 @@ def write_checkpoints(
             "updated_at": new["updated_at"],
         },
     )
-    conn.execute(stmt)
+    conn.execute(stmt, rows)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DisconnectionError
 
 from cdc.errors import ConfigError
 
@@ -34,7 +36,7 @@ def make_engine(
 ) -> Engine:
     """An engine for `url`; `connect_args` add to (and override) the defaults here."""
     backend = url.get_backend_name()
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {}
     defaults: dict[str, Any] = {}
     if backend == "postgresql":
         # Fail fast when the server is unreachable: the retry policy decides how long
@@ -58,7 +60,38 @@ def make_engine(
         ) from None
     if backend == "sqlite":
         _fix_sqlite_transactions(engine)
+    _ping_when_idle(engine)
     return engine
+
+
+IDLE_PING_S = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only if it sat idle: after a Lambda freeze
+    or a quiet spell it may be dead (server restart, idle timeout, NAT), while one used a
+    moment ago almost never is. SQLAlchemy's pool_pre_ping pays a round trip on every
+    checkout; a dead connection that slips through fails its batch's first statement,
+    is invalidated, and the retry gets a new one."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["cdc_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("cdc_idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except Exception as exc:
+            # The pool discards this connection and checks out a new one.
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
 def _fix_sqlite_transactions(engine: Engine) -> None:

@@ -126,6 +126,9 @@ class TableSpec:
         self.options = options
         self._values_of = values_of
         self.key_names = tuple(k.column for k in keys)
+        # Document mode knows each key attribute's DynamoDB type; typed mode only names.
+        self._key_types = {k.attribute: k.tag for k in keys}
+        self._document_keys = all(k.tag is not None for k in keys)
         self.value_names = tuple(
             c.name
             for c in table.columns
@@ -137,11 +140,9 @@ class TableSpec:
         return self.table.fullname
 
     def key_of(self, change: Change) -> tuple[Any, ...]:
-        expected = {k.attribute: k.tag for k in self.keys}
-        actual = {name: next(iter(av)) for name, av in change.keys.items()}
-        if set(actual) != set(expected) or any(
-            tag is not None and actual[name] != tag for name, tag in expected.items()
-        ):
+        actual = change.key_types
+        expected = self._key_types
+        if (actual != expected) if self._document_keys else (actual.keys() != expected.keys()):
             raise RecordError(
                 f"record keys {_describe(actual)} do not match the key of replica table "
                 f"{self.qualified_name!r}: {_describe(expected)}",
@@ -149,7 +150,10 @@ class TableSpec:
             )
         values = []
         for key in self.keys:
-            value = key.convert(change.keys[key.attribute], f"Keys.{key.attribute}")
+            if self._document_keys:
+                value = change.key_values[key.attribute]  # decoded once, in parse_record
+            else:
+                value = key.convert(change.keys[key.attribute], f"Keys.{key.attribute}")
             if value is None:
                 raise RecordError(f"key attribute {key.attribute!r} is NULL", kind="key_mismatch")
             if isinstance(value, str) and "\x00" in value:

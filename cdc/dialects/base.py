@@ -98,7 +98,7 @@ class Dialect:
     def merge(
         self,
         table: Table,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]] | None,
         assign: Assign,
         guard: Guard | None = None,
         conflict: Sequence[str] | None = None,
@@ -107,7 +107,9 @@ class Dialect:
         as `assign` says, if `guard` holds.
 
         `assign` and `guard` see the stored row through `table.c` and the incoming one
-        through their argument.
+        through their argument. With `rows=None` the statement has no inline values: execute
+        it with the rows as parameters, and SQLAlchemy compiles it once (a statement with
+        inline multi-row VALUES is compiled anew every time).
         """
         raise NotImplementedError
 
@@ -279,12 +281,12 @@ class OnConflictDialect(Dialect):
     def merge(
         self,
         table: Table,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]] | None,
         assign: Assign,
         guard: Guard | None = None,
         conflict: Sequence[str] | None = None,
     ) -> Insert:
-        stmt = self.insert(table).values(list(rows))
+        stmt = self.insert(table) if rows is None else self.insert(table).values(list(rows))
         return self._on_conflict(stmt, table, assign, guard, conflict)
 
     def _on_conflict(

@@ -71,13 +71,13 @@ class MySQLDialect(Dialect):
     def merge(
         self,
         table: Table,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]] | None,
         assign: Assign,
         guard: Guard | None = None,
         conflict: Sequence[str] | None = None,
     ) -> Insert:
         # ON DUPLICATE KEY fires on any unique key: `conflict` needs no spelling here.
-        stmt = mysql_insert(table).values(list(rows))
+        stmt = mysql_insert(table) if rows is None else mysql_insert(table).values(list(rows))
         new = stmt.inserted
         assignments = dict(assign(new))
         if guard is None:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, Table, Text, cast, literal, select
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, bindparam, cast, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -76,35 +76,47 @@ class PostgresDialect(OnConflictDialect):
         with _driver_cursor(conn) as cursor, cursor.copy(staging.copy_sql) as copy:
             copy.set_types(staging.copy_types)
             write = copy.write_row
-            for row in rows:
-                values = row.values
-                write(
-                    (
-                        *row.key,
-                        *((values.get(n) for n in value_names) if values is not None else ()),
-                        row.sequence,
-                        row.deleted,
-                        row.event_time,
-                    )
-                )
+            if len(value_names) == 1:  # document mode: the `item` column alone
+                (only,) = value_names
+                for row in rows:
+                    values = row.values
+                    assert values is not None
+                    write((*row.key, values[only], row.sequence, row.deleted, row.event_time))
+            else:
+                for row in rows:
+                    values = row.values
+                    cells = [values.get(n) for n in value_names] if values is not None else []
+                    write((*row.key, *cells, row.sequence, row.deleted, row.event_time))
+        if staging.upsert is None:
+            staging.upsert = self._staged_upsert(spec, staging, names, value_names)
+        result = conn.execute(
+            staging.upsert, {"applied_at": applied_at}, execution_options=_ROWCOUNT
+        )
+        count: int = result.rowcount
+        return count
+
+    def _staged_upsert(
+        self, spec: TableSpec, staging: _Staging, names: Sequence[str], value_names: Sequence[str]
+    ) -> Insert:
+        """INSERT INTO target SELECT … FROM staging ORDER BY key ON CONFLICT … WHERE
+        target._cdc_seq < excluded._cdc_seq — built once per table and column set."""
         table = spec.table
         source = staging.table
         selected: list[Any] = [
             cast(source.c[n], JSONB) if isinstance(table.c[n].type, JsonDocument) else source.c[n]
             for n in names
         ]
-        selected.append(literal(applied_at, DateTime(timezone=True)))
+        selected.append(bindparam("applied_at", type_=DateTime(timezone=True)))
+        # Rows in key order: concurrent batches lock rows in one order, never a cycle.
         query = select(*selected).order_by(*(source.c[k] for k in spec.key_names))
         stmt = pg_insert(table).from_select([*names, APPLIED_AT], query)
         assigned = (*value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT)
-        upsert = self._on_conflict(
+        return self._on_conflict(
             stmt,
             table,
             assign=lambda new: {c: new[c] for c in assigned},
             guard=lambda new: table.c[SEQ] < new[SEQ],
         )
-        count: int = conn.execute(upsert, execution_options=_ROWCOUNT).rowcount
-        return count
 
     def _staging_for(self, table: Table, names: Sequence[str]) -> _Staging:
         key = f"{table.fullname}|{','.join(names)}"
@@ -133,15 +145,17 @@ class _Staging:
             prefixes=["TEMPORARY"],
             postgresql_on_commit="DROP",
         )
-        self.create_ddl = CreateTable(self.table, if_not_exists=True)
+        # DDL is never in SQLAlchemy's compiled cache: compile it once, here.
+        self.create_sql = str(CreateTable(self.table, if_not_exists=True).compile(dialect=_DIALECT))
         quote = _DIALECT.identifier_preparer.quote
         self.copy_sql = "COPY {} ({}) FROM STDIN (FORMAT BINARY)".format(
             quote(self.table.name), ", ".join(quote(n) for n in names)
         )
         self.copy_types = [_copy_type(c.type) for c in self.table.columns]
+        self.upsert: Insert | None = None
 
     def create(self, conn: Connection) -> None:
-        conn.execute(self.create_ddl)
+        conn.exec_driver_sql(self.create_sql)
 
 
 def _copy_type(column_type: TypeEngine[Any]) -> str:
