@@ -3,7 +3,8 @@
 Importing this module does no I/O and does not import boto3. The settings, engine and
 replicator are built on the first invocation and kept for the life of the warm
 container (Lambda freezes the process between invocations and thaws it for the next;
-the pool's pre-ping replaces a connection that died while frozen).
+a pooled connection idle for more than a moment is checked before use, so one that died
+while frozen is replaced).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from typing import Any
 from cdc.apply import Replicator
 from cdc.config import load_settings
 from cdc.db import engine_for
-from cdc.errors import InvalidInvocation
+from cdc.errors import ConfigError, InvalidInvocation
 from cdc.observe import emit
 from cdc.retry import Deadline
 
 log = logging.getLogger("cdc")
-log.setLevel(os.environ.get("CDC_LOG_LEVEL", "INFO").upper())
+_LEVEL = os.environ.get("CDC_LOG_LEVEL", "INFO").upper()
+if _LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ConfigError(f"CDC_LOG_LEVEL={_LEVEL!r} is not DEBUG, INFO, WARNING or ERROR")
+log.setLevel(_LEVEL)
 
 _replicator: Replicator | None = None
 

@@ -312,3 +312,15 @@ def test_records_without_event_time_are_accepted(lambda_env: str, pg_engine: Eng
     assert cdc.handler.handler({"Records": [rec]}, FakeContext()) == {"batchItemFailures": []}
     (row,) = rows(pg_engine, lambda_env, "orders")
     assert row._cdc_event_time is None
+
+
+def test_a_bad_log_level_is_a_config_error_naming_the_variable():
+    # GIVEN CDC_LOG_LEVEL set to something that is not a level
+    env = {**os.environ, "CDC_LOG_LEVEL": "LOUD"}
+    # WHEN the handler module is imported (Lambda's init phase)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import cdc.handler"], env=env, capture_output=True, text=True
+    )
+    # THEN it fails naming the setting, with cdc's own error
+    assert proc.returncode != 0
+    assert "ConfigError" in proc.stderr and "CDC_LOG_LEVEL" in proc.stderr
