@@ -6,6 +6,7 @@ pays for it, and a cold one only when the bookkeeping tables are missing.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,12 @@ from cdc.schema import BOOKKEEPING_TABLES
 
 if TYPE_CHECKING:
     from cdc.config import Settings
+
+
+# alembic keeps its `context` and `op` as process-wide globals: two threads running
+# migrations at once (several replicators meeting a new database) would tear each
+# other's down. The database-side advisory lock (migrations/env.py) orders processes.
+_ALEMBIC = threading.RLock()
 
 
 def migrations_dir() -> Path:
@@ -43,7 +50,8 @@ def upgrade(engine: Engine, settings: Settings, revision: str = "head", sql: boo
 
     config = alembic_config(engine, settings)
     config.attributes["create_configured_tables"] = True
-    command.upgrade(config, revision, sql=sql)
+    with _ALEMBIC:
+        command.upgrade(config, revision, sql=sql)
 
 
 def ensure_bookkeeping(
@@ -51,13 +59,19 @@ def ensure_bookkeeping(
 ) -> None:
     """Run the migrations when a bookkeeping table is missing (first run on a new
     database); otherwise one catalog query and nothing else."""
-    existing = set(inspect(engine).get_table_names(schema=schema))
-    if not set(BOOKKEEPING_TABLES) <= existing:
-        if settings is None:
-            from cdc.config import Settings
+    if _bookkeeping_exists(engine, schema):
+        return
+    if settings is None:
+        from cdc.config import Settings
 
-            settings = Settings(database_url=engine.url, schema=schema)
-        upgrade(engine, settings)
+        settings = Settings(database_url=engine.url, schema=schema)
+    with _ALEMBIC:  # another thread may have just done it
+        if not _bookkeeping_exists(engine, schema):
+            upgrade(engine, settings)
+
+
+def _bookkeeping_exists(engine: Engine, schema: str | None) -> bool:
+    return set(BOOKKEEPING_TABLES) <= set(inspect(engine).get_table_names(schema=schema))
 
 
 def target_metadata(settings: Settings, dialect_name: str) -> MetaData:

@@ -54,7 +54,9 @@ def _compare_type(
     actual = inspected_type.compile(dialect=dialect)
 
     def norm(ddl: str) -> str:
-        return ddl.upper().replace(" ", "").replace("DOUBLEPRECISION", "FLOAT")
+        ddl = ddl.upper().replace(" ", "").replace("DOUBLEPRECISION", "FLOAT")
+        # MariaDB's JSON is an alias: the column reads back as LONGTEXT.
+        return "JSON" if getattr(dialect, "is_mariadb", False) and ddl == "LONGTEXT" else ddl
 
     return norm(expected) != norm(actual)
 

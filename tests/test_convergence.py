@@ -7,7 +7,9 @@ record with the highest sequence number: the item equal to the last NewImage in 
 contract's plain-JSON form (DESIGN §4, computed here independently of `cdc.decode`),
 `_cdc_seq` that sequence number, `_cdc_deleted` true iff the last event was a REMOVE.
 
-Every example writes to replica tables of its own (source tables renamed
+The handler property runs on every database of the `db` fixture (PostgreSQL and
+MariaDB/MySQL), the Replicator property on SQLite. Every example writes to replica
+tables of its own (source tables renamed
 `Orders-<random>`, `UserEvents-<random>`) in a schema of the test's own, and the Lambda
 container is cold for each example (`cdc.handler.reset()`).
 
@@ -33,7 +35,7 @@ import pytest
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import MetaData, Table, Text, cast, create_engine, inspect, select, text
 from sqlalchemy.engine import URL
 
 import cdc.handler
@@ -41,6 +43,7 @@ from cdc.apply import Replicator
 from cdc.config import Settings, parse_database_url
 from cdc.db import make_engine
 from cdc.decode import loads
+from tests.conftest import TestDatabase
 from tests.factories import FakeContext, stream_arn
 
 BOUNDARY = 10**21  # the first 22-digit sequence number
@@ -419,23 +422,29 @@ def _number(value: Any) -> Decimal:
 def read_rows(
     conn: Any, suffix: str, schema: str | None = None
 ) -> dict[tuple[str, tuple[Any, ...]], Row]:
-    """The replica rows of one example, keyed like `History.final()`."""
+    """The replica rows of one example, keyed like `History.final()`, read the same way
+    on every dialect (SQLAlchemy Core, the item cast to text so numbers stay exact)."""
     rows = {}
     present = set(inspect(conn).get_table_names(schema=schema))
-    qualify = f'"{schema}".' if schema else ""
     for table in TABLES:
         replica = f"{table.replica}_{suffix}"  # snake("Orders-<suffix>")
         if replica not in present:  # the history never touched this table
             continue
-        columns = ", ".join(f'"{c}"' for _a, _t, c in table.key_attrs)
+        stored = Table(replica, MetaData(), autoload_with=conn, schema=schema)
+        keys = [stored.c[c] for _a, _t, c in table.key_attrs]
         result = conn.execute(
-            text(
-                f"select {columns}, cast(item as text), _cdc_seq, _cdc_deleted, _cdc_event_time "
-                f'from {qualify}"{replica}"'
+            select(
+                *keys,
+                cast(stored.c.item, Text),
+                stored.c._cdc_seq,
+                stored.c._cdc_deleted,
+                stored.c._cdc_event_time,
             )
         )
         width = len(table.key_attrs)
         for r in result:
+            # An N key reads back as a number (Postgres numeric) or as its canonical
+            # text (MySQL, SQLite): Decimal(str(x)) compares both exactly.
             key = tuple(
                 _number(v) if tag == "N" else v
                 for v, (_a, tag, _c) in zip(r[:width], table.key_attrs, strict=True)
@@ -460,16 +469,14 @@ def assert_handled(response: Any, batch: list[dict[str, Any]]) -> None:
 
 
 @pytest.fixture
-def handler_env(
-    monkeypatch: pytest.MonkeyPatch, postgres_url: str, pg_schema: str
-) -> Iterator[str]:
-    """The Lambda's configuration: the test Postgres, a schema of this test's own."""
+def handler_env(monkeypatch: pytest.MonkeyPatch, db: TestDatabase) -> Iterator[TestDatabase]:
+    """The Lambda's configuration: the database under test, a schema of this test's own."""
     for name in ("CDC_CONFIG", "CDC_DATABASE_SECRET_ARN"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CDC_DATABASE_URL", postgres_url)
-    monkeypatch.setenv("CDC_SCHEMA", pg_schema)
+    monkeypatch.setenv("CDC_DATABASE_URL", db.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("CDC_SCHEMA", db.schema)
     cdc.handler.reset()
-    yield pg_schema
+    yield db
     cdc.handler.reset()
 
 
@@ -495,10 +502,9 @@ def deliver_to_sqlite(history: History, suffix: str, url: URL) -> None:
 
 
 def dead_letters(conn: Any, schema: str | None) -> list[Any]:
-    qualify = f'"{schema}".' if schema else ""
-    return conn.execute(
-        text(f"select source_table, error_class, error_message from {qualify}cdc_dead_letters")
-    ).all()
+    letters = Table("cdc_dead_letters", MetaData(), autoload_with=conn, schema=schema)
+    c = letters.c
+    return conn.execute(select(c.source_table, c.error_class, c.error_message)).all()
 
 
 CONVERGENCE = settings(
@@ -519,26 +525,31 @@ CONVERGENCE = settings(
 # --- the properties ------------------------------------------------------------------------
 
 
+# The exact type of `_cdc_seq` per dialect (DESIGN §5: compared as integers).
+SEQ_TYPES = {
+    "postgresql": {("numeric", 40, 0)},
+    "mysql": {("decimal", 40, 0)},
+}
+
+
 @CONVERGENCE
 @given(history=histories())
-def test_handler_converges_on_postgres(
-    history: History, handler_env: str, pg_engine: Engine
-) -> None:
-    schema = handler_env
+def test_handler_converges(history: History, handler_env: TestDatabase) -> None:
+    db = handler_env
     suffix = uuid.uuid4().hex[:10]
     deliver_to_handler(history, suffix)
-    with pg_engine.connect() as conn:
-        rows = read_rows(conn, suffix, schema)
-        assert dead_letters(conn, schema) == []
+    with db.engine.connect() as conn:
+        rows = read_rows(conn, suffix, db.schema)
+        assert dead_letters(conn, db.schema) == []
         seq_types = conn.execute(
             text(
                 "select data_type, numeric_precision, numeric_scale "
                 "from information_schema.columns "
                 "where table_schema = :s and column_name = '_cdc_seq' and table_name like :t"
             ),
-            {"s": schema, "t": f"%{suffix}"},
+            {"s": db.schema, "t": f"%{suffix}"},
         ).all()
-    assert set(seq_types) == {("numeric", 40, 0)}
+    assert {(str(t).lower(), int(p), int(sc)) for t, p, sc in seq_types} == SEQ_TYPES[db.name]
     check_replica(history, rows)
 
 
@@ -621,11 +632,11 @@ def boundary_history() -> History:
     return History([older, newer], deliveries)
 
 
-def test_boundary_on_postgres(handler_env: str, pg_engine: Engine) -> None:
+def test_boundary_through_the_handler(handler_env: TestDatabase) -> None:
     history = boundary_history()
     deliver_to_handler(history, "b")
-    with pg_engine.connect() as conn:
-        rows = read_rows(conn, "b", handler_env)
+    with handler_env.engine.connect() as conn:
+        rows = read_rows(conn, "b", handler_env.schema)
     check_replica(history, rows)
     assert rows[("orders", (Decimal(1),))].item == {"Id": Decimal(1), "v": "new"}
 

@@ -1,4 +1,5 @@
-"""Dead letters (DESIGN §6, §8), against a real PostgreSQL, no mocks.
+"""Dead letters (DESIGN §6, §8), against a real PostgreSQL and MariaDB/MySQL (the `db`
+fixture) where nothing PostgreSQL-specific is involved, no mocks.
 
 - a batch mixing good records with every malformed kind of §6 and hostile names: the
   good records are applied, each bad one is dead-lettered with its reason, no table is
@@ -18,14 +19,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    cast,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy import event as sa_event
+from sqlalchemy.schema import AddConstraint
 
 from cdc import handler as lambda_handler
 from cdc.apply import Replicator
 from cdc.config import Settings, load_settings
 from cdc.db import make_engine
 from cdc.retry import Deadline
+from tests.conftest import TestDatabase
 from tests.factories import (
     FakeContext,
     event,
@@ -45,14 +60,14 @@ NO_FAILURES = {"batchItemFailures": []}
 # --- helpers -------------------------------------------------------------------------
 
 
+def _table(engine: Engine, schema: str, name: str) -> Table:
+    return Table(name, MetaData(), autoload_with=engine, schema=schema)
+
+
 def dead_letters(engine: Engine, schema: str) -> list[dict[str, Any]]:
+    t = _table(engine, schema, "cdc_dead_letters")
     with engine.connect() as conn:
-        return [
-            dict(r)
-            for r in conn.execute(
-                text(f'select * from "{schema}".cdc_dead_letters order by id')
-            ).mappings()
-        ]
+        return [dict(r) for r in conn.execute(select(t).order_by(t.c.id)).mappings()]
 
 
 def letter_for(letters: list[dict[str, Any]], rec: Any) -> dict[str, Any]:
@@ -63,15 +78,13 @@ def letter_for(letters: list[dict[str, Any]], rec: Any) -> dict[str, Any]:
 
 
 def replica(engine: Engine, schema: str, table: str, key: str = "id") -> dict[str, Any]:
-    """{key as text: (_cdc_seq, _cdc_deleted, item)}."""
+    """{key as text: (_cdc_seq, _cdc_deleted, item)}, read the same way on every dialect
+    (an N key is canonical text on MySQL, the item is read as text: exact numbers)."""
+    t = _table(engine, schema, table)
+    query = select(cast(t.c[key], Text), t.c._cdc_seq, t.c._cdc_deleted, cast(t.c.item, Text))
     with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                f'select "{key}"::text, _cdc_seq, _cdc_deleted, item::text '
-                f'from "{schema}"."{table}"'
-            )
-        ).all()
-    return {r[0]: (int(r[1]), r[2], None if r[3] is None else json.loads(r[3])) for r in rows}
+        rows = conn.execute(query).all()
+    return {r[0]: (int(r[1]), bool(r[2]), None if r[3] is None else json.loads(r[3])) for r in rows}
 
 
 def seq_of(rec: dict[str, Any]) -> str:
@@ -206,17 +219,19 @@ def malformed_cases() -> list[tuple[str, Any, str, str]]:
 
 
 def test_malformed_and_hostile_records_are_dead_lettered_and_the_rest_applied(
-    pg_engine: Engine, pg_schema: str, fresh_handler: Callable[[Engine, str], None]
+    db: TestDatabase, fresh_handler: Callable[[Engine, str], None]
 ) -> None:
+    pg_engine, pg_schema = db.engine, db.schema
     # GIVEN a replica with Orders and Customers rows, and a bystander table `t` that the
     # hostile names aim at
     fresh_handler(pg_engine, pg_schema)
     setup = [insert({"Id": i}, BASE + i, {"v": i}) for i in (1, 2, 3)]
     setup.append(insert({"Id": 1}, BASE + 1, {"name": "c1"}, table="Customers"))
     assert lambda_handler.handler(event(*setup), FakeContext(30_000)) == NO_FAILURES
+    bystander = Table("t", MetaData(), Column("x", Integer), schema=pg_schema)
     with pg_engine.begin() as conn:
-        conn.execute(text(f'create table "{pg_schema}".t (x int)'))
-        conn.execute(text(f'insert into "{pg_schema}".t values (42)'))
+        bystander.create(conn)
+        conn.execute(bystander.insert().values(x=42))
 
     # AND a batch mixing good records (some with hostile attribute and table names) with
     # every malformed kind of DESIGN §6
@@ -271,7 +286,7 @@ def test_malformed_and_hostile_records_are_dead_lettered_and_the_rest_applied(
     assert nasty == {NASTY_VALUE: (BASE + 104, False, {NASTY_KEY_ATTR: NASTY_VALUE, NASTY_ATTR: 1})}
     # AND no table was harmed, and none was made from a name DynamoDB forbids
     with pg_engine.connect() as conn:
-        assert conn.execute(text(f'select x from "{pg_schema}".t')).scalars().all() == [42]
+        assert conn.execute(select(bystander.c.x)).scalars().all() == [42]
         names = set(inspect(conn).get_table_names(schema=pg_schema))
     replicas = {n for n in names if not n.startswith(("cdc_", "alembic"))}
     assert replicas == {"orders", "customers", "x_y_z", "t"}
@@ -294,9 +309,8 @@ def test_malformed_and_hostile_records_are_dead_lettered_and_the_rest_applied(
     assert replica(pg_engine, pg_schema, "orders") == orders
 
 
-def test_same_bad_record_twice_in_a_batch_is_one_dead_letter(
-    replicator: Replicator, pg_engine: Engine, pg_schema: str
-) -> None:
+def test_same_bad_record_twice_in_a_batch_is_one_dead_letter(db: TestDatabase) -> None:
+    replicator, pg_engine, pg_schema = db.replicator(), db.engine, db.schema
     # GIVEN a batch carrying the same malformed record twice, and a good one
     rec = with_new_image(1, flag={"BOOL": "yes"})
     # WHEN it is processed
@@ -308,8 +322,9 @@ def test_same_bad_record_twice_in_a_batch_is_one_dead_letter(
 
 
 def test_table_names_that_snake_onto_an_existing_table_never_merge_across_containers(
-    pg_engine: Engine, pg_settings: Settings, pg_schema: str
+    db: TestDatabase,
 ) -> None:
+    pg_engine, pg_settings, pg_schema = db.engine, db.settings, db.schema
     # GIVEN a replica table `orders` made by one container from the source table Orders
     first = Replicator(pg_engine, pg_settings)
     assert first.process([insert({"Id": 1}, BASE + 1, {"who": "Orders"})], deadline()).failed == 0
@@ -337,8 +352,9 @@ def test_table_names_that_snake_onto_an_existing_table_never_merge_across_contai
 
 
 def test_nul_in_a_string_is_dead_lettered_by_default_naming_the_attribute(
-    replicator: Replicator, pg_engine: Engine, pg_schema: str
+    db: TestDatabase,
 ) -> None:
+    replicator, pg_engine, pg_schema = db.replicator(), db.engine, db.schema
     # GIVEN a batch with U+0000 in a nested string attribute, and a good record
     poisoned = insert({"Id": 1}, BASE + 1, {"address": {"lines": ["ok", "a\x00b"]}})
     good = insert({"Id": 2}, BASE + 2, {"v": 2})
@@ -356,8 +372,9 @@ def test_nul_in_a_string_is_dead_lettered_by_default_naming_the_attribute(
 
 @pytest.mark.parametrize(("policy", "expected"), [("strip", "ab"), ("replace", "a\ufffdb")])
 def test_nul_in_a_string_is_applied_when_the_table_strips_or_replaces_it(
-    pg_engine: Engine, pg_schema: str, tmp_path: Path, policy: str, expected: str
+    db: TestDatabase, tmp_path: Path, policy: str, expected: str
 ) -> None:
+    pg_engine, pg_schema = db.engine, db.schema
     # GIVEN Orders configured with nul = strip | replace
     toml = f'[tables.Orders]\nnul = "{policy}"\n'
     settings = settings_from_toml(pg_engine, pg_schema, tmp_path / "cdc.toml", toml)
@@ -374,8 +391,9 @@ def test_nul_in_a_string_is_applied_when_the_table_strips_or_replaces_it(
 
 
 def test_nul_in_a_key_is_dead_lettered_whatever_the_option(
-    pg_engine: Engine, pg_schema: str, tmp_path: Path
+    db: TestDatabase, tmp_path: Path
 ) -> None:
+    pg_engine, pg_schema = db.engine, db.schema
     # GIVEN Orders configured to strip U+0000 (stripping a key could merge two keys)
     toml = '[tables.Orders]\nnul = "strip"\n'
     settings = settings_from_toml(pg_engine, pg_schema, tmp_path / "cdc.toml", toml)
@@ -395,27 +413,38 @@ def test_nul_in_a_key_is_dead_lettered_whatever_the_option(
 # --- 5. a row the database rejects inside a bulk write --------------------------------
 
 
-def create_checked_orders(engine: Engine, schema: str) -> None:
-    """The replica table as document mode makes it, plus CHECK constraints the data can
-    break: the database, not cdc, rejects those rows."""
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                f'create table "{schema}".orders ('
-                " id numeric primary key constraint id_is_not_unlucky check (id not in (13, 42)),"
-                " item jsonb constraint item_has_no_poison check (not item ? 'poison'),"
-                " _cdc_seq numeric(40, 0) not null, _cdc_deleted boolean not null,"
-                " _cdc_event_time timestamptz, _cdc_applied_at timestamptz not null)"
-            )
-        )
+# How each driver names a CHECK violation in the dead letter's error_class (pymysql
+# raises MariaDB's 4025 / MySQL's 3819 as OperationalError; cdc.dberrors still knows
+# them as data errors, so the row is isolated and dead-lettered, not retried).
+CHECK_VIOLATION = {"postgresql": "CheckViolation", "mysql": "pymysql.err.OperationalError"}
+SETUP_ID = 1000  # the row that made cdc create `orders`
+
+
+def create_checked_orders(db: TestDatabase) -> None:
+    """The replica table as document mode makes it (cdc creates it, on the row SETUP_ID),
+    plus CHECK constraints the data can break: the database, not cdc, rejects those rows.
+    The constraints are SQLAlchemy DDL, so they read the same on every dialect (an N key
+    is numeric on Postgres and canonical text on MySQL: both compare to 13 as numbers)."""
+    setup = db.replicator().process([insert({"Id": SETUP_ID}, BASE + SETUP_ID)], deadline())
+    assert setup.response() == NO_FAILURES and setup.dead_lettered == 0
+    orders = _table(db.engine, db.schema, "orders")
+    unlucky = CheckConstraint("id not in (13, 42)", name="id_is_not_unlucky", table=orders)
+    poison = CheckConstraint(
+        ~cast(orders.c.item, Text).contains('"poison"'), name="item_has_no_poison", table=orders
+    )
+    with db.engine.begin() as conn:
+        conn.execute(AddConstraint(unlucky))
+        conn.execute(AddConstraint(poison))
 
 
 def test_rows_the_database_rejects_are_isolated_and_every_good_row_applied(
-    replicator: Replicator, pg_engine: Engine, pg_schema: str
+    db: TestDatabase,
 ) -> None:
+    pg_engine, pg_schema = db.engine, db.schema
     # GIVEN a replica table whose CHECK constraints reject ids 13 and 42 and any item
     # with a `poison` attribute
-    create_checked_orders(pg_engine, pg_schema)
+    create_checked_orders(db)
+    replicator = db.replicator()
     statements: list[str] = []
 
     @sa_event.listens_for(pg_engine, "before_cursor_execute")
@@ -444,12 +473,13 @@ def test_rows_the_database_rejects_are_isolated_and_every_good_row_applied(
     expected = {seq_of(r): c for r, c in rejected} | {seq_of(poisoned): "item_has_no_poison"}
     assert set(letters) == set(expected)
     for seq, constraint in expected.items():
-        assert "CheckViolation" in letters[seq]["error_class"]
+        assert CHECK_VIOLATION[db.name] in letters[seq]["error_class"]
         assert constraint in letters[seq]["error_message"]
         assert letters[seq]["target_table"] == f"{pg_schema}.orders"
     # AND every good row of the batch is applied, at its highest sequence
     orders = replica(pg_engine, pg_schema, "orders")
     want = {str(i): BASE + (100 + i if i % 15 == 0 else i) for i in range(60) if i not in (13, 42)}
+    want[str(SETUP_ID)] = BASE + SETUP_ID
     assert {k: s for k, (s, _, _) in orders.items()} == want
     assert len(replica(pg_engine, pg_schema, "customers")) == 5
     # AND it was found by bisection, not one statement per row
@@ -460,9 +490,8 @@ def test_rows_the_database_rejects_are_isolated_and_every_good_row_applied(
     "where",
     ["item attribute", "key of an INSERT", "key of a REMOVE without image"],
 )
-def test_a_value_the_driver_cannot_encode_is_dead_lettered(
-    replicator: Replicator, pg_engine: Engine, pg_schema: str, where: str
-) -> None:
+def test_a_value_the_driver_cannot_encode_is_dead_lettered(db: TestDatabase, where: str) -> None:
+    replicator, pg_engine, pg_schema = db.replicator(), db.engine, db.schema
     # GIVEN a batch of good REMOVEs/INSERTs with one record holding a lone surrogate
     # (not encodable as UTF-8: neither JSON nor the driver can send it)
     lone = "k\ud800"

@@ -6,7 +6,8 @@
   records are reported before the deadline, a later delivery converges, nothing is
   dead-lettered;
 - several threads applying overlapping batches to the same tables at once: no failure and
-  no deadlock reaches the response, the replica holds the highest sequence per key.
+  no deadlock reaches the response, the replica holds the highest sequence per key (on
+  every database of the `db` fixture: PostgreSQL and MariaDB/MySQL).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, MetaData, Table, Text, cast, event, select, text
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc import handler as lambda_handler
@@ -30,6 +31,7 @@ from cdc.apply import Replicator
 from cdc.config import Settings, parse_database_url
 from cdc.db import make_engine
 from cdc.retry import Deadline
+from tests.conftest import TestDatabase
 from tests.factories import FakeContext, insert, modify, remove
 from tests.factories import event as lambda_event
 from tests.pgcluster import TempCluster
@@ -42,33 +44,30 @@ BASE = 10**20  # sequence numbers are 21-40 digit decimal strings
 # --- helpers -------------------------------------------------------------------------
 
 
+def _table(engine: Engine, schema: str, name: str) -> Table:
+    return Table(name, MetaData(), autoload_with=engine, schema=schema)
+
+
 def replica(engine: Engine, schema: str, table: str) -> dict[str, tuple[int, bool, dict[str, Any]]]:
-    """{key as text: (_cdc_seq, _cdc_deleted, item)} of a document-mode table keyed by id."""
+    """{key as text: (_cdc_seq, _cdc_deleted, item)} of a document-mode table keyed by id,
+    read the same way on every dialect (an N key is canonical text on MySQL)."""
+    t = _table(engine, schema, table)
+    query = select(cast(t.c.id, Text), t.c._cdc_seq, t.c._cdc_deleted, cast(t.c.item, Text))
     with engine.connect() as conn:
-        rows = conn.execute(
-            text(f'select id::text, _cdc_seq, _cdc_deleted, item::text from "{schema}"."{table}"')
-        ).all()
-    return {r[0]: (int(r[1]), r[2], json.loads(r[3])) for r in rows}
+        rows = conn.execute(query).all()
+    return {r[0]: (int(r[1]), bool(r[2]), json.loads(r[3])) for r in rows}
 
 
 def dead_letters(engine: Engine, schema: str) -> list[dict[str, Any]]:
+    t = _table(engine, schema, "cdc_dead_letters")
     with engine.connect() as conn:
-        return [
-            dict(r)
-            for r in conn.execute(
-                text(f'select * from "{schema}".cdc_dead_letters order by id')
-            ).mappings()
-        ]
+        return [dict(r) for r in conn.execute(select(t).order_by(t.c.id)).mappings()]
 
 
 def checkpoints(engine: Engine, schema: str) -> list[dict[str, Any]]:
+    t = _table(engine, schema, "cdc_checkpoints")
     with engine.connect() as conn:
-        return [
-            dict(r)
-            for r in conn.execute(
-                text(f'select * from "{schema}".cdc_checkpoints order by stream_arn')
-            ).mappings()
-        ]
+        return [dict(r) for r in conn.execute(select(t).order_by(t.c.stream_arn)).mappings()]
 
 
 def expected_state(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[int, bool]]]:
@@ -427,24 +426,25 @@ def apply_at_once(
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-replicator", "one-per-thread"])
 def test_concurrent_overlapping_batches_converge_without_deadlock(
-    pg_engine: Engine, caplog: pytest.LogCaptureFixture, shared: bool
+    db: TestDatabase, caplog: pytest.LogCaptureFixture, shared: bool
 ) -> None:
+    engine = db.engine
     caplog.set_level(logging.WARNING, logger="cdc")
     for round_ in range(ROUNDS):
         # GIVEN a new database schema (tables appear on first sight, concurrently) and
         # six overlapping batches over three tables, each in its own order
         schema = f"t_{uuid.uuid4().hex[:12]}"
-        with pg_engine.begin() as conn:
+        with engine.begin() as conn:
             conn.execute(CreateSchema(schema))
         try:
-            settings = Settings(database_url=pg_engine.url, schema=schema)
+            settings = Settings(database_url=engine.url, schema=schema)
             rng = random.Random(f"{shared}-{round_}")
             batches, versions = overlapping_batches(rng)
-            common = Replicator(pg_engine, settings) if shared else None
+            common = Replicator(engine, settings) if shared else None
 
             # WHEN they are applied at once against one engine
             results = apply_at_once(
-                batches, lambda s=settings, c=common: c or Replicator(pg_engine, s)
+                batches, lambda s=settings, c=common: c or Replicator(engine, s)
             )
 
             # THEN no response reports a failure and no error reached any of them
@@ -458,13 +458,13 @@ def test_concurrent_overlapping_batches_converge_without_deadlock(
             # AND the replica holds the highest sequence of every key, whatever the order
             expected = expected_state(versions)
             for table, keys in expected.items():
-                rows = replica(pg_engine, schema, table)
+                rows = replica(engine, schema, table)
                 assert {k: (s, d) for k, (s, d, _) in rows.items()} == keys, table
                 assert all(str(item["v"]) == str(s) for s, _, item in rows.values())
-            assert dead_letters(pg_engine, schema) == []
+            assert dead_letters(engine, schema) == []
         finally:
-            with pg_engine.begin() as conn:
-                conn.execute(DropSchema(schema, cascade=True))
+            with engine.begin() as conn:
+                conn.execute(DropSchema(schema, cascade=db.name == "postgresql"))
 
 
 # --- a least-privileged database role -------------------------------------------------

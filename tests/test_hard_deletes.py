@@ -1,4 +1,4 @@
-"""Deletes (DESIGN §5, issue 5), against a real PostgreSQL and SQLite.
+"""Deletes (DESIGN §5, issue 5), against a real PostgreSQL, MariaDB/MySQL and SQLite.
 
 `deletes = "hard"` removes the row and keeps a tombstone (table, key, sequence) in
 `cdc_tombstones`: a late older INSERT/MODIFY, in a later batch or in the same one, or a
@@ -10,6 +10,7 @@ default. Every scenario runs on a typed table (composite key) and a document-mod
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import JSON, Engine, MetaData, Table, Text, cast, inspect, select
+from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.apply import Replicator
 from cdc.config import Settings, load_settings, parse_database_url
@@ -46,26 +48,43 @@ class Target:
     def settings(self, config: Path) -> Settings:
         return load_settings(self.env(config))
 
-    def name(self, table: str) -> str:
-        return f'"{self.schema}"."{table}"' if self.schema else f'"{table}"'
-
     def qualified(self, table: str) -> str:
         return f"{self.schema}.{table}" if self.schema else table
 
-    def query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+    def all(self, table: str, order_by: str | None = None) -> list[dict[str, Any]]:
+        """Every row of a table, read the same way on every dialect (JSON as text)."""
+        reflected = Table(table, MetaData(), autoload_with=self.engine, schema=self.schema)
+        columns = [
+            cast(c, Text).label(c.name) if isinstance(c.type, JSON) else c
+            for c in reflected.columns
+        ]
+        query = select(*columns)
+        if order_by is not None:
+            query = query.order_by(reflected.c[order_by])
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(text(sql), params).mappings()]
+            return [dict(r) for r in conn.execute(query).mappings()]
 
     def has_table(self, table: str) -> bool:
         return inspect(self.engine).has_table(table, schema=self.schema)
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@pytest.fixture(params=["postgresql", "mysql", "sqlite"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     if request.param == "postgresql":
         engine = request.getfixturevalue("pg_engine")
         schema = request.getfixturevalue("pg_schema")
         yield Target(engine, schema, engine.url.render_as_string(hide_password=False))
+        return
+    if request.param == "mysql":  # MariaDB/MySQL: a database (its schema) of the test's own
+        engine = request.getfixturevalue("mysql_engine")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with engine.begin() as conn:
+            conn.execute(CreateSchema(schema))
+        try:
+            yield Target(engine, schema, engine.url.render_as_string(hide_password=False))
+        finally:
+            with engine.begin() as conn:
+                conn.execute(DropSchema(schema))
         return
     url = f"sqlite:///{tmp_path}/replica.db"
     engine = make_engine(parse_database_url(url, "test"))
@@ -131,7 +150,7 @@ def rows(target: Target, kind: Kind) -> dict[Any, dict[str, Any]]:
     """Rows by their first key value ("c1" / 1) → {seq, deleted}."""
     if not target.has_table(kind.table):
         return {}
-    found = target.query(f"select * from {target.name(kind.table)}")
+    found = target.all(kind.table)
     result = {}
     for r in found:
         key = r[kind.key_columns[0]]
@@ -145,7 +164,7 @@ def row_key(kind: Kind, n: int) -> Any:
 
 
 def tombstones(target: Target, kind: Kind | None = None) -> list[dict[str, Any]]:
-    found = target.query(f"select * from {target.name('cdc_tombstones')} order by key")
+    found = target.all("cdc_tombstones", order_by="key")
     if kind is not None:
         found = [t for t in found if t["table_name"] == target.qualified(kind.table)]
     return [
@@ -293,8 +312,8 @@ def test_tombstones_are_per_table(target: Target, replicator: Replicator) -> Non
     process(replicator, insert({"Id": "1"}, BASE + 100, {"User": "u"}, table="Sessions"))
     process(replicator, insert({"Id": 1}, BASE + 100, table="Other"))
     assert rows(target, DOCUMENT) == {}
-    assert len(target.query(f"select * from {target.name('sessions')}")) == 1
-    assert len(target.query(f"select * from {target.name('other')}")) == 1
+    assert len(target.all("sessions")) == 1
+    assert len(target.all("other")) == 1
 
 
 def test_numeric_keys_that_differ_in_the_38th_digit_have_their_own_tombstones(
@@ -307,14 +326,12 @@ def test_numeric_keys_that_differ_in_the_38th_digit_have_their_own_tombstones(
         insert({"Id": a}, BASE + 1, table="Docs"),
         insert({"Id": b}, BASE + 1, table="Docs"),
     )
-    assert len(target.query(f"select * from {target.name('docs')}")) == 2
+    assert len(target.all("docs")) == 2
     process(replicator, remove({"Id": a}, BASE + 10, table="Docs"))
     process(replicator, modify({"Id": b}, BASE + 5, {"v": 5}, table="Docs"))  # b is alive at 1
-    stored = target.query(f"select * from {target.name('docs')}")
+    stored = target.all("docs")
     assert [(Decimal(str(r["id"])), int(r["_cdc_seq"])) for r in stored] == [(b, BASE + 5)]
-    assert [
-        key_text(t["key"]) for t in target.query(f"select key from {target.name('cdc_tombstones')}")
-    ] == [[str(a)]]
+    assert [key_text(t["key"]) for t in target.all("cdc_tombstones")] == [[str(a)]]
 
 
 # --- TTL expiries -----------------------------------------------------------------------
@@ -328,7 +345,7 @@ def test_ttl_remove_with_ttl_deletes_ignore_keeps_the_row(
         replicator, remove({"Id": "s1"}, BASE + 200, {"User": "u1"}, table="Sessions", ttl=True)
     )
     assert result.applied == 0
-    (row,) = target.query(f"select * from {target.name('sessions')}")
+    (row,) = target.all("sessions")
     assert (row["user"], int(row["_cdc_seq"]), bool(row["_cdc_deleted"])) == (
         "u1",
         BASE + 100,
@@ -337,7 +354,7 @@ def test_ttl_remove_with_ttl_deletes_ignore_keeps_the_row(
     assert tombstones(target) == []
     # a REMOVE by a user (not TTL) still deletes
     process(replicator, remove({"Id": "s1"}, BASE + 300, table="Sessions"))
-    assert target.query(f"select * from {target.name('sessions')}") == []
+    assert target.all("sessions") == []
     assert [t["sequence"] for t in tombstones(target)] == [BASE + 300]
 
 
@@ -346,7 +363,7 @@ def test_ttl_remove_with_ttl_deletes_ignore_on_a_soft_table(
 ) -> None:
     process(replicator, insert({"Id": 1}, BASE + 100, {"v": 1}, table="Keep"))
     process(replicator, remove({"Id": 1}, BASE + 200, {"v": 1}, table="Keep", ttl=True))
-    (row,) = target.query(f"select * from {target.name('keep')}")
+    (row,) = target.all("keep")
     assert (int(row["_cdc_seq"]), bool(row["_cdc_deleted"])) == (BASE + 100, False)
 
 
@@ -376,11 +393,11 @@ def test_soft_delete_is_the_default(
     process(replicator, insert(keys, BASE + 100, item, table=source))
     process(replicator, remove(keys, BASE + 200, item, table=source))
     process(replicator, insert(keys, BASE + 150, item, table=source))  # late: stays deleted
-    (row,) = target.query(f"select * from {target.name(table)}")
+    (row,) = target.all(table)
     assert (int(row["_cdc_seq"]), bool(row["_cdc_deleted"])) == (BASE + 200, True)
     assert tombstones(target) == []
     process(replicator, modify(keys, BASE + 300, item, table=source))
-    (row,) = target.query(f"select * from {target.name(table)}")
+    (row,) = target.all(table)
     assert (int(row["_cdc_seq"]), bool(row["_cdc_deleted"])) == (BASE + 300, False)
 
 
@@ -391,6 +408,6 @@ def test_defaults_section_makes_every_table_hard_delete(target: Target, tmp_path
     process(replicator, insert({"Id": 1}, BASE + 100, table="Anything"))
     process(replicator, remove({"Id": 1}, BASE + 200, table="Anything"))
     process(replicator, insert({"Id": 1}, BASE + 150, table="Anything"))
-    assert target.query(f"select * from {target.name('anything')}") == []
-    (stone,) = target.query(f"select * from {target.name('cdc_tombstones')}")
+    assert target.all("anything") == []
+    (stone,) = target.all("cdc_tombstones")
     assert key_text(stone["key"]) == ["1"] and int(stone["sequence"]) == BASE + 200

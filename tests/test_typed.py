@@ -1,10 +1,12 @@
-"""Typed mappings (issue 5), against a real PostgreSQL, and SQLite where it is cheap.
+"""Typed mappings (issue 5), against a real PostgreSQL and MariaDB/MySQL, and SQLite
+where it is cheap.
 
 - every column kind round-trips exactly (numerics never through float, timestamps from
   ISO-8601 and epoch seconds/milliseconds, arrays, bytes, nested paths, `extra`);
 - a value that does not fit its column is dead-lettered (error class "conversion",
   naming the column, the attribute and the value) while the rest of the batch applies;
-- identifiers longer than 63 bytes are cut with a hash suffix, deterministically, and
+- identifiers longer than the database allows (63 bytes on PostgreSQL, 64 on MySQL) are
+  cut with a hash suffix, deterministically, and
   two source names that land on one identifier are an error, never a silent merge;
 - the mapping file is validated: unknown keys and impossible keys are errors naming
   the file, the table and the key.
@@ -19,7 +21,9 @@ import base64
 import json
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -27,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, inspect, select, text
+from sqlalchemy import Engine, MetaData, Table, Text, cast, inspect, select
+from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.apply import Replicator
 from cdc.config import Settings, load_settings, parse_database_url
@@ -76,11 +81,15 @@ class Target:
     def table_names(self) -> set[str]:
         return set(inspect(self.engine).get_table_names(schema=self.schema))
 
+    def reflect(self, name: str) -> Table:
+        """A table as the database has it (dialect-neutral queries, no quoting by hand)."""
+        return Table(name, MetaData(), autoload_with=self.engine, schema=self.schema)
+
     def dead_letters(self) -> list[dict[str, Any]]:
-        name = f'"{self.schema}".cdc_dead_letters' if self.schema else "cdc_dead_letters"
+        letters = self.reflect("cdc_dead_letters")
         with self.engine.connect() as conn:
             return [
-                dict(r) for r in conn.execute(text(f"select * from {name} order by id")).mappings()
+                dict(r) for r in conn.execute(select(letters).order_by(letters.c.id)).mappings()
             ]
 
 
@@ -90,10 +99,28 @@ def _pg_target(request: pytest.FixtureRequest) -> Target:
     return Target(engine, schema, engine.url.render_as_string(hide_password=False))
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@contextmanager
+def _mysql_target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """MariaDB/MySQL: a database of the test's own (MySQL's schema)."""
+    engine = request.getfixturevalue("mysql_engine")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as conn:
+        conn.execute(CreateSchema(schema))
+    try:
+        yield Target(engine, schema, engine.url.render_as_string(hide_password=False))
+    finally:
+        with engine.begin() as conn:
+            conn.execute(DropSchema(schema))
+
+
+@pytest.fixture(params=["postgresql", "mysql", "sqlite"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     if request.param == "postgresql":
         yield _pg_target(request)
+        return
+    if request.param == "mysql":
+        with _mysql_target(request) as mysql:
+            yield mysql
         return
     url = f"sqlite:///{tmp_path}/replica.db"
     engine = make_engine(parse_database_url(url, "test"))
@@ -101,9 +128,14 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     engine.dispose()
 
 
-@pytest.fixture
-def pg(request: pytest.FixtureRequest) -> Target:
-    return _pg_target(request)
+@pytest.fixture(params=["postgresql", "mysql"])
+def server(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """A database server (schemas, identifier limits): PostgreSQL and MariaDB/MySQL."""
+    if request.param == "postgresql":
+        yield _pg_target(request)
+        return
+    with _mysql_target(request) as mysql:
+        yield mysql
 
 
 def write_mapping(tmp_path: Path, body: str, name: str = "mapping.toml") -> Path:
@@ -372,10 +404,10 @@ def test_exact_numbers_are_stored_exactly(target: Target, tmp_path: Path) -> Non
         for i, (k, v) in enumerate(values.items())
     ]
     assert Replicator(target.engine, settings).process(records).failed == 0
-    table = f'"{target.schema}".things' if target.schema else "things"
+    table = target.reflect("things")
     with target.engine.connect() as conn:
-        stored = dict(conn.execute(text(f"select id, cast(amount as text) from {table}")).all())
-        docs = dict(conn.execute(text(f"select id, cast(doc as text) from {table}")).all())
+        stored = dict(conn.execute(select(table.c.id, cast(table.c.amount, Text))).all())
+        docs = dict(conn.execute(select(table.c.id, cast(table.c.doc, Text))).all())
     for key, value in values.items():
         assert Decimal(stored[key]) == Decimal(value)
         assert len(stored[key].replace("-", "").replace(".", "").strip("0")) <= 38  # no float noise
@@ -552,41 +584,47 @@ def test_bad_modify_leaves_the_stored_row_as_it_was(target: Target, tmp_path: Pa
 HASHED = re.compile(r"_[0-9a-f]{4,16}")
 
 
-def _fits(identifier: str) -> bool:
-    return len(identifier.encode("utf-8")) <= 63
+# The longest identifier each database keeps (bytes): PostgreSQL cuts at 63 bytes,
+# MySQL/MariaDB allow 64 characters (cdc keeps to 64 bytes).
+IDENTIFIER_BYTES = {"postgresql": 63, "mysql": 64}
+
+
+def _fits(server: Target, identifier: str) -> bool:
+    return len(identifier.encode("utf-8")) <= IDENTIFIER_BYTES[server.dialect]
 
 
 def _replica_tables(target: Target) -> set[str]:
     return {t for t in target.table_names() if not t.startswith(("cdc_", "alembic_"))}
 
 
-def test_long_source_table_and_key_names_in_document_mode(pg: Target, tmp_path: Path) -> None:
+def test_long_source_table_and_key_names_in_document_mode(server: Target, tmp_path: Path) -> None:
     source = "Orders" + "X" * 94  # 100 characters, a valid DynamoDB table name
     key = "CustomerIdentifier" + "Z" * 82
-    settings = pg.settings(write_mapping(tmp_path, "[defaults]\n"))
+    settings = server.settings(write_mapping(tmp_path, "[defaults]\n"))
     first = insert({key: "c1"}, BASE + 1, {"v": 1}, table=source)
-    assert Replicator(pg.engine, settings).process([first]).failed == 0
+    assert Replicator(server.engine, settings).process([first]).failed == 0
     # a second process (a cold container) finds the same names
     second = insert({key: "c2"}, BASE + 2, {"v": 2}, table=source)
-    result = Replicator(pg.engine, settings).process([second])
+    result = Replicator(server.engine, settings).process([second])
     assert result.failed == 0 and result.dead_lettered == 0 and result.applied == 1
 
-    (table,) = _replica_tables(pg)
-    assert _fits(table) and table.startswith("orders_xxxx")
+    (table,) = _replica_tables(server)
+    assert _fits(server, table) and table.startswith("orders_xxxx")
     assert HASHED.search(table[-17:]) and len(table) > 40
-    columns = [c["name"] for c in inspect(pg.engine).get_columns(table, schema=pg.schema)]
+    columns = [c["name"] for c in inspect(server.engine).get_columns(table, schema=server.schema)]
     (key_column,) = [c for c in columns if c.startswith("customer_identifier")]
-    assert _fits(key_column) and HASHED.search(key_column[-17:])
-    with pg.engine.connect() as conn:
+    assert _fits(server, key_column) and HASHED.search(key_column[-17:])
+    stored = server.reflect(table)
+    with server.engine.connect() as conn:
         keys = (
-            conn.execute(text(f'select "{key_column}" from "{pg.schema}"."{table}" order by 1'))
+            conn.execute(select(stored.c[key_column]).order_by(stored.c[key_column]))
             .scalars()
             .all()
         )
     assert keys == ["c1", "c2"]
 
 
-def test_long_and_multibyte_names_in_typed_mode(pg: Target, tmp_path: Path) -> None:
+def test_long_and_multibyte_names_in_typed_mode(server: Target, tmp_path: Path) -> None:
     source = "Inventory" + "Q" * 91
     long_a = "WarehouseLocation" + "x" * 83  # two 100-character attributes that share
     long_b = "WarehouseLocation" + "x" * 82 + "y"  # their first 99 characters
@@ -608,38 +646,40 @@ keys = ["Id"]
 Id = "text"
 Note = "text"
 """
-    settings = pg.settings(write_mapping(tmp_path, mapping))
+    settings = server.settings(write_mapping(tmp_path, mapping))
     records = [
         insert({"Id": "i1"}, BASE + 1, {long_a: "a", long_b: "b", "Size": 3}, table=source),
         insert({"Id": "w1"}, BASE + 2, {"Note": "ok"}, table="Warenlager"),
     ]
-    result = Replicator(pg.engine, settings).process(records)
-    assert result.failed == 0 and result.dead_lettered == 0, pg.dead_letters()
+    result = Replicator(server.engine, settings).process(records)
+    assert result.failed == 0 and result.dead_lettered == 0, server.dead_letters()
 
-    tables = _replica_tables(pg)
-    assert len(tables) == 2 and all(_fits(t) for t in tables)
+    tables = _replica_tables(server)
+    assert len(tables) == 2 and all(_fits(server, t) for t in tables)
     (lager,) = [t for t in tables if t.startswith("lager_")]
     assert HASHED.search(lager[-17:]) and "\ufffd" not in lager  # cut on a character boundary
     (inventory,) = tables - {lager}
     assert inventory.startswith("inventory_qqq")
 
-    columns = {c["name"] for c in inspect(pg.engine).get_columns(inventory, schema=pg.schema)}
-    assert all(_fits(c) for c in columns)
+    columns = {
+        c["name"] for c in inspect(server.engine).get_columns(inventory, schema=server.schema)
+    }
+    assert all(_fits(server, c) for c in columns)
     long_columns = sorted(c for c in columns if c.startswith("warehouse_location"))
     assert len(long_columns) == 2  # distinct, though their first 63 bytes are equal
     (size,) = [c for c in columns if c.startswith("größe_")]
     assert HASHED.search(size[-17:])
-    with pg.engine.connect() as conn:
-        row = conn.execute(text(f'select * from "{pg.schema}"."{inventory}"')).mappings().one()
+    with server.engine.connect() as conn:
+        row = conn.execute(select(server.reflect(inventory))).mappings().one()
     assert {row[long_columns[0]], row[long_columns[1]]} == {"a", "b"}
     assert row[size] == 3
 
     # deterministic: the same mapping gives the same identifiers, every time
     again = target_metadata(
-        pg.settings(write_mapping(tmp_path, mapping, "again.toml")), "postgresql"
+        server.settings(write_mapping(tmp_path, mapping, "again.toml")), server.dialect
     )
     assert {t.name for t in again.tables.values()} >= tables
-    declared = again.tables[f"{pg.schema}.{inventory}"]
+    declared = again.tables[f"{server.schema}.{inventory}"]
     assert {c.name for c in declared.columns} == columns
 
 
@@ -667,22 +707,24 @@ def _start(target: Target, path: Path) -> Replicator:
     ids=["snake", "punctuation", "explicit-column", "extra", "bookkeeping"],
 )
 def test_two_columns_with_one_identifier_are_a_config_error(
-    pg: Target, tmp_path: Path, columns: str, attributes: tuple[str, ...]
+    server: Target, tmp_path: Path, columns: str, attributes: tuple[str, ...]
 ) -> None:
     body = f'[tables.Orders]\nkeys = ["Id"]\n\n[tables.Orders.columns]\nId = "text"\n{columns}\n'
-    message = str(_config_error(pg, tmp_path, body))
+    message = str(_config_error(server, tmp_path, body))
     for attribute in attributes:
         assert repr(attribute) in message or attribute in message, message
     assert "Orders" in message
 
 
-def test_two_long_attributes_cut_to_one_prefix_do_not_collide(pg: Target, tmp_path: Path) -> None:
+def test_two_long_attributes_cut_to_one_prefix_do_not_collide(
+    server: Target, tmp_path: Path
+) -> None:
     a, b = "A" * 100, "A" * 99 + "B"
     body = TYPED.format(options="", columns=f'{a} = "text"\n{b} = "text"')
-    settings = pg.settings(write_mapping(tmp_path, body))
-    table = target_metadata(settings, "postgresql").tables[f"{pg.schema}.orders"]
+    settings = server.settings(write_mapping(tmp_path, body))
+    table = target_metadata(settings, server.dialect).tables[f"{server.schema}.orders"]
     names = [c.name for c in table.columns if c.name.startswith("a")]
-    assert len(set(names)) == 2 and all(_fits(x) for x in names)
+    assert len(set(names)) == 2 and all(_fits(server, x) for x in names)
 
 
 @pytest.mark.parametrize(
@@ -700,25 +742,27 @@ def test_two_long_attributes_cut_to_one_prefix_do_not_collide(pg: Target, tmp_pa
     ids=["snake", "explicit", "explicit-vs-default", "typed-vs-document"],
 )
 def test_two_tables_with_one_target_are_a_config_error(
-    pg: Target, tmp_path: Path, tables: str, sources: tuple[str, str]
+    server: Target, tmp_path: Path, tables: str, sources: tuple[str, str]
 ) -> None:
-    message = str(_config_error(pg, tmp_path, tables))
+    message = str(_config_error(server, tmp_path, tables))
     assert all(source in message for source in sources), message
 
 
-def test_two_long_table_names_with_one_prefix_do_not_collide(pg: Target, tmp_path: Path) -> None:
+def test_two_long_table_names_with_one_prefix_do_not_collide(
+    server: Target, tmp_path: Path
+) -> None:
     a, b = "T" * 100, "T" * 99 + "U"
-    settings = pg.settings(write_mapping(tmp_path, f"[tables.{a}]\n[tables.{b}]\n"))
+    settings = server.settings(write_mapping(tmp_path, f"[tables.{a}]\n[tables.{b}]\n"))
     records = [insert({"Id": 1}, BASE + 1, table=a), insert({"Id": 1}, BASE + 2, table=b)]
-    result = Replicator(pg.engine, settings).process(records)
+    result = Replicator(server.engine, settings).process(records)
     assert result.failed == 0 and result.dead_lettered == 0
-    tables = _replica_tables(pg)
-    assert len(tables) == 2 and all(_fits(t) for t in tables)
+    tables = _replica_tables(server)
+    assert len(tables) == 2 and all(_fits(server, t) for t in tables)
 
 
-def test_document_mode_name_collision_is_dead_lettered(pg: Target, tmp_path: Path) -> None:
-    settings = pg.settings(write_mapping(tmp_path, "[defaults]\n"))
-    replicator = Replicator(pg.engine, settings)
+def test_document_mode_name_collision_is_dead_lettered(server: Target, tmp_path: Path) -> None:
+    settings = server.settings(write_mapping(tmp_path, "[defaults]\n"))
+    replicator = Replicator(server.engine, settings)
     first = insert({"Id": 1}, BASE + 1, {"v": "Orders"}, table="Orders")
     clash = insert({"Id": 2}, BASE + 2, {"v": "orders"}, table="orders")
     later = modify({"Id": 1}, BASE + 3, {"v": "orders again"}, table="orders")
@@ -727,28 +771,29 @@ def test_document_mode_name_collision_is_dead_lettered(pg: Target, tmp_path: Pat
     result = replicator.process([later])
     assert result.failed == 0 and result.dead_lettered == 1
 
-    with pg.engine.connect() as conn:
-        rows = conn.execute(text(f'select id, item::text from "{pg.schema}".orders')).all()
+    with server.engine.connect() as conn:
+        orders = server.reflect("orders")
+        rows = conn.execute(select(orders.c.id, cast(orders.c.item, Text))).all()
     assert [(int(i), json.loads(item)["v"]) for i, item in rows] == [(1, "Orders")]
-    letters = pg.dead_letters()
+    letters = server.dead_letters()
     assert [d["error_class"] for d in letters] == ["name_collision", "name_collision"]
     assert all(d["source_table"] == "orders" for d in letters)
     assert all("Orders" in d["error_message"] and "orders" in d["error_message"] for d in letters)
 
 
-def test_document_mode_name_collision_survives_a_restart(pg: Target, tmp_path: Path) -> None:
+def test_document_mode_name_collision_survives_a_restart(server: Target, tmp_path: Path) -> None:
     """A cold container that only sees the second source table must not merge it into
     the table the first one created (DESIGN §3: never a silent merge)."""
-    settings = pg.settings(write_mapping(tmp_path, "[defaults]\n"))
+    settings = server.settings(write_mapping(tmp_path, "[defaults]\n"))
     first = insert({"Id": 1}, BASE + 1, {"v": "Orders"}, table="Orders")
-    assert Replicator(pg.engine, settings).process([first]).applied == 1
+    assert Replicator(server.engine, settings).process([first]).applied == 1
     clash = insert({"Id": 2}, BASE + 2, {"v": "orders"}, table="orders")
-    result = Replicator(pg.engine, settings).process([clash])
+    result = Replicator(server.engine, settings).process([clash])
     assert result.failed == 0
-    with pg.engine.connect() as conn:
-        ids = conn.execute(text(f'select id from "{pg.schema}".orders')).scalars().all()
+    with server.engine.connect() as conn:
+        ids = conn.execute(select(server.reflect("orders").c.id)).scalars().all()
     assert [int(i) for i in ids] == [1]
-    assert [d["error_class"] for d in pg.dead_letters()] == ["name_collision"]
+    assert [d["error_class"] for d in server.dead_letters()] == ["name_collision"]
 
 
 # --- the mapping file is validated ------------------------------------------------------
@@ -829,23 +874,23 @@ TYPED = (
     ],
 )
 def test_invalid_mapping_is_an_error_naming_file_table_and_key(
-    pg: Target, tmp_path: Path, body: str, names: tuple[str, ...]
+    server: Target, tmp_path: Path, body: str, names: tuple[str, ...]
 ) -> None:
     path = write_mapping(tmp_path, body)
     with pytest.raises(ConfigError) as caught:
-        pg.settings(path)
+        server.settings(path)
     message = str(caught.value)
     assert str(path) in message, message
     for name in names:
         assert name in message, message
 
 
-def test_example_mapping_is_valid(pg: Target) -> None:
+def test_example_mapping_is_valid(server: Target) -> None:
     example = Path(__file__).parent.parent / "examples" / "mapping.toml"
-    settings = pg.settings(example)
+    settings = server.settings(example)
     orders = settings.tables["Orders"]
     assert orders.typed and orders.options.deletes == "hard"
     assert settings.tables["AuditLog"].options.ttl_deletes == "ignore"
-    table = target_metadata(settings, "postgresql").tables[f"{pg.schema}.orders"]
+    table = target_metadata(settings, server.dialect).tables[f"{server.schema}.orders"]
     assert [c.name for c in table.primary_key.columns] == ["customer_id", "order_id"]
     assert "city" in table.c and "extra" in table.c
