@@ -378,3 +378,31 @@ def test_tables_without_an_entry_use_the_defaults(config_file):
     assert settings.options_for("Orders") == TableOptions(deletes="hard")
     assert settings.options_for("orders") == TableOptions(ttl_deletes="ignore")
     assert settings.defaults == TableOptions(ttl_deletes="ignore")
+
+
+@pytest.mark.parametrize("dialect_name", ["postgresql", "mysql", "sqlite"])
+def test_the_example_mapping_in_the_repository_is_valid(dialect_name):
+    # GIVEN the example mapping the README points to
+    from pathlib import Path
+
+    from sqlalchemy import MetaData
+
+    from cdc.dialects import dialect_for
+    from cdc.mapping import typed_spec
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "mapping.toml"
+    # WHEN it is loaded and its typed tables are built for a database
+    settings = load_settings({"CDC_CONFIG": str(example)}, default_url="sqlite:///x.db")
+    dialect = dialect_for(dialect_name)
+    orders = typed_spec(
+        settings.tables["Orders"],
+        MetaData(),
+        None,
+        dialect.max_identifier_bytes,
+        dialect.column_type,
+    )
+    # THEN every declared column is there, keys first, with the options it sets
+    assert orders.key_names == ("customer_id", "order_id")
+    assert {"total", "city", "extra"} <= set(orders.value_names)
+    assert orders.options.deletes == "hard"
+    assert settings.tables["AuditLog"].options.ttl_deletes == "ignore"
