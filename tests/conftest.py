@@ -240,3 +240,30 @@ def db(request: pytest.FixtureRequest) -> Iterator[TestDatabase]:
     schema = _fresh_schema(engine)
     yield TestDatabase(name, engine, schema)
     _drop_schema(engine, schema)
+
+
+# --- AWS, emulated by moto ----------------------------------------------------------------
+
+AWS_REGION = "eu-central-1"  # the region of tests/factories.py's stream ARNs
+
+
+@pytest.fixture
+def clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """cdc's AWS clients against moto's in-process DynamoDB, Streams and SQS."""
+    from moto import mock_aws
+
+    from cdc.aws import Clients
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": AWS_REGION,
+        # botocore >= 1.40 sends stream calls to account-ID endpoints
+        # (ACCOUNT.streams-ddb.REGION.amazonaws.com), which moto does not route yet.
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield Clients(AWS_REGION)

@@ -15,7 +15,6 @@ import threading
 from decimal import Decimal
 
 import pytest
-from moto import mock_aws
 from sqlalchemy import select, text
 
 from cdc import cli
@@ -37,23 +36,6 @@ from cdc.verify import Verifier
 
 REGION = "eu-central-1"
 BIG = "12345678901234567890123456789012345678"  # 38 significant digits: exact or bust
-
-
-@pytest.fixture
-def clients(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        # botocore >= 1.40 sends stream calls to account-ID endpoints
-        # (ACCOUNT.streams-ddb.REGION.amazonaws.com), which moto does not route yet.
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield Clients(REGION)
 
 
 def item(i: int, **extra) -> dict:

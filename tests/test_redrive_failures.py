@@ -12,7 +12,6 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from sqlalchemy import text
 
 from cdc import cli
@@ -21,20 +20,6 @@ from cdc.commands import redrive_failures as command
 from cdc.commands.redrive_failures import batch_info
 
 REGION = "eu-central-1"
-
-
-@pytest.fixture
-def clients(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        # botocore >= 1.40 sends stream calls to account-ID endpoints, unknown to moto
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        yield Clients(REGION)
 
 
 @pytest.fixture

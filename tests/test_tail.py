@@ -13,12 +13,10 @@ from decimal import Decimal
 
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from sqlalchemy import select, text
 
 from cdc import cli
 from cdc.apply import BatchResult, Outcome, Replicator
-from cdc.aws import Clients
 from cdc.bookkeeping import tables
 from cdc.decode import loads
 from cdc.streams import Shard, StreamReader, Tail, lambda_record, ready_shards
@@ -374,20 +372,6 @@ def test_an_access_error_stops_tail_loudly(replicator):
 
 
 # --- end to end against moto -----------------------------------------------------------
-
-
-@pytest.fixture
-def clients(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        # botocore >= 1.40 sends stream calls to account-ID endpoints, unknown to moto
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        yield Clients(REGION)
 
 
 def test_cli_tail_once_against_moto(clients, pg_engine, pg_schema, monkeypatch, capsys):

@@ -10,32 +10,17 @@ import argparse
 import json
 
 import pytest
-from moto import mock_aws
 from sqlalchemy import text
 
 from cdc import cli
 from cdc.apply import Replicator
-from cdc.aws import Clients, describe_table
+from cdc.aws import describe_table
 from cdc.backfill import Backfill, BackfillOptions, backfill_record
 from cdc.commands import verify as verify_command
 from cdc.verify import Verifier, _in_sample, same
 
 REGION = "eu-central-1"
 BIG = "12345678901234567890123456789012345678"
-
-
-@pytest.fixture
-def clients(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        # botocore >= 1.40 sends stream calls to account-ID endpoints, unknown to moto
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        yield Clients(REGION)
 
 
 def item(pk: str, sk: int, **extra) -> dict:
