@@ -9,6 +9,7 @@ replay or a redelivery harmless), so a batch is either committed or reported.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -196,6 +197,7 @@ class Replicator:
             table_options=self.dialect.table_options(),
         )
         self._tombstones = bookkeeping_tables(self.schema)["cdc_tombstones"]
+        self._specs_lock = threading.Lock()
         self._specs: dict[str, TableSpec] = {
             source: typed_spec(
                 config,
@@ -217,7 +219,13 @@ class Replicator:
     def spec_for(self, change: Change) -> TableSpec:
         spec = self._specs.get(change.source_table)
         if spec is None:
-            spec = self._specs[change.source_table] = self.documents.spec_for(change)
+            # Built once, under a lock: threads sharing a replicator share its MetaData,
+            # where SQLAlchemy cannot build one table twice at the same moment.
+            with self._specs_lock:
+                spec = self._specs.get(change.source_table)
+                if spec is None:
+                    spec = self.documents.spec_for(change)
+                    self._specs[change.source_table] = spec
         return spec
 
     def prepare(self, records: Sequence[Any], deadline: Deadline | None = None) -> Prepared:

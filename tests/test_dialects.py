@@ -90,3 +90,35 @@ def test_hard_delete_with_tombstone(db):
     newer = replicator.process([modify({"Id": 1}, 6, {"v": "back"})])
     assert newer.applied == 1
     assert db.count("orders") == 1 and db.count("cdc_tombstones") == 1
+
+
+def test_threads_sharing_a_replicator_build_each_table_once(db):
+    # GIVEN one replicator shared by 8 threads, and 40 tables none of them has seen
+    import threading
+
+    replicator = db.replicator()
+    barrier = threading.Barrier(8)
+    problems: list[str] = []
+
+    def first_sight(worker: int) -> None:
+        for t in range(40):
+            barrier.wait()  # every thread meets table t at the same moment
+            prepared = replicator.prepare([insert({"Id": worker}, 1, table=f"Table{t:03d}")])
+            problems.extend(f"{d.error_class}: {d.message}" for d in prepared.dead)
+
+    # WHEN they all prepare a record of the same new table at once, table after table,
+    # switching threads as often as the interpreter can (races show up, not hide)
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=first_sight, args=(w,)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    # THEN no record is dead-lettered for it (a race would surface as an internal error)
+    assert problems == []
