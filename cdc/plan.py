@@ -23,12 +23,24 @@ class TablePlan:
 
     @property
     def with_values(self) -> list[RowVersion]:
-        return [r for r in self.rows if r.values is not None]
+        return split_by_values(self.rows)[0]
 
     @property
     def without_values(self) -> list[RowVersion]:
         """Deletes that carry no image: only the bookkeeping columns change."""
-        return [r for r in self.rows if r.values is None]
+        return split_by_values(self.rows)[1]
+
+
+def split_by_values(
+    rows: Iterable[RowVersion],
+) -> tuple[list[RowVersion], list[RowVersion]]:
+    """(rows that carry column values, deletes that carry no image): the second kind
+    updates only the bookkeeping columns, so the two are written by two statements."""
+    with_values: list[RowVersion] = []
+    without_values: list[RowVersion] = []
+    for row in rows:
+        (without_values if row.values is None else with_values).append(row)
+    return with_values, without_values
 
 
 def plan(versions: Iterable[tuple[TableSpec, RowVersion]]) -> list[TablePlan]:

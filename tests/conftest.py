@@ -267,3 +267,27 @@ def clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
         yield Clients(AWS_REGION)
+
+
+@pytest.fixture
+def pg_role(pg_engine: Engine, pg_schema: str) -> Iterator[Any]:
+    """Make login roles with exactly the given grants (`{role}` and `{schema}` are filled
+    in) and engines connecting as them; dropped afterwards. For least-privilege tests."""
+    made: list[tuple[str, Engine]] = []
+
+    def make(*grants: str) -> Engine:
+        role = f"cdc_role_{uuid.uuid4().hex[:8]}"
+        with pg_engine.begin() as conn:
+            conn.execute(text(f'create role "{role}" login'))
+            for grant in grants:
+                conn.execute(text(grant.format(role=role, schema=pg_schema)))
+        engine = make_engine(pg_engine.url.set(username=role, password=None))
+        made.append((role, engine))
+        return engine
+
+    yield make
+    for role, engine in made:
+        engine.dispose()
+        with pg_engine.begin() as conn:
+            conn.execute(text(f'drop owned by "{role}" cascade'))
+            conn.execute(text(f'drop role "{role}"'))

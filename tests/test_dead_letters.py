@@ -13,7 +13,6 @@ fixture) where nothing PostgreSQL-specific is involved, no mocks.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ from sqlalchemy.schema import AddConstraint
 from cdc import handler as lambda_handler
 from cdc.apply import Replicator
 from cdc.config import Settings, load_settings
-from cdc.db import make_engine
 from cdc.retry import Deadline
 from tests.conftest import TestDatabase
 from tests.factories import (
@@ -595,30 +593,17 @@ def test_only_the_record_whose_dead_letter_cannot_be_written_is_reported(
 
 
 @pytest.fixture
-def role_without_dead_letter_insert(pg_engine: Engine, pg_schema: str) -> Iterator[Engine]:
+def role_without_dead_letter_insert(pg_role: Any, pg_engine: Engine, pg_schema: str) -> Engine:
     """An engine connecting as a role that may write replica tables and checkpoints but
     may not INSERT into cdc_dead_letters."""
-    role = f"cdc_nodl_{uuid.uuid4().hex[:8]}"
     ensure_bookkeeping(pg_engine, pg_schema)
-    with pg_engine.begin() as conn:
-        database = conn.execute(text("select current_database()")).scalar()
-        for sql in (
-            f'create role "{role}" login',
-            # CREATE on the database only because cdc runs CREATE SCHEMA IF NOT EXISTS,
-            # which PostgreSQL checks before it sees that the schema exists.
-            f'grant create on database "{database}" to "{role}"',
-            f'grant usage, create on schema "{pg_schema}" to "{role}"',
-            f'grant select on all tables in schema "{pg_schema}" to "{role}"',
-            f'grant insert, update on "{pg_schema}".cdc_checkpoints to "{role}"',
-            f'grant update on "{pg_schema}".cdc_dead_letters to "{role}"',
-        ):
-            conn.execute(text(sql))
-    engine = make_engine(pg_engine.url.set(username=role, password=None))
-    yield engine
-    engine.dispose()
-    with pg_engine.begin() as conn:
-        conn.execute(text(f'drop owned by "{role}" cascade'))
-        conn.execute(text(f'drop role "{role}"'))
+    engine: Engine = pg_role(
+        'grant usage, create on schema "{schema}" to "{role}"',
+        'grant select on all tables in schema "{schema}" to "{role}"',
+        'grant insert, update on "{schema}".cdc_checkpoints to "{role}"',
+        'grant update on "{schema}".cdc_dead_letters to "{role}"',
+    )
+    return engine
 
 
 def test_dead_letters_refused_by_privileges_are_reported(

@@ -471,29 +471,19 @@ def test_concurrent_overlapping_batches_converge_without_deadlock(
 
 
 @pytest.fixture
-def schema_only_role(pg_engine: Engine, pg_schema: str) -> Iterator[Engine]:
+def schema_only_role(pg_role: Any, pg_engine: Engine, pg_schema: str) -> Engine:
     """An engine connecting as a role with only what replication needs in its schema
     (DESIGN §8 "least privilege"): USAGE and CREATE on the schema, read/write on the
     bookkeeping tables (made beforehand by an administrator, as `cdc migrate` would),
     and nothing on the database itself."""
     admin = Replicator(pg_engine, Settings(database_url=pg_engine.url, schema=pg_schema))
     assert admin.process([], Deadline.from_context(FakeContext(30_000))).failed == 0
-    role = f"cdc_least_{uuid.uuid4().hex[:8]}"
-    with pg_engine.begin() as conn:
-        for sql in (
-            f'create role "{role}" login',
-            f'grant usage, create on schema "{pg_schema}" to "{role}"',
-            f'grant select, insert, update, delete on all tables in schema "{pg_schema}" '
-            f'to "{role}"',
-            f'grant usage on all sequences in schema "{pg_schema}" to "{role}"',
-        ):
-            conn.execute(text(sql))
-    engine = make_engine(pg_engine.url.set(username=role, password=None))
-    yield engine
-    engine.dispose()
-    with pg_engine.begin() as conn:
-        conn.execute(text(f'drop owned by "{role}" cascade'))
-        conn.execute(text(f'drop role "{role}"'))
+    engine: Engine = pg_role(
+        'grant usage, create on schema "{schema}" to "{role}"',
+        'grant select, insert, update, delete on all tables in schema "{schema}" to "{role}"',
+        'grant usage on all sequences in schema "{schema}" to "{role}"',
+    )
+    return engine
 
 
 def test_a_role_with_only_schema_privileges_replicates(

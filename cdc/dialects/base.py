@@ -29,6 +29,7 @@ from sqlalchemy.types import TypeEngine
 
 from cdc.convert import ColumnType
 from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec, key_hash
+from cdc.plan import split_by_values
 from cdc.types import ExactNumber, JsonDocument, UtcDateTime
 
 # SQLAlchemy only reports rowcount for UPDATE/DELETE unless asked; we count the rows
@@ -160,8 +161,7 @@ class Dialect:
         self, conn: Connection, spec: TableSpec, rows: Sequence[RowVersion], applied_at: datetime
     ) -> int:
         count = 0
-        with_values = [r for r in rows if r.values is not None]
-        without_values = [r for r in rows if r.values is None]
+        with_values, without_values = split_by_values(rows)
         if with_values:
             count += self._upsert(conn, spec, with_values, spec.value_names, applied_at)
         if without_values:
