@@ -21,7 +21,7 @@ from sqlalchemy import Boolean, Column, MetaData, Table
 from sqlalchemy.types import TypeEngine
 
 from cdc.convert import ColumnType, ConversionError, Converter, converter
-from cdc.decode import dumps, find_nul, image_to_plain, map_strings, to_python
+from cdc.decode import dumps, find_nul, image_to_json, image_to_plain, map_strings, to_python
 from cdc.errors import ConfigError, NameCollision, RecordError
 from cdc.naming import NameTable, fit, snake
 from cdc.records import Change
@@ -242,7 +242,10 @@ def _plain_json(plain: Any, where: str, policy: NulPolicy) -> str:
 
 
 def document_values(image: dict[str, Any], where: str, options: TableOptions) -> dict[str, Any]:
-    return {ITEM: _plain_json(image_to_plain(image, where), where, options.nul)}
+    text = image_to_json(image, where)
+    if "\\u0000" in text:  # maybe a U+0000 to strip, replace or reject: the slow way
+        text = _plain_json(image_to_plain(image, where), where, options.nul)
+    return {ITEM: text}
 
 
 @dataclass

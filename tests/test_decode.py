@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cdc.decode import (
     dumps,
     dumps_bytes,
     find_nul,
+    image_to_json,
     image_to_plain,
     loads,
     map_strings,
@@ -445,3 +448,56 @@ def test_map_strings_fixes_every_string_and_name_and_nothing_else():
     assert fixed == {"a?": ["x?", {"b": "?"}], "n": Decimal("1.5"), "t": True, "z": None}
     assert type(fixed["n"]) is Decimal
     assert value["a\x00"][0] == "x\x00"  # the input is not modified
+
+
+# --- the document fast path: image_to_json ---------------------------------------------
+# It must give exactly the text of `dumps(image_to_plain(...))` (the replica's `item`
+# must not depend on which path decoded it), and the same DecodeError when invalid.
+
+_number_texts = st.one_of(
+    st.from_regex(r"-?[0-9]{1,40}(\.[0-9]{1,40})?([eE][-+]?[0-9]{1,3})?", fullmatch=True),
+    st.from_regex(r"-?0\.0{0,9}[0-9]{1,5}", fullmatch=True),
+    st.sampled_from(["0", "-0", "0.0", "0.000000", "0.0000001", "00.5", "1.50", "NaN", " 1"]),
+    st.sampled_from([DIGITS_38, DIGITS_39, MAX_NUMBER, PRECISE, "1E-130", "1E-131", "1E+126"]),
+)
+_strings = st.text(st.characters(codec="utf-8"), max_size=8) | st.sampled_from(["\ud800", "a\x00"])
+_leaves = st.one_of(
+    st.builds(lambda t: {"N": t}, _number_texts),
+    st.builds(lambda s: {"S": s}, _strings),
+    st.builds(lambda b: {"BOOL": b}, st.booleans()),
+    st.just({"NULL": True}),
+    st.just({"B": "AAEC/w=="}),
+    st.builds(lambda ts: {"SS": ts}, st.lists(st.text(max_size=3), min_size=1, max_size=3)),
+    st.builds(lambda ts: {"NS": ts}, st.lists(_number_texts, min_size=1, max_size=3)),
+    st.sampled_from([{"N": 1}, {"S": None}, {"NULL": False}, {"BOOL": 1}, {"X": 1}, {}, []]),
+    st.just({"S": "x", "N": "1"}),
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.builds(lambda xs: {"L": xs}, st.lists(inner, max_size=3)),
+        st.builds(lambda m: {"M": m}, st.dictionaries(_strings, inner, max_size=3)),
+    ),
+    max_leaves=8,
+)
+
+
+def _decoded(decode: Any, image: Any) -> str:
+    try:
+        return str(decode(image))
+    except DecodeError as exc:
+        return f"DecodeError: {exc}"
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.dictionaries(_strings, _values, max_size=5))
+def test_image_to_json_is_exactly_the_careful_text(image):
+    expected = _decoded(lambda i: dumps(image_to_plain(i, "NewImage")), image)
+    assert _decoded(lambda i: image_to_json(i, "NewImage"), image) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["12.50", "-0", "0.000001", "0.0000001", "007", "1E+5", "-1.0e-3", DIGITS_38, PRECISE]
+)
+def test_image_to_json_numbers_are_canonical_decimal_text(text):
+    assert image_to_json({"n": {"N": text}}, "NewImage") == f'{{"n":{Decimal(text)}}}'
