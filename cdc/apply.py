@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -170,6 +170,49 @@ class Written:
     unwritten: list[DeadLetter] = field(default_factory=list)  # dead letters not stored
 
 
+class _Settling:
+    """One table's row versions through one write attempt, values built as they are
+    written: each key's newest version, or if its values cannot be built (a bad image,
+    a value its column cannot take) the next-newest valid one; then the versions that
+    lost, which are only checked, so that a bad one is dead-lettered like any other.
+    The result is the same as building every version first; the work just moves to
+    where the Postgres path overlaps it with the server's."""
+
+    def __init__(self, table_plan: TablePlan) -> None:
+        self.plan = table_plan
+        self.unbuildable: list[tuple[RowVersion, str, str]] = []  # → dead letters
+        self.sent = 0  # versions handed to the dialect
+        self.stale = 0  # valid versions that lost to a newer one of their key
+
+    def chunks(self, size: int) -> Iterator[list[RowVersion]]:
+        spec, rows = self.plan.spec, self.plan.rows
+        tried: set[int] = set()  # superseded versions tried in place of a newer one
+        for start in range(0, len(rows), max(1, size)):
+            chunk = []
+            for newest in rows[start : start + size]:
+                row: RowVersion | None = newest
+                while row is not None and not spec.materialize(row):
+                    assert row.error is not None
+                    self.unbuildable.append((row, *row.error))
+                    row = row.older
+                    if row is not None:
+                        tried.add(id(row))
+                if row is not None:
+                    chunk.append(row)
+            self.sent += len(chunk)
+            if chunk:
+                yield chunk
+        # Runs while the dialect's last chunk is still on the server.
+        for row in self.plan.superseded:
+            if id(row) in tried:
+                continue
+            if spec.materialize(row):
+                self.stale += 1
+            else:
+                assert row.error is not None
+                self.unbuildable.append((row, *row.error))
+
+
 class Replicator:
     """Applies batches to one database. Build one per process and reuse it: it caches
     the table specs and which tables are known to exist."""
@@ -267,7 +310,7 @@ class Replicator:
                     continue
                 change = replace(change, new_image=item)
             try:
-                version = spec.row_version(change)
+                version = spec.row_version(change, lazy=True)
             except RecordError as exc:
                 dead.append(DeadLetter(index, records[index], exc.kind, str(exc), change, spec))
                 continue
@@ -401,20 +444,26 @@ class Replicator:
         with self.engine.begin() as conn:
             self._limit_statement_time(conn, deadline)
             for table_plan in plans:
+                spec = table_plan.spec
+                settling = _Settling(table_plan)
                 if careful:
-                    changed, bad = self._write_isolated(conn, table_plan.spec, table_plan.rows, now)
+                    rows = [row for chunk in settling.chunks(len(table_plan.rows)) for row in chunk]
+                    changed, rejected = (
+                        self._write_isolated(conn, spec, rows, now) if rows else (0, [])
+                    )
                 else:
-                    changed, bad = self._write_plainly(conn, table_plan.spec, table_plan.rows, now)
+                    chunks = settling.chunks(self.dialect.chunk_rows(len(table_plan.rows)))
+                    changed, rejected = self._write_plainly(conn, spec, chunks, now)
                 dead.extend(
-                    prepared.dead_letter(row, table_plan.spec, kind, message)
-                    for row, kind, message in bad
+                    prepared.dead_letter(row, spec, kind, message)
+                    for row, kind, message in (*settling.unbuildable, *rejected)
                 )
                 applied += changed
-                table_stale = len(table_plan.rows) - len(bad) - changed + len(table_plan.superseded)
+                table_stale = settling.stale + settling.sent - len(rejected) - changed
                 stale += table_stale
                 stream = table_plan.rows[0].change.stream_arn if table_plan.rows else None
                 if stream is not None:
-                    per_table[(stream, table_plan.spec.source_table)] = (changed, table_stale)
+                    per_table[(stream, spec.source_table)] = (changed, table_stale)
                     entry = progress.setdefault(stream, StreamProgress(stream, shard_id))
                     entry.applied += changed
                     entry.stale += table_stale
@@ -467,10 +516,10 @@ class Replicator:
         return left + right, left_reason or right_reason
 
     def _write_plainly(
-        self, conn: Connection, spec: TableSpec, rows: list[RowVersion], now: datetime
+        self, conn: Connection, spec: TableSpec, chunks: Iterator[list[RowVersion]], now: datetime
     ) -> tuple[int, list[tuple[RowVersion, str, str]]]:
         try:
-            return self.dialect.write_rows(conn, spec, rows, now, self._tombstones), []
+            return self.dialect.write_chunks(conn, spec, chunks, now, self._tombstones), []
         except Exception as exc:
             if classify(exc) is ErrorKind.ROW:
                 raise _RowRejected from exc  # the transaction is lost: redo it carefully

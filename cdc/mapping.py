@@ -11,6 +11,7 @@ Two modes behind one `TableSpec`:
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,8 @@ from cdc.errors import ConfigError, NameCollision, RecordError
 from cdc.naming import NameTable, fit, snake
 from cdc.records import Change
 from cdc.types import JsonDocument, SequenceNumber, UtcDateTime, canonical_number
+
+log = logging.getLogger("cdc")
 
 SEQ = "_cdc_seq"
 DELETED = "_cdc_deleted"
@@ -103,6 +106,16 @@ class RowVersion:
     values: dict[str, Any] | None
     event_time: datetime | None
     change: Change
+    # A lazy version (`row_version(..., lazy=True)`) keeps its image here until
+    # `TableSpec.materialize` builds `values` from it: the Postgres path builds them
+    # chunk by chunk while the server applies the previous chunk.
+    image: dict[str, Any] | None = None
+    where: str = ""
+    # Why `values` could not be built: (error class, message), for the dead letter.
+    error: tuple[str, str] | None = None
+    # The plan links each key's versions from the newest down: if the newest cannot be
+    # built, the next-newest valid one is applied instead.
+    older: RowVersion | None = None
 
 
 ValuesOf = Callable[[dict[str, Any], str, TableOptions], dict[str, Any]]
@@ -169,24 +182,45 @@ class TableSpec:
     def values_of(self, image: dict[str, Any], where: str) -> dict[str, Any]:
         return self._values_of(image, where, self.options)
 
-    def row_version(self, change: Change) -> RowVersion | None:
-        """The record as a row version, or None when the table ignores it (TTL)."""
+    def row_version(self, change: Change, lazy: bool = False) -> RowVersion | None:
+        """The record as a row version, or None when the table ignores it (TTL).
+
+        Lazy, its values are built later by `materialize`; the checks that need no
+        image (key, missing NewImage) are made here either way."""
         key = self.key_of(change)
         if change.is_remove:
             if change.is_ttl_expiry and self.options.ttl_deletes == "ignore":
                 return None
-            image = change.old_image
-            values = None if image is None else self.values_of(image, "OldImage")
-            return RowVersion(key, change.sequence, True, values, change.event_time, change)
-        if change.new_image is None:
+            image, where, deleted = change.old_image, "OldImage", True
+        elif change.new_image is None:
             raise RecordError(
                 f"{change.event_name} record has no NewImage (the stream's view type is "
                 f"KEYS_ONLY or OLD_IMAGE); set hydrate = true for table {self.source_table!r} "
                 "or switch the stream to NEW_IMAGE or NEW_AND_OLD_IMAGES",
                 kind="missing_image",
             )
-        values = self.values_of(change.new_image, "NewImage")
-        return RowVersion(key, change.sequence, False, values, change.event_time, change)
+        else:
+            image, where, deleted = change.new_image, "NewImage", False
+        if lazy:
+            return RowVersion(
+                key, change.sequence, deleted, None, change.event_time, change, image, where
+            )
+        values = None if image is None else self.values_of(image, where)
+        return RowVersion(key, change.sequence, deleted, values, change.event_time, change)
+
+    def materialize(self, row: RowVersion) -> bool:
+        """Build a lazy version's values; False (and `row.error` set) if they cannot be."""
+        if row.image is None:
+            return row.error is None
+        try:
+            row.values = self.values_of(row.image, row.where)
+        except RecordError as exc:
+            row.error = (exc.kind, str(exc))
+        except Exception as exc:  # a bug of ours: keep the record, do not stall the shard
+            log.exception("unexpected error building the values of record %d", row.change.index)
+            row.error = ("internal", f"{type(exc).__name__}: {exc}")
+        row.image = None
+        return row.error is None
 
 
 def _describe(keys: Mapping[str, str | None]) -> str:

@@ -2,8 +2,12 @@
 
 Records of one key collapse to the highest sequence number before any SQL runs: a
 multi-row upsert must never touch one row twice, and only the newest version can win
-the sequence guard anyway. Rows are sorted by key and tables by name so concurrent
-writers take row locks in one stable order and cannot deadlock each other.
+the sequence guard anyway. The versions that lost stay linked from the newest down
+(`RowVersion.older`), so that if the newest turns out unbuildable (its values are built
+lazily, see `TableSpec.materialize`) the next-newest valid one is applied instead.
+
+Rows are sorted by key and tables by name so concurrent writers take row locks in one
+stable order and cannot deadlock each other.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def split_by_values(
     with_values: list[RowVersion] = []
     without_values: list[RowVersion] = []
     for row in rows:
-        (without_values if row.values is None else with_values).append(row)
+        (without_values if row.values is None and row.image is None else with_values).append(row)
     return with_values, without_values
 
 
@@ -58,8 +62,10 @@ def plan(versions: Iterable[tuple[TableSpec, RowVersion]]) -> list[TablePlan]:
             keyed[version.key] = version
         elif version.sequence > current.sequence:
             keyed[version.key] = version
+            version.older = current
             table_plan.superseded.append(current)
         else:  # older, or an exact duplicate delivered twice in one batch
+            _link_older(current, version)
             table_plan.superseded.append(version)
     plans = []
     for name in sorted(by_table):
@@ -67,3 +73,12 @@ def plan(versions: Iterable[tuple[TableSpec, RowVersion]]) -> list[TablePlan]:
         table_plan.rows = [newest[name][k] for k in sorted(newest[name])]
         plans.append(table_plan)
     return plans
+
+
+def _link_older(newest: RowVersion, version: RowVersion) -> None:
+    """Insert `version` into the chain of older versions below `newest`, newest first
+    (a duplicate after the copy delivered before it)."""
+    node = newest
+    while node.older is not None and node.older.sequence >= version.sequence:
+        node = node.older
+    version.older, node.older = node.older, version

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, MetaData, Table, Text, cast, event, select, text
 from sqlalchemy.schema import CreateSchema, DropSchema
@@ -137,24 +138,52 @@ class Killer:
             self.terminated.append(bool(ok.scalar()))
 
 
-def arm_kill(engine: Engine, killer: Killer, schema: str, target: str) -> dict[str, int]:
+def arm_kill(
+    engine: Engine, killer: Killer, schema: str, target: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, int]:
     """Register the listeners that kill the batch's connection at `target`; returns
-    counters of how often each statement of interest ran."""
+    counters of how often each statement of interest ran. Statements run through
+    SQLAlchemy are seen by its events; the Postgres upserts that cdc sends to psycopg
+    directly (in pipeline mode) by a wrapper around psycopg's Cursor.execute."""
     seen = {"replica upsert": 0, "checkpoint": 0, "dead letter": 0, "commit": 0}
     markers = {
         "replica upsert": f"INSERT INTO {schema}.orders ",
         "checkpoint": f"INSERT INTO {schema}.cdc_checkpoints ",
         "dead letter": f"INSERT INTO {schema}.cdc_dead_letters ",
     }
+    in_sqlalchemy = threading.local()
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+    def saw(statement: str, pid: int) -> bool:
         for name, marker in markers.items():
             if statement.startswith(marker):
                 seen[name] += 1
-                conn.info["cdc_test_batch"] = True
                 if name == target and not killer.fired:
-                    killer.kill(cursor.connection.info.backend_pid)
+                    killer.kill(pid)
+                return True
+        return False
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        in_sqlalchemy.active = True
+        if saw(statement, cursor.connection.info.backend_pid):
+            conn.info["cdc_test_batch"] = True
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def after(*_: Any) -> None:
+        in_sqlalchemy.active = False
+
+    @event.listens_for(engine, "handle_error")
+    def failed(*_: Any) -> None:
+        in_sqlalchemy.active = False
+
+    execute = psycopg.Cursor.execute
+
+    def driver_execute(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(query, str) and not getattr(in_sqlalchemy, "active", False):
+            saw(query, cursor.connection.info.backend_pid)
+        return execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", driver_execute)
 
     @event.listens_for(engine, "commit")
     def on_commit(conn: Any) -> None:
@@ -171,7 +200,12 @@ def arm_kill(engine: Engine, killer: Killer, schema: str, target: str) -> dict[s
 
 @pytest.mark.parametrize("target", ["replica upsert", "checkpoint", "dead letter", "commit"])
 def test_connection_killed_mid_batch_is_retried_and_converges(
-    pg_engine: Engine, own_engine: Engine, pg_settings: Settings, pg_schema: str, target: str
+    pg_engine: Engine,
+    own_engine: Engine,
+    pg_settings: Settings,
+    pg_schema: str,
+    target: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # GIVEN a batch over two tables (with one malformed record when the kill hits the
     # dead-letter write), and a listener that terminates the batch's own backend from
@@ -182,7 +216,7 @@ def test_connection_killed_mid_batch_is_retried_and_converges(
         bad["eventName"] = "UPSERT"
         records.append(bad)
     killer = Killer(pg_engine)
-    seen = arm_kill(own_engine, killer, pg_schema, target)
+    seen = arm_kill(own_engine, killer, pg_schema, target, monkeypatch)
     replicator = Replicator(own_engine, pg_settings)
 
     # WHEN the batch is processed with a Lambda deadline
@@ -213,13 +247,18 @@ def test_connection_killed_mid_batch_is_retried_and_converges(
 
 
 def test_connection_killed_mid_batch_through_the_handler(
-    pg_engine: Engine, pg_schema: str, fresh_handler: Callable[[str, str | None], None]
+    pg_engine: Engine,
+    pg_schema: str,
+    fresh_handler: Callable[[str, str | None], None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # GIVEN the Lambda handler configured by its environment, and its engine armed to
     # kill the backend that runs the replica upsert
     fresh_handler(pg_engine.url.render_as_string(hide_password=False), pg_schema)
     killer = Killer(pg_engine)
-    seen = arm_kill(lambda_handler.replicator().engine, killer, pg_schema, "replica upsert")
+    seen = arm_kill(
+        lambda_handler.replicator().engine, killer, pg_schema, "replica upsert", monkeypatch
+    )
     records = mixed_batch()
 
     # WHEN Lambda invokes it

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
@@ -119,6 +119,25 @@ class Dialect:
         return max(1, MAX_BINDS // max(1, len(table.columns)))
 
     # --- writing row versions -----------------------------------------------------------
+
+    def chunk_rows(self, rows: int) -> int:
+        """How many of a table's `rows` versions `write_chunks` should get at a time;
+        their values are built one chunk at a time. One chunk unless the dialect can
+        overlap building a chunk with writing the previous one."""
+        return rows
+
+    def write_chunks(
+        self,
+        conn: Connection,
+        spec: TableSpec,
+        chunks: Iterator[list[RowVersion]],
+        applied_at: datetime,
+        tombstones: Table,
+    ) -> int:
+        """`write_rows` for row versions that arrive in chunks, in key order (each
+        chunk's values are built when it is taken from `chunks`)."""
+        rows = [row for chunk in chunks for row in chunk]
+        return self.write_rows(conn, spec, rows, applied_at, tombstones) if rows else 0
 
     def write_rows(
         self,

@@ -10,13 +10,14 @@ rows); measured in BENCHMARKS.md.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, Table, Text, bindparam, cast, select
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, bindparam, cast, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -26,11 +27,15 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
 from cdc.convert import ColumnType
-from cdc.dialects.base import _ROWCOUNT, OnConflictDialect
+from cdc.dialects.base import OnConflictDialect
 from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec
 from cdc.types import JsonDocument
 
+log = logging.getLogger("cdc")
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+CHUNK = "_cdc_chunk"  # staging only: which chunk of the batch a row belongs to
+CHUNK_MIN_ROWS = 200
+CHUNK_MAX_ROWS = 2000
 _MODIFIERS = re.compile(r"\(.*?\)")
 # Type names psycopg's COPY accepts for the DDL names SQLAlchemy renders.
 _COPY_TYPES = {
@@ -62,6 +67,24 @@ class PostgresDialect(OnConflictDialect):
             return DOUBLE_PRECISION()
         return super().column_type(ctype, key)
 
+    def chunk_rows(self, rows: int) -> int:
+        # Each chunk costs two round trips (COPY, then the upsert's result); the last
+        # chunk's upsert is not overlapped with anything. About 4 chunks of 1,000
+        # rows and 15 of 10,000 balance the two (measured in BENCHMARKS.md).
+        return max(CHUNK_MIN_ROWS, min(CHUNK_MAX_ROWS, int((rows * 50) ** 0.5)))
+
+    def write_chunks(
+        self,
+        conn: Connection,
+        spec: TableSpec,
+        chunks: Iterator[list[RowVersion]],
+        applied_at: datetime,
+        tombstones: Table,
+    ) -> int:
+        if spec.options.deletes == "hard":  # tombstones: the general path
+            return super().write_chunks(conn, spec, chunks, applied_at, tombstones)
+        return self._copy_upsert(conn, spec, chunks, spec.value_names, applied_at)
+
     def _upsert(
         self,
         conn: Connection,
@@ -70,10 +93,64 @@ class PostgresDialect(OnConflictDialect):
         value_names: Sequence[str],
         applied_at: datetime,
     ) -> int:
+        return self._copy_upsert(conn, spec, iter([list(rows)]), value_names, applied_at)
+
+    def _copy_upsert(
+        self,
+        conn: Connection,
+        spec: TableSpec,
+        chunks: Iterator[list[RowVersion]],
+        value_names: Sequence[str],
+        applied_at: datetime,
+    ) -> int:
+        """Each chunk: binary COPY into the staging table, then the guarded upsert of
+        that chunk, sent in pipeline mode so the server applies it while the next
+        chunk's values are built (taking the next chunk from `chunks` builds them).
+        Deletes without an image change only the bookkeeping columns: they are
+        written last, by a staging table of those columns."""
         names = (*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME)
         staging = self._staging_for(spec.table, names)
         staging.create(conn)
-        with _driver_cursor(conn) as cursor, cursor.copy(staging.copy_sql) as copy:
+        if staging.upsert is None:
+            staging.upsert = self._staged_upsert(spec, staging, names, value_names, conn)
+        driver = conn.connection.driver_connection
+        count = 0
+        bare: list[RowVersion] = []
+        in_flight: _InFlight | None = None
+        try:
+            for number, chunk in enumerate(chunks):
+                rows = chunk
+                if value_names and any(row.values is None for row in chunk):
+                    rows = [row for row in chunk if row.values is not None]
+                    bare.extend(row for row in chunk if row.values is None)
+                if not rows:
+                    continue
+                if in_flight is not None:  # COPY cannot start while a result is pending
+                    count += in_flight.rowcount()
+                    in_flight = None
+                self._copy(driver, staging, rows, value_names, number)
+                in_flight = _InFlight(
+                    driver, staging.upsert, {"applied_at": applied_at, "chunk": number}
+                )
+            if in_flight is not None:
+                count += in_flight.rowcount()
+                in_flight = None
+        finally:
+            if in_flight is not None:  # something failed here: leave pipeline mode
+                in_flight.abandon()
+        if bare:
+            count += self._copy_upsert(conn, spec, iter([bare]), (), applied_at)
+        return count
+
+    @staticmethod
+    def _copy(
+        driver: Any,
+        staging: _Staging,
+        rows: Sequence[RowVersion],
+        value_names: Sequence[str],
+        number: int,
+    ) -> None:
+        with driver.cursor() as cursor, cursor.copy(staging.copy_sql) as copy:
             copy.set_types(staging.copy_types)
             write = copy.write_row
             if len(value_names) == 1:  # document mode: the `item` column alone
@@ -81,25 +158,26 @@ class PostgresDialect(OnConflictDialect):
                 for row in rows:
                     values = row.values
                     assert values is not None
-                    write((*row.key, values[only], row.sequence, row.deleted, row.event_time))
+                    write(
+                        (*row.key, values[only], row.sequence, row.deleted, row.event_time, number)
+                    )
             else:
                 for row in rows:
                     values = row.values
                     cells = [values.get(n) for n in value_names] if values is not None else []
-                    write((*row.key, *cells, row.sequence, row.deleted, row.event_time))
-        if staging.upsert is None:
-            staging.upsert = self._staged_upsert(spec, staging, names, value_names)
-        result = conn.execute(
-            staging.upsert, {"applied_at": applied_at}, execution_options=_ROWCOUNT
-        )
-        count: int = result.rowcount
-        return count
+                    write((*row.key, *cells, row.sequence, row.deleted, row.event_time, number))
 
     def _staged_upsert(
-        self, spec: TableSpec, staging: _Staging, names: Sequence[str], value_names: Sequence[str]
-    ) -> Insert:
-        """INSERT INTO target SELECT … FROM staging ORDER BY key ON CONFLICT … WHERE
-        target._cdc_seq < excluded._cdc_seq — built once per table and column set."""
+        self,
+        spec: TableSpec,
+        staging: _Staging,
+        names: Sequence[str],
+        value_names: Sequence[str],
+        conn: Connection,
+    ) -> str:
+        """INSERT INTO target SELECT … FROM staging WHERE chunk ORDER BY key ON CONFLICT
+        … WHERE target._cdc_seq < excluded._cdc_seq — built and compiled once per table
+        and column set, for the driver (pipeline mode is below SQLAlchemy)."""
         table = spec.table
         source = staging.table
         selected: list[Any] = [
@@ -108,15 +186,24 @@ class PostgresDialect(OnConflictDialect):
         ]
         selected.append(bindparam("applied_at", type_=DateTime(timezone=True)))
         # Rows in key order: concurrent batches lock rows in one order, never a cycle.
-        query = select(*selected).order_by(*(source.c[k] for k in spec.key_names))
+        query = (
+            select(*selected)
+            .where(source.c[CHUNK] == bindparam("chunk", type_=Integer()))
+            .order_by(*(source.c[k] for k in spec.key_names))
+        )
         stmt = pg_insert(table).from_select([*names, APPLIED_AT], query)
         assigned = (*value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT)
-        return self._on_conflict(
+        upsert = self._on_conflict(
             stmt,
             table,
             assign=lambda new: {c: new[c] for c in assigned},
             guard=lambda new: table.c[SEQ] < new[SEQ],
         )
+        compiled = upsert.compile(dialect=conn.dialect)
+        # The driver gets the parameters as they are: none may need SQLAlchemy's
+        # processing (a datetime and an int do not).
+        assert set(compiled.params) == {"applied_at", "chunk"}, compiled.params
+        return str(compiled)
 
     def _staging_for(self, table: Table, names: Sequence[str]) -> _Staging:
         key = f"{table.fullname}|{','.join(names)}"
@@ -138,6 +225,7 @@ class _Staging:
             if isinstance(column_type, JsonDocument):
                 column_type = Text()  # our exact JSON text; cast to jsonb on the way in
             columns.append(Column(name, column_type))
+        columns.append(Column(CHUNK, Integer()))
         self.table = Table(
             f"cdc_stage_{digest}",
             MetaData(),
@@ -149,10 +237,10 @@ class _Staging:
         self.create_sql = str(CreateTable(self.table, if_not_exists=True).compile(dialect=_DIALECT))
         quote = _DIALECT.identifier_preparer.quote
         self.copy_sql = "COPY {} ({}) FROM STDIN (FORMAT BINARY)".format(
-            quote(self.table.name), ", ".join(quote(n) for n in names)
+            quote(self.table.name), ", ".join(quote(n) for n in (*names, CHUNK))
         )
         self.copy_types = [_copy_type(c.type) for c in self.table.columns]
-        self.upsert: Insert | None = None
+        self.upsert: str | None = None
 
     def create(self, conn: Connection) -> None:
         conn.exec_driver_sql(self.create_sql)
@@ -166,12 +254,34 @@ def _copy_type(column_type: TypeEngine[Any]) -> str:
     return base + ("[]" if array else "")
 
 
-@contextmanager
-def _driver_cursor(conn: Connection) -> Iterator[Any]:
-    """A psycopg cursor on the SQLAlchemy connection's own driver connection, so COPY
-    runs inside the batch's transaction."""
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        yield cursor
-    finally:
-        cursor.close()
+class _InFlight:
+    """One statement sent in psycopg's pipeline mode: the server runs it while we go
+    on; `rowcount` waits for it and raises its error, if any."""
+
+    def __init__(self, driver: Any, sql: str, params: dict[str, Any]) -> None:
+        self._pipeline = ExitStack()
+        self._pipeline.enter_context(driver.pipeline())
+        self._cursor = driver.cursor()
+        try:
+            self._cursor.execute(sql, params)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def rowcount(self) -> int:
+        try:
+            self._pipeline.close()  # leaving pipeline mode syncs: results, or the error
+            count: int = self._cursor.rowcount
+            return count
+        finally:
+            self._cursor.close()
+
+    def abandon(self) -> None:
+        """Leave pipeline mode after a failure elsewhere; the transaction is lost
+        anyway, so this statement's own outcome does not matter."""
+        try:
+            self._pipeline.close()
+        except Exception as exc:
+            log.debug("statement abandoned in pipeline mode: %s", exc)
+        finally:
+            self._cursor.close()
