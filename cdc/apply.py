@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, func, inspect, select
+from sqlalchemy import Engine, MetaData, inspect
 from sqlalchemy.engine import Connection
 from tenacity import RetryCallState
 
@@ -550,7 +550,8 @@ class Replicator:
         if remaining is None or self.engine.dialect.name != "postgresql":
             return
         budget_ms = max(100, int((remaining - 1.0) * 1000))
-        conn.execute(select(func.set_config("statement_timeout", str(budget_ms), True)))
+        # Driver SQL: a SQLAlchemy construct would cost more to build than to run.
+        conn.exec_driver_sql("SELECT set_config('statement_timeout', %s, true)", (str(budget_ms),))
 
     def _ensure_bookkeeping(self) -> None:
         if self._bookkeeping_ready:

@@ -8,11 +8,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import MetaData, Table, case, func
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Insert
 
 from cdc import schema as bk
 from cdc.decode import dumps, to_plain
@@ -164,7 +165,6 @@ def write_checkpoints(
     progress: Sequence[StreamProgress],
     now: datetime,
 ) -> None:
-    table = tables(schema)["cdc_checkpoints"]
     rows = [
         {
             "stream_arn": p.stream_arn,
@@ -178,8 +178,15 @@ def write_checkpoints(
         }
         for p in sorted(progress, key=lambda p: (p.stream_arn, p.shard_id))
     ]
+    conn.execute(_checkpoint_upsert(dialect, schema), rows)
+
+
+@lru_cache(maxsize=64)
+def _checkpoint_upsert(dialect: Dialect, schema: str | None) -> Insert:
+    """Built once per dialect and schema: building it costs more than running it."""
+    table = tables(schema)["cdc_checkpoints"]
     c = table.c
-    stmt = dialect.merge(
+    return dialect.merge(
         table,
         None,
         assign=lambda new: {
@@ -198,4 +205,3 @@ def write_checkpoints(
             "updated_at": new["updated_at"],
         },
     )
-    conn.execute(stmt, rows)

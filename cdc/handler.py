@@ -9,8 +9,11 @@ while frozen is replaced).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cdc.apply import Replicator
@@ -45,9 +48,27 @@ def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
         raise InvalidInvocation(
             "expected a DynamoDB Streams event: an object with a 'Records' list"
         )
-    result = replicator().process(event["Records"], Deadline.from_context(context))
+    with _no_gc_pauses():
+        result = replicator().process(event["Records"], Deadline.from_context(context))
     emit(result)
     return result.response()
+
+
+@contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """The cyclic garbage collector stays off while a batch is applied. The event
+    holds tens of thousands of young objects that all outlive the batch, so every
+    collection pass walks them for nothing (a tenth of a 1,000-record batch's CPU,
+    measured in BENCHMARKS.md); the batch itself makes next to no reference cycles,
+    and its other garbage is freed by reference counting as usual. Collection
+    resumes, in this process that cdc owns, when the batch is done."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def reset() -> None:

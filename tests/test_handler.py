@@ -7,6 +7,7 @@ and the two public sample events replicate into Postgres.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.pool import Pool
 
 import cdc.handler
+from cdc.apply import Replicator
 from cdc.decode import loads
 from cdc.errors import CdcError, ConfigError
 from tests.factories import FakeContext, insert, modify, record
@@ -324,3 +326,42 @@ def test_a_bad_log_level_is_a_config_error_naming_the_variable():
     # THEN it fails naming the setting, with cdc's own error
     assert proc.returncode != 0
     assert "ConfigError" in proc.stderr and "CDC_LOG_LEVEL" in proc.stderr
+
+
+def test_garbage_collection_is_off_during_a_batch_and_restored_after(
+    lambda_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a warm handler, and a probe of the collector's state while a batch is applied
+    cdc.handler.handler({"Records": []}, FakeContext())  # build the replicator
+    states: list[bool] = []
+    process = Replicator.process
+
+    def probed(self: Replicator, *args: Any, **kwargs: Any) -> Any:
+        states.append(gc.isenabled())
+        return process(self, *args, **kwargs)
+
+    monkeypatch.setattr(Replicator, "process", probed)
+    # WHEN a batch is applied with the collector on
+    assert gc.isenabled()
+    cdc.handler.handler({"Records": [insert({"Id": 1}, 100, {"a": "x"})]}, FakeContext())
+    # THEN it was off during the batch and is on again after
+    assert states == [False]
+    assert gc.isenabled()
+
+    # AND a batch that raises still turns it back on
+    def broken(self: Replicator, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(Replicator, "process", broken)
+    with pytest.raises(RuntimeError):
+        cdc.handler.handler({"Records": []}, FakeContext())
+    assert gc.isenabled()
+
+    # AND a process that turned it off itself keeps it off
+    monkeypatch.setattr(Replicator, "process", probed)
+    gc.disable()
+    try:
+        cdc.handler.handler({"Records": [insert({"Id": 1}, 101, {"a": "y"})]}, FakeContext())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

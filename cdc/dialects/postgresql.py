@@ -10,6 +10,7 @@ rows); measured in BENCHMARKS.md.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -51,6 +52,7 @@ class PostgresDialect(OnConflictDialect):
 
     def __init__(self) -> None:
         self._staging: dict[str, _Staging] = {}
+        self._chunk_numbers = itertools.count()
 
     def insert(self, table: Table) -> Insert:
         return pg_insert(table)
@@ -110,15 +112,15 @@ class PostgresDialect(OnConflictDialect):
         written last, by a staging table of those columns."""
         names = (*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME)
         staging = self._staging_for(spec.table, names)
-        staging.create(conn)
         if staging.upsert is None:
             staging.upsert = self._staged_upsert(spec, staging, names, value_names, conn)
         driver = conn.connection.driver_connection
         count = 0
         bare: list[RowVersion] = []
-        in_flight: _InFlight | None = None
+        # The staging table is created while the first chunk is built.
+        in_flight: _InFlight | None = _InFlight(driver, staging.create_sql, None)
         try:
-            for number, chunk in enumerate(chunks):
+            for chunk in chunks:
                 rows = chunk
                 if value_names and any(row.values is None for row in chunk):
                     rows = [row for row in chunk if row.values is not None]
@@ -126,14 +128,17 @@ class PostgresDialect(OnConflictDialect):
                 if not rows:
                     continue
                 if in_flight is not None:  # COPY cannot start while a result is pending
-                    count += in_flight.rowcount()
+                    count += max(0, in_flight.rowcount())  # CREATE TABLE's is -1
                     in_flight = None
+                # Unique within the transaction: the staging table outlives this call
+                # (a careful retry writes a table in several calls, in savepoints).
+                number = next(self._chunk_numbers) % 2**31
                 self._copy(driver, staging, rows, value_names, number)
                 in_flight = _InFlight(
                     driver, staging.upsert, {"applied_at": applied_at, "chunk": number}
                 )
             if in_flight is not None:
-                count += in_flight.rowcount()
+                count += max(0, in_flight.rowcount())
                 in_flight = None
         finally:
             if in_flight is not None:  # something failed here: leave pipeline mode
@@ -242,9 +247,6 @@ class _Staging:
         self.copy_types = [_copy_type(c.type) for c in self.table.columns]
         self.upsert: str | None = None
 
-    def create(self, conn: Connection) -> None:
-        conn.exec_driver_sql(self.create_sql)
-
 
 def _copy_type(column_type: TypeEngine[Any]) -> str:
     rendered = column_type.compile(dialect=_DIALECT).lower()
@@ -258,7 +260,7 @@ class _InFlight:
     """One statement sent in psycopg's pipeline mode: the server runs it while we go
     on; `rowcount` waits for it and raises its error, if any."""
 
-    def __init__(self, driver: Any, sql: str, params: dict[str, Any]) -> None:
+    def __init__(self, driver: Any, sql: str, params: dict[str, Any] | None) -> None:
         self._pipeline = ExitStack()
         self._pipeline.enter_context(driver.pipeline())
         self._cursor = driver.cursor()
