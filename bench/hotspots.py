@@ -3,7 +3,9 @@ probes reach into cdc's internals (the replicator, its engine), so each of them 
 "n/a" instead of failing when those change.
 
 * `breakdown`: unprofiled wall-clock split of warm batches: the pure part
-  (`Replicator.prepare`: parse, decode, JSON encode, plan), SQLAlchemy compile + bind
+  (`Replicator.prepare`: parse, keys, plan), the values built while writing
+  (`TableSpec.materialize`: decode, JSON encode), the wait for pipelined upserts
+  (`_InFlight.rowcount`: server time not hidden behind Python), SQLAlchemy compile + bind
   processing (engine events), the driver (psycopg's execute, COPY blocks and commit,
   wrapped for the duration), and everything else;
 * `replay`: the batch's bulk statement replayed inside a savepoint (rolled back) with
@@ -31,6 +33,30 @@ Func = tuple[str, int, str]
 # --- unprofiled breakdown ---------------------------------------------------------------
 
 
+def _wrap_timed(
+    module: str, owner_name: str, name: str, into: list[float], errors: list[str]
+) -> tuple[Any, str, Any] | None:
+    """Wrap `module.owner.name` to add each call's duration to `into`; returns what to
+    restore, or None (and an error line) if cdc no longer has it."""
+    import importlib
+
+    owner = getattr(importlib.import_module(module), owner_name, None)
+    function = getattr(owner, name, None)
+    if owner is None or function is None:
+        errors.append(f"{module}.{owner_name}.{name}: not found")
+        return None
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            into.append(time.perf_counter() - started)
+
+    setattr(owner, name, timed)
+    return owner, name, function
+
+
 @dataclass
 class Breakdown:
     records: int
@@ -43,10 +69,13 @@ class Breakdown:
     statements: int  # psycopg executes (SQLAlchemy's and any raw ones)
     copies: int
     calls: list[tuple[str, float]] = field(default_factory=list)  # (SQL, seconds), in order
+    build_s: float | None = None  # TableSpec.materialize: values built while writing
+    wait_s: float | None = None  # _InFlight.rowcount: waiting on pipelined upserts
 
     @property
     def other_s(self) -> float:
         known = (self.prepare_s or 0.0) + self.compile_s + self.execute_s + self.copy_s
+        known += (self.build_s or 0.0) + (self.wait_s or 0.0)
         return self.total_s - known - self.commit_s
 
 
@@ -264,6 +293,18 @@ def breakdown(
         replicator.prepare = timed_prepare  # type: ignore[method-assign]
     else:
         errors.append("Replicator.prepare: not found")
+    # Values are built lazily, while writing, and pipelined upserts are waited for
+    # at the next chunk: both timed by class-level wrappers (removed afterwards).
+    built: list[float] = []
+    waited: list[float] = []
+    wrapped = [
+        w
+        for w in (
+            _wrap_timed("cdc.mapping", "TableSpec", "materialize", built, errors),
+            _wrap_timed("cdc.dialects.postgresql", "_InFlight", "rowcount", waited, errors),
+        )
+        if w is not None
+    ]
     for name, fn in listeners:
         event.listen(engine, name, fn)
     clock.install()
@@ -271,6 +312,8 @@ def breakdown(
         for batch in batches:
             clock.reset()
             prepared.clear()
+            built.clear()
+            waited.clear()
             started = time.perf_counter()
             apply(batch)
             total = time.perf_counter() - started
@@ -286,6 +329,8 @@ def breakdown(
                     statements=clock.statements,
                     copies=clock.copies,
                     calls=list(clock.calls),
+                    build_s=sum(built) if wrapped else None,
+                    wait_s=sum(waited) if len(wrapped) == 2 else None,
                 )
             )
         if replay_batch is not None:
@@ -303,6 +348,8 @@ def breakdown(
             event.remove(engine, name, fn)
         if original is not None:
             del replicator.prepare
+        for owner, name, function in wrapped:
+            setattr(owner, name, function)
 
     # The batch of median total time, whole: its parts add up (medians of parts would not).
     median = sorted(results, key=lambda b: b.total_s)[len(results) // 2] if results else None

@@ -160,7 +160,7 @@ def decoding(d: micro.DecodeFigures | None, out: list[str], targets: list[Target
         targets.append(Target(None, f"decoding <= {TARGET_DECODE:g}x boto3", "n/a"))
         return
     out.append(row("cdc image_to_plain", d.cdc_decode_us))
-    out.append(row("cdc image_to_plain + dumps (as the handler uses it)", d.cdc_decode_encode_us))
+    out.append(row("cdc image_to_json: decode + JSON (the handler's)", d.cdc_decode_encode_us))
     ratio = d.cdc_decode_us / d.boto3_us
     targets.append(
         Target(
@@ -262,7 +262,9 @@ def breakdown(reports: list[hotspots.BreakdownReport], batches: int, out: list[s
         f"WHERE THE HANDLER'S TIME GOES (no profiler; median of {batches} batches)".ljust(58)
         + "".join(f"{t.records:,} rec: ms us/rec".rjust(22) for t in found),
         row("total", lambda t: t.total_s),
-        row("pure part: parse + decode + JSON encode + plan", lambda t: t.prepare_s),
+        row("prepare: parse, keys, plan (Replicator.prepare)", lambda t: t.prepare_s),
+        row("values built while writing: decode + JSON", lambda t: t.build_s),
+        row("waiting for pipelined upserts (server, not hidden)", lambda t: t.wait_s),
         row("SQLAlchemy compile + bind processing", lambda t: t.compile_s),
         row("psycopg execute: adaptation, round trip, server", lambda t: t.execute_s),
         row("psycopg COPY blocks: rows built + written + sent", lambda t: t.copy_s),
