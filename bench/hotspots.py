@@ -33,18 +33,14 @@ Func = tuple[str, int, str]
 # --- unprofiled breakdown ---------------------------------------------------------------
 
 
-def _wrap_timed(
-    module: str, owner_name: str, name: str, into: list[float], errors: list[str]
-) -> tuple[Any, str, Any] | None:
-    """Wrap `module.owner.name` to add each call's duration to `into`; returns what to
-    restore, or None (and an error line) if cdc no longer has it."""
-    import importlib
-
-    owner = getattr(importlib.import_module(module), owner_name, None)
+def _wrap_timed(owner: Any, name: str, into: list[float]) -> Callable[[], None] | None:
+    """Wrap `owner.name` (a class's method, or an instance attribute over its class's)
+    to add each call's duration to `into`; returns what undoes it, or None if cdc no
+    longer has it."""
     function = getattr(owner, name, None)
     if owner is None or function is None:
-        errors.append(f"{module}.{owner_name}.{name}: not found")
         return None
+    own = name in vars(owner)
 
     def timed(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -54,7 +50,7 @@ def _wrap_timed(
             into.append(time.perf_counter() - started)
 
     setattr(owner, name, timed)
-    return owner, name, function
+    return (lambda: setattr(owner, name, function)) if own else (lambda: delattr(owner, name))
 
 
 @dataclass
@@ -277,34 +273,27 @@ def breakdown(
         ("before_execute", clock.before_execute),
         ("before_cursor_execute", clock.before_cursor_execute),
     )
-    # Time the pure part inside the handler's own call: an instance attribute wrapping
-    # the bound method (removed afterwards). If cdc stops calling it, it reads n/a.
+    # Time the pure part inside the handler's own call (an instance attribute over the
+    # bound method), the values built lazily while writing and the waits for pipelined
+    # upserts (class-level); all removed afterwards. What cdc no longer has reads n/a.
+    from cdc import mapping
+    from cdc.dialects import postgresql
+
     prepared: list[float] = []
-    original = getattr(replicator, "prepare", None)
-    if original is not None:
-
-        def timed_prepare(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                prepared.append(time.perf_counter() - started)
-
-        replicator.prepare = timed_prepare  # type: ignore[method-assign]
-    else:
-        errors.append("Replicator.prepare: not found")
-    # Values are built lazily, while writing, and pipelined upserts are waited for
-    # at the next chunk: both timed by class-level wrappers (removed afterwards).
     built: list[float] = []
     waited: list[float] = []
-    wrapped = [
-        w
-        for w in (
-            _wrap_timed("cdc.mapping", "TableSpec", "materialize", built, errors),
-            _wrap_timed("cdc.dialects.postgresql", "_InFlight", "rowcount", waited, errors),
-        )
-        if w is not None
-    ]
+    probes = {
+        "Replicator.prepare": (replicator, "prepare", prepared),
+        "TableSpec.materialize": (mapping.TableSpec, "materialize", built),
+        "_InFlight.rowcount": (getattr(postgresql, "_InFlight", None), "rowcount", waited),
+    }
+    undo: dict[str, Callable[[], None]] = {}
+    for label, (owner, method, into) in probes.items():
+        restore = _wrap_timed(owner, method, into)
+        if restore is None:
+            errors.append(f"{label}: not found")
+        else:
+            undo[label] = restore
     for name, fn in listeners:
         event.listen(engine, name, fn)
     clock.install()
@@ -321,7 +310,7 @@ def breakdown(
                 Breakdown(
                     records=len(batch),
                     total_s=total,
-                    prepare_s=sum(prepared) if prepared else None,
+                    prepare_s=sum(prepared) if prepared else None,  # n/a if not called
                     compile_s=clock.compile_s,
                     execute_s=clock.execute_s,
                     copy_s=clock.copy_s,
@@ -329,8 +318,8 @@ def breakdown(
                     statements=clock.statements,
                     copies=clock.copies,
                     calls=list(clock.calls),
-                    build_s=sum(built) if wrapped else None,
-                    wait_s=sum(waited) if len(wrapped) == 2 else None,
+                    build_s=sum(built) if "TableSpec.materialize" in undo else None,
+                    wait_s=sum(waited) if "_InFlight.rowcount" in undo else None,
                 )
             )
         if replay_batch is not None:
@@ -346,10 +335,8 @@ def breakdown(
         clock.uninstall()
         for name, fn in listeners:
             event.remove(engine, name, fn)
-        if original is not None:
-            del replicator.prepare
-        for owner, name, function in wrapped:
-            setattr(owner, name, function)
+        for restore in undo.values():
+            restore()
 
     # The batch of median total time, whole: its parts add up (medians of parts would not).
     median = sorted(results, key=lambda b: b.total_s)[len(results) // 2] if results else None

@@ -60,15 +60,7 @@ def decode_timings(images: list[dict[str, Any]], number: int, repeat: int) -> De
     }
     errors: list[str] = []
     try:
-        from cdc.decode import image_to_plain
-
-        try:  # document mode's path: AttributeValues straight to JSON text
-            from cdc.decode import image_to_json
-        except ImportError:  # older cdc: decode, then encode
-            from cdc.decode import dumps
-
-            def image_to_json(image: Any, path: str) -> str:
-                return dumps(image_to_plain(image, path))
+        from cdc.decode import image_to_json, image_to_plain
 
         def cdc_decode() -> None:
             for image in images:

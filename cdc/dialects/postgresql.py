@@ -30,6 +30,7 @@ from sqlalchemy.types import TypeEngine
 from cdc.convert import ColumnType
 from cdc.dialects.base import OnConflictDialect
 from cdc.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec
+from cdc.plan import split_by_values
 from cdc.types import JsonDocument
 
 log = logging.getLogger("cdc")
@@ -71,8 +72,8 @@ class PostgresDialect(OnConflictDialect):
 
     def chunk_rows(self, rows: int) -> int:
         # Each chunk costs two round trips (COPY, then the upsert's result); the last
-        # chunk's upsert is not overlapped with anything. About 4 chunks of 1,000
-        # rows and 15 of 10,000 balance the two (measured in BENCHMARKS.md).
+        # chunk's upsert is not overlapped with anything. 5 chunks of 1,000 rows and
+        # 15 of 10,000 balance the two (measured in BENCHMARKS.md).
         return max(CHUNK_MIN_ROWS, min(CHUNK_MAX_ROWS, int((rows * 50) ** 0.5)))
 
     def write_chunks(
@@ -121,10 +122,8 @@ class PostgresDialect(OnConflictDialect):
         in_flight: _InFlight | None = _InFlight(driver, staging.create_sql, None)
         try:
             for chunk in chunks:
-                rows = chunk
-                if value_names and any(row.values is None for row in chunk):
-                    rows = [row for row in chunk if row.values is not None]
-                    bare.extend(row for row in chunk if row.values is None)
+                rows, without_values = split_by_values(chunk) if value_names else (chunk, [])
+                bare.extend(without_values)
                 if not rows:
                     continue
                 if in_flight is not None:  # COPY cannot start while a result is pending
