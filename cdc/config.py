@@ -59,8 +59,7 @@ MetricsMode = Literal["emf", "off"]
 METRICS_MODES: tuple[MetricsMode, ...] = get_args(MetricsMode)
 DEFAULT_SERVICE = "cdc"
 DEFAULT_NAMESPACE = "cdc"
-_TRUE = ("true", "1", "yes")
-_FALSE = ("false", "0", "no")
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 # CloudWatch's rule for namespaces: these ASCII characters, at most 255, not all
 # spaces; "AWS/" is reserved for AWS's own.
 _NAMESPACE = re.compile(r"[0-9A-Za-z._/#: -]{1,255}")
@@ -250,13 +249,12 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     value = _env(env, name)
     if value is None:
         return False
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ConfigError(
-        f"{name}={value!r} is not a boolean; expected one of {', '.join(_TRUE + _FALSE)} (any case)"
-    )
+    flag = _BOOLEANS.get(value.lower())
+    if flag is None:
+        raise ConfigError(
+            f"{name}={value!r} is not a boolean; expected one of {', '.join(_BOOLEANS)} (any case)"
+        )
+    return flag
 
 
 def _choice(
