@@ -49,7 +49,7 @@ def selected_databases(value: str | None) -> list[str]:
     if unknown or not names:
         raise pytest.UsageError(
             f"CDC_TEST_DATABASES={value!r}: expected a comma-separated list of "
-            "postgresql and mysql (or mariadb)"
+            "postgresql and mysql (or mariadb); the SQLite cases need no server and always run"
         )
     return list(dict.fromkeys(_SERVERS[n] for n in names))
 
