@@ -219,7 +219,7 @@ def load_settings(
             )
         tables[source] = config
 
-    metrics: MetricsMode = "emf" if _choice(env, METRICS, METRICS_MODES) != "off" else "off"
+    metrics: MetricsMode = "off" if _choice(env, METRICS, METRICS_MODES) == "off" else "emf"
     return Settings(
         database_url=url,
         secret_arn=secret_arn,
@@ -228,7 +228,7 @@ def load_settings(
         defaults=defaults,
         tables=tables,
         database=database,
-        log_level=_choice(env, LOG_LEVEL, LOG_LEVELS, default="INFO").upper(),
+        log_level=_choice(env, LOG_LEVEL, LOG_LEVELS, default="INFO"),
         metrics=metrics,
         metrics_namespace=_namespace(env),
         service=_env(env, SERVICE_NAME) or DEFAULT_SERVICE,
