@@ -370,6 +370,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{CONFIG} names {path}, which cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{CONFIG} file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise ConfigError(
+            f"{CONFIG} file {path} is not valid TOML: not UTF-8 at byte {exc.start}"
+        ) from None
     unknown = set(values) - _TOP_LEVEL_KEYS
     if unknown:
         raise ConfigError(

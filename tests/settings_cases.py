@@ -19,6 +19,7 @@ BOOLEANS = "true, false, 1, 0, yes, no"
 SSLMODES = "disable, allow, prefer, require, verify-ca, verify-full"
 CA_BUNDLE = Path(__file__).resolve().parent / "events" / "README.md"  # any existing file
 EXAMPLE_MAPPING = Path(__file__).resolve().parent.parent / "examples" / "mapping.toml"
+NOT_UTF8 = Path(__file__).resolve().parent / "mappings" / "not_utf8.toml"
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ BAD: dict[str, Bad] = {
     ),
     "config-missing": Bad({"CDC_CONFIG": "/nonexistent/cdc.toml"}, "CDC_CONFIG", "does not exist"),
     "config-a-directory": Bad({"CDC_CONFIG": "/"}, "CDC_CONFIG", "cannot be read"),
+    "config-not-utf8": Bad({"CDC_CONFIG": str(NOT_UTF8)}, "CDC_CONFIG", "not UTF-8"),
     "log-level-loud": Bad(
         {"CDC_LOG_LEVEL": "LOUD"}, "CDC_LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR, CRITICAL"
     ),
