@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
@@ -13,19 +12,20 @@ from sqlalchemy.exc import DisconnectionError
 
 from cdc.errors import ConfigError
 
+if TYPE_CHECKING:
+    from cdc.config import Settings
+
 CONNECT_TIMEOUT_S = 5
 
 
-def engine_for(
-    url: URL | None, environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Engine:
-    """The engine for the configured database: `url` (CDC_DATABASE_URL), or the Secrets
-    Manager secret named by CDC_DATABASE_SECRET_ARN, with the connection options the
-    environment asks for (IAM authentication, TLS, no prepared statements: see
+def engine_for(settings: Settings, **overrides: Any) -> Engine:
+    """The engine for the configured database: the settings' URL (CDC_DATABASE_URL),
+    or their Secrets Manager secret (CDC_DATABASE_SECRET_ARN), with the connection
+    options they ask for (IAM authentication, TLS, no prepared statements: see
     cdc.credentials). boto3 is imported only when a secret or IAM auth is configured."""
     from cdc.credentials import DatabaseAccess
 
-    access = DatabaseAccess.from_env(url, os.environ if environ is None else environ)
+    access = DatabaseAccess.from_settings(settings)
     engine = make_engine(access.url, connect_args=access.connect_args, **overrides)
     access.attach(engine)
     return engine
