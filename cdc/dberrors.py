@@ -46,13 +46,15 @@ _MYSQL_TRANSIENT = frozenset(
         1159,  # net read timeout
         1160,  # net write error
         1161,  # net write timeout
+        1317,  # query execution was interrupted (KILL QUERY, a server shutting down)
         1927,  # connection killed (MariaDB)
+        1969,  # query execution interrupted, max_statement_time exceeded (MariaDB)
         2002,  # can't connect through socket
         2003,  # can't connect to server
         2006,  # server has gone away
         2013,  # lost connection during query
         2055,  # lost connection
-        3024,  # query execution interrupted, max_statement_time exceeded
+        3024,  # query execution interrupted, max_execution_time exceeded (MySQL)
         4031,  # disconnected by the server because of inactivity
     }
 )
@@ -74,6 +76,8 @@ _MYSQL_ROW = frozenset(
 
 def classify(error: BaseException) -> ErrorKind:
     """How to react to `error`, raised while writing a batch."""
+    if isinstance(error, sa_exc.PendingRollbackError):
+        return _after_failed_transaction(error)
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
         return ErrorKind.TRANSIENT
     if isinstance(error, sa_exc.TimeoutError):  # connection pool exhausted
@@ -94,6 +98,19 @@ def classify(error: BaseException) -> ErrorKind:
     if isinstance(error, UnicodeError):  # a value the driver cannot encode: this row's
         return ErrorKind.ROW
     return _classify_driver_error(error)
+
+
+def _after_failed_transaction(error: sa_exc.PendingRollbackError) -> ErrorKind:
+    """A statement on a connection whose transaction already failed (the connection
+    died during a table's creation or a migration, and the clean-up tried another
+    statement on it). The retry starts on a fresh connection, so the error that broke
+    the transaction decides: a connection lost is transient; one that is not (a
+    permission) is systemic. With no such error at hand, retrying is what can help."""
+    cause = error.__cause__ or error.__context__
+    if cause is None or isinstance(cause, sa_exc.PendingRollbackError):
+        return ErrorKind.TRANSIENT
+    kind = classify(cause)
+    return ErrorKind.SYSTEMIC if kind is ErrorKind.ROW else kind
 
 
 def _classify_driver_error(orig: BaseException) -> ErrorKind:
