@@ -149,6 +149,7 @@ SOURCE_COMMENT = "cdc replica of DynamoDB table "  # cdc.apply.source_comment's 
 
 _COLUMNS = text(
     "SELECT c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_MAXIMUM_LENGTH, c.COLLATION_NAME,"
+    " c.CHARACTER_SET_NAME,"
     " c.IS_NULLABLE, c.COLUMN_KEY, t.TABLE_COMMENT"
     " FROM information_schema.COLUMNS c JOIN information_schema.TABLES t"
     " ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME"
@@ -208,8 +209,18 @@ def upgrade_table(
             )
             changed.append(f"{column.COLUMN_NAME}: {column.COLLATION_NAME} -> {collation}")
     if getattr(conn.dialect, "is_mariadb", False):
+        by_name = {column.COLUMN_NAME: column for column in found}
         for (check,) in conn.execute(_JSON_CHECKS, {"schema": schema, "name": name}):
-            clauses.append(f"DROP CONSTRAINT {preparer.quote(check)}")
+            column = by_name.get(check)
+            if column is not None and column.DATA_TYPE == "longtext":
+                # A column's own check (what JSON makes) goes with a MODIFY of the column.
+                clauses.append(
+                    f"MODIFY {preparer.quote(check)} LONGTEXT CHARACTER SET "
+                    f"{_word(column.CHARACTER_SET_NAME)} COLLATE {_word(column.COLLATION_NAME)} "
+                    + ("NULL" if column.IS_NULLABLE == "YES" else "NOT NULL")
+                )
+            else:
+                clauses.append(f"DROP CONSTRAINT {preparer.quote(check)}")
             changed.append(f"dropped CHECK {check} (JSON_VALID allows 32 levels of nesting)")
     if not clauses:
         return []
@@ -220,6 +231,13 @@ def upgrade_table(
         set_session(conn, {"lock_wait_timeout": max(1, int(lock_wait_s))})
     conn.exec_driver_sql(f"ALTER TABLE {target} {', '.join(clauses)}")
     return changed
+
+
+def _word(name: str) -> str:
+    """A character set or collation name read from the catalog, checked to be one."""
+    if not name.replace("_", "").isalnum() or not name.isascii():
+        raise ValueError(f"unexpected character set or collation name {name!r}")
+    return name
 
 
 def owned_tables(conn: Connection, schema: str | None) -> list[str]:
