@@ -211,13 +211,13 @@ def upgrade_table(
     if getattr(conn.dialect, "is_mariadb", False):
         by_name = {column.COLUMN_NAME: column for column in found}
         for (check,) in conn.execute(_JSON_CHECKS, {"schema": schema, "name": name}):
-            column = by_name.get(check)
-            if column is not None and column.DATA_TYPE == "longtext":
+            own = by_name.get(check)
+            if own is not None and own.DATA_TYPE == "longtext":
                 # A column's own check (what JSON makes) goes with a MODIFY of the column.
                 clauses.append(
                     f"MODIFY {preparer.quote(check)} LONGTEXT CHARACTER SET "
-                    f"{_word(column.CHARACTER_SET_NAME)} COLLATE {_word(column.COLLATION_NAME)} "
-                    + ("NULL" if column.IS_NULLABLE == "YES" else "NOT NULL")
+                    f"{_word(own.CHARACTER_SET_NAME)} COLLATE {_word(own.COLLATION_NAME)} "
+                    + ("NULL" if own.IS_NULLABLE == "YES" else "NOT NULL")
                 )
             else:
                 clauses.append(f"DROP CONSTRAINT {preparer.quote(check)}")
