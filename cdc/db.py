@@ -86,7 +86,7 @@ def mysql_session_limits(remaining_s: float, is_mariadb: bool) -> dict[str, int 
     limits: dict[str, int | float] = (
         {"max_statement_time": round(budget, 3)}
         if is_mariadb
-        else {"max_execution_time": max(1, int(budget * 1000))}
+        else {"max_execution_time": max(1, round(budget * 1000))}
     )
     limits.update(innodb_lock_wait_timeout=waits, lock_wait_timeout=waits)
     return limits

@@ -114,6 +114,11 @@ def _after_failed_transaction(error: sa_exc.PendingRollbackError) -> ErrorKind:
 
 
 def _classify_driver_error(orig: BaseException) -> ErrorKind:
+    module = type(orig).__module__
+    if module.startswith("pymysql") or module.startswith("MySQLdb"):
+        # By error number: PyMySQL 1.1 also reports a SQLSTATE, but MySQL's are coarse
+        # (HY000 for a lock wait timeout and for a missing table alike).
+        return _classify_mysql(orig)
     sqlstate = getattr(orig, "sqlstate", None)
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
         if sqlstate in _PG_TRANSIENT_CODES or sqlstate.startswith(_PG_TRANSIENT_CLASSES):
@@ -121,7 +126,6 @@ def _classify_driver_error(orig: BaseException) -> ErrorKind:
         if sqlstate.startswith(_PG_ROW_CLASSES):
             return ErrorKind.ROW
         return ErrorKind.SYSTEMIC
-    module = type(orig).__module__
     if module.startswith("psycopg"):
         # psycopg raises OperationalError with no SQLSTATE when it cannot connect.
         name = type(orig).__name__
@@ -130,21 +134,30 @@ def _classify_driver_error(orig: BaseException) -> ErrorKind:
         if name == "DataError":
             return ErrorKind.ROW
         return ErrorKind.SYSTEMIC
-    if module.startswith("pymysql") or module.startswith("MySQLdb"):
-        code = orig.args[0] if orig.args and isinstance(orig.args[0], int) else None
-        if code in _MYSQL_TRANSIENT:
-            return ErrorKind.TRANSIENT
-        if code in _MYSQL_ROW:
-            return ErrorKind.ROW
-        if type(orig).__name__ in ("OperationalError", "InterfaceError") and code is None:
-            return ErrorKind.TRANSIENT
-        return ErrorKind.SYSTEMIC
     if isinstance(orig, sqlite3.OperationalError):
         message = str(orig).lower()
         if "locked" in message or "busy" in message or "disk i/o" in message:
             return ErrorKind.TRANSIENT
         return ErrorKind.SYSTEMIC
     if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError):
+        return ErrorKind.ROW
+    return ErrorKind.SYSTEMIC
+
+
+def _classify_mysql(orig: BaseException) -> ErrorKind:
+    code = orig.args[0] if orig.args and isinstance(orig.args[0], int) else None
+    if code in _MYSQL_TRANSIENT:
+        return ErrorKind.TRANSIENT
+    if code in _MYSQL_ROW:
+        return ErrorKind.ROW
+    if type(orig).__name__ in ("OperationalError", "InterfaceError") and code is None:
+        return ErrorKind.TRANSIENT
+    # Numbers not listed: the SQLSTATE class still tells a connection exception (08) or
+    # a rolled-back transaction (40) from a data (22) or integrity (23) problem.
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if sqlstate.startswith(("08", "40")):
+        return ErrorKind.TRANSIENT
+    if sqlstate.startswith(_PG_ROW_CLASSES):
         return ErrorKind.ROW
     return ErrorKind.SYSTEMIC
 
