@@ -169,6 +169,7 @@ def test_real_interruptions_are_transient(maria: tuple[Engine, str], own_engine:
     # PendingRollbackError: the connection died in a transaction, and the clean-up ran
     # another statement on it
     pending: PendingRollbackError | None = None
+    lost: OperationalError | None = None
     with own_engine.connect() as conn:
         conn.begin()
         victim = connection_id(conn)
@@ -176,12 +177,13 @@ def test_real_interruptions_are_transient(maria: tuple[Engine, str], own_engine:
             killer.exec_driver_sql(f"KILL CONNECTION {victim}")
         try:
             conn.exec_driver_sql("SELECT 1")
-        except OperationalError as lost:
-            assert classify(lost) is ErrorKind.TRANSIENT
+        except OperationalError as exc:
+            lost = exc
             try:
                 conn.exec_driver_sql("SELECT 1")
-            except PendingRollbackError as exc:
-                pending = exc
+            except PendingRollbackError as again:
+                pending = again
+    assert lost is not None and classify(lost) is ErrorKind.TRANSIENT
     assert pending is not None
     assert classify(pending) is ErrorKind.TRANSIENT
     assert classify(PendingRollbackError("no cause at hand")) is ErrorKind.TRANSIENT
