@@ -164,7 +164,10 @@ class ExactNumber(TypeDecorator[Decimal]):
             return dialect.type_descriptor(mysql.DECIMAL(self.precision, self.scale or 0))
         if dialect.name in ("mysql", "mariadb"):
             # A key needs a bounded length on MySQL; 160 characters hold any DynamoDB number.
-            return dialect.type_descriptor(String(160) if self.key else mysql.LONGTEXT())
+            # Compared exactly, like every key column (ExactString).
+            if self.key:
+                return ExactString(160).load_dialect_impl(dialect)
+            return dialect.type_descriptor(mysql.LONGTEXT())
         return dialect.type_descriptor(Text())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:

@@ -348,3 +348,27 @@ def test_a_table_that_is_not_cdcs_is_left_alone(maria: tuple[Engine, str]) -> No
         assert upgrade_table(conn, schema, "theirs") == []
     assert collations(engine, schema, "theirs")["id"] == "utf8mb4_bin"
     assert json_checks(engine, schema, "theirs") == ["doc"]
+
+
+def test_cdc_migrate_finds_no_difference_after_a_first_use_upgrade(
+    maria: tuple[Engine, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine, schema = maria
+    mapping = tmp_path / "typed.toml"
+    mapping.write_text(
+        '[tables.Typed]\nkeys = ["Id", "Sk"]\n\n[tables.Typed.columns]\n'
+        'Id = "text"\nSk = "numeric(70,0)"\nDoc = "jsonb"\n'
+    )
+    settings = settings_for(engine, schema, mapping)
+    # GIVEN a typed table with a text key and a key too wide for DECIMAL (kept as text)
+    migrate_upgrade(engine, settings)
+    result = Replicator(engine, settings).process(
+        [insert_record({"Id": "a ", "Sk": 1}, BASE, {"Doc": {"x": 1}}, table="Typed")]
+    )
+    assert result.failed == result.dead_lettered == 0
+    # WHEN `cdc migrate` runs again, THEN the key columns are what the mapping says
+    capsys.readouterr()
+    migrate_upgrade(engine, settings)
+    assert "differs" not in capsys.readouterr().out
+    found = collations(engine, schema, "typed")
+    assert (found["id"], found["sk"]) == (EXACT, EXACT)
