@@ -372,3 +372,32 @@ def test_cdc_migrate_finds_no_difference_after_a_first_use_upgrade(
     assert "differs" not in capsys.readouterr().out
     found = collations(engine, schema, "typed")
     assert (found["id"], found["sk"]) == (EXACT, EXACT)
+
+
+def test_a_role_that_cannot_alter_an_old_table_is_told_to_run_migrate(
+    maria: tuple[Engine, str],
+) -> None:
+    engine, schema = maria
+    ensure_bookkeeping(engine, schema)
+    old_replica_table(engine, schema)
+    user = f"cdc_{uuid.uuid4().hex[:10]}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%'")
+        conn.exec_driver_sql(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON `{schema}`.* TO '{user}'@'%%'"
+        )
+    limited = make_engine(engine.url.set(username=user, password=None, database=schema))
+    try:
+        # WHEN records reach the old table through a role without ALTER
+        result = Replicator(limited, Settings(database_url=limited.url, schema=schema)).process(
+            [insert_record({"Id": "sp "}, BASE + 1, {"v": 1})]
+        )
+    finally:
+        limited.dispose()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+    # THEN nothing is written to the table that would merge the keys, nothing is
+    # dead-lettered, and the error says what to do
+    assert result.failed == 1 and result.dead_lettered == 0
+    assert result.error is not None and "run `cdc migrate`" in result.error, result.error
+    assert sorted(rows(engine, schema, "orders")) == ["sp"]

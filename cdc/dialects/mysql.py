@@ -31,6 +31,7 @@ from sqlalchemy.types import TypeEngine
 
 from cdc.convert import ColumnType
 from cdc.db import set_session
+from cdc.dberrors import ErrorKind, classify, describe
 from cdc.dialects.base import Assign, Dialect, Guard
 from cdc.mapping import SEQ, RowVersion, TableSpec
 from cdc.types import ExactNumber, ExactString, exact_collation
@@ -138,7 +139,21 @@ class MySQLDialect(Dialect):
         return min(MAX_ROWS, super().rows_per_statement(table))
 
     def upgrade_table(self, conn: Connection, table: Table) -> list[str]:
-        return upgrade_table(conn, table.schema, table.name, lock_wait_s=UPGRADE_LOCK_WAIT_S)
+        try:
+            return upgrade_table(conn, table.schema, table.name, lock_wait_s=UPGRADE_LOCK_WAIT_S)
+        except Exception as exc:
+            if classify(exc) is ErrorKind.TRANSIENT:
+                raise
+            # Most likely a role without ALTER: say what is wrong and how to fix it.
+            raise UpgradeNeeded(
+                f"replica table {table.fullname!r} was made by an earlier cdc and compares "
+                "keys with a PAD SPACE collation (`sp` = `sp `); converting it failed: "
+                f"{describe(exc)[1]}; run `cdc migrate` as a user allowed to ALTER it"
+            ) from exc
+
+
+class UpgradeNeeded(Exception):
+    """A replica table must be upgraded before cdc writes to it, and cdc could not."""
 
 
 # How long a replica table's upgrade on first use waits for its metadata lock (held by
