@@ -12,7 +12,10 @@ shared a checkpoint. Against a real PostgreSQL, MariaDB and SQLite:
 - a database made by an earlier cdc (bookkeeping at revision 0002, a replica table with
   `utf8mb4_bin` and MariaDB's JSON_VALID check) is upgraded by `cdc migrate` (revision
   0003), again after an interruption, and, without `cdc migrate`, each replica table on
-  first use; a table that is not cdc's is left alone.
+  first use (after which `cdc migrate` finds no difference from the mapping); a role
+  that may not ALTER the table gets an error naming the fix, and nothing is written; a
+  table that is not cdc's is left alone; `cdc migrate --sql` converts the bookkeeping
+  tables with the collation of the server the URL names.
 """
 
 from __future__ import annotations
@@ -401,3 +404,26 @@ def test_a_role_that_cannot_alter_an_old_table_is_told_to_run_migrate(
     assert result.failed == 1 and result.dead_lettered == 0
     assert result.error is not None and "run `cdc migrate`" in result.error, result.error
     assert sorted(rows(engine, schema, "orders")) == ["sp"]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "collation"),
+    [("mariadb+pymysql", "utf8mb4_nopad_bin"), ("mysql+pymysql", "utf8mb4_0900_bin")],
+)
+def test_offline_sql_converts_the_bookkeeping_tables(
+    scheme: str,
+    collation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cdc.cli import main
+
+    for name in ("CDC_CONFIG", "CDC_SCHEMA", "CDC_DATABASE_SECRET_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CDC_DATABASE_URL", f"{scheme}://cdc@db.invalid:3306/replica")
+    assert main(["migrate", "--sql"]) == 0
+    sql = capsys.readouterr().out
+    assert (
+        "ALTER TABLE cdc_checkpoints MODIFY stream_arn VARCHAR(512) CHARACTER SET utf8mb4 "
+        f"COLLATE {collation} NOT NULL;"
+    ) in sql
