@@ -213,13 +213,13 @@ def upgrade_table(
         is_key = column.COLUMN_KEY == "PRI" if wanted is None else column.COLUMN_NAME in wanted
         if (
             is_key
-            and column.DATA_TYPE in ("varchar", "char")
+            and column.DATA_TYPE == "varchar"  # cdc's text keys (CHAR pads whatever it is)
             and column.COLLATION_NAME not in (None, collation)
         ):
             nullable = "NULL" if column.IS_NULLABLE == "YES" else "NOT NULL"
             clauses.append(
                 f"MODIFY {preparer.quote(column.COLUMN_NAME)} "
-                f"{column.DATA_TYPE.upper()}({int(column.CHARACTER_MAXIMUM_LENGTH)}) "
+                f"VARCHAR({int(column.CHARACTER_MAXIMUM_LENGTH)}) "
                 f"CHARACTER SET utf8mb4 COLLATE {collation} {nullable}"
             )
             changed.append(f"{column.COLUMN_NAME}: {column.COLLATION_NAME} -> {collation}")
