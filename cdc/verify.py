@@ -3,7 +3,7 @@
 Each source item is turned into the INSERT record Lambda would deliver and through the
 table's own `TableSpec` into the values the replica row should hold, so whatever the
 mapping (document or typed) the comparison is the apply path's, not a second opinion.
-Values are compared in the plain-JSON form (DESIGN §4): numbers exactly, as Decimals.
+Values are compared in the plain-JSON form (README, "Replica tables"): numbers exactly, as Decimals.
 
 Three kinds of difference:
 
