@@ -311,7 +311,7 @@ class StreamReader:
         return found  # the shard closed before `last`: that was all of it
 
 
-def _jittered_backoff(failures: int) -> float:
+def jittered_backoff(failures: int) -> float:
     """Seconds to wait after `failures` failures in a row: doubling from 1 s up to a
     minute, with jitter so several readers do not retry in step."""
     return float(random.uniform(0.5, 1.0) * min(60.0, 0.5 * 2**failures))  # noqa: S311
@@ -418,6 +418,7 @@ class Tail:
     # they last, with backoff: an outage of AWS is ridden out like one of the database.
     startup_attempts: int = 3
     on_started: Callable[[], None] | None = None  # after the first DescribeStream
+    backoff: Callable[[int], float] = field(default=jittered_backoff)  # failures -> seconds
 
     def __post_init__(self) -> None:
         self.stats = TailStats()
@@ -449,7 +450,11 @@ class Tail:
                 break
             if self._describe_due(now):
                 self._describe_or_wait(now)
-            if once and (self._caught_up() or self.stats.failed_batches):
+            # (Not caught up while the stream is to be described again: a shard read
+            # to its end may have children not listed yet.)
+            if once and (
+                self.stats.failed_batches or (not self._must_describe and self._caught_up())
+            ):
                 break
             if next_status is not None and now >= next_status and self.on_status:
                 self.on_status(self._status())
@@ -511,7 +516,7 @@ class Tail:
             if not aws.is_transient(exc):
                 raise
             self._describe_failures += 1
-            delay = _jittered_backoff(self._describe_failures)
+            delay = self.backoff(self._describe_failures)
             log.warning("describing stream %s: %s; retrying in %.1fs", self.arn, exc, delay)
             self._describe_not_before = now + delay
             return
@@ -560,7 +565,7 @@ class Tail:
 
     def _backoff(self, state: _ShardState) -> float:
         state.failures += 1
-        return _jittered_backoff(state.failures)
+        return self.backoff(state.failures)
 
     def _step(self, state: _ShardState) -> None:
         shard_id = state.shard.shard_id
