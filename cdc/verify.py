@@ -37,7 +37,7 @@ from sqlalchemy import Engine, Text, cast, false, inspect, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from cdc import aws
-from cdc.backfill import RateLimiter, backfill_record
+from cdc.backfill import RateLimiter, backfill_record, scan_limit
 from cdc.config import Settings
 from cdc.decode import dumps, loads, to_plain
 from cdc.errors import RecordError
@@ -249,11 +249,12 @@ class Verifier:
             count = max(1, round(self.sample * SAMPLE_SEGMENTS))
             chosen = sorted(self.random.sample(range(SAMPLE_SEGMENTS), count))
             segments = [(s, SAMPLE_SEGMENTS) for s in chosen]
+        limit = scan_limit(self.page_size, self.limiter.rate if self.limiter else None)
         for segment in segments:
             last_key: Any = None
             while True:
-                if self.limiter is not None:
-                    self.limiter.wait()
+                if self.limiter is not None and limit is not None:
+                    self.limiter.acquire(limit)
                 kwargs: dict[str, Any] = {
                     "TableName": self.source.name,
                     "ConsistentRead": self.consistent,
@@ -262,12 +263,12 @@ class Verifier:
                     kwargs["Segment"], kwargs["TotalSegments"] = segment
                 if last_key is not None:
                     kwargs["ExclusiveStartKey"] = last_key
-                if self.page_size is not None:
-                    kwargs["Limit"] = self.page_size
+                if limit is not None:
+                    kwargs["Limit"] = limit
                 page = aws.call(self.client.scan, **kwargs)
                 items = page.get("Items", [])
-                if self.limiter is not None:
-                    self.limiter.charge(len(items))
+                if self.limiter is not None and limit is not None:
+                    self.limiter.refund(limit - len(items))
                 yield from items
                 last_key = page.get("LastEvaluatedKey")
                 if last_key is None:
@@ -283,14 +284,14 @@ class Verifier:
             attempt = 0
             while pending:
                 if self.limiter is not None:
-                    self.limiter.wait()
+                    self.limiter.acquire(len(pending))
                 response = aws.call(
                     self.client.batch_get_item,
                     RequestItems={self.source.name: {"Keys": pending, "ConsistentRead": True}},
                 )
                 items = response.get("Responses", {}).get(self.source.name, [])
                 if self.limiter is not None:
-                    self.limiter.charge(len(items))
+                    self.limiter.refund(len(pending) - len(items))
                 for item in items:
                     found[self._source_key({n: item[n] for n in names})] = item
                 unprocessed = response.get("UnprocessedKeys", {}).get(self.source.name)
