@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -19,7 +18,10 @@ DESCRIPTION = (
     "Scan the DynamoDB table and read the replica, compare every item in the plain-JSON "
     "form, and report keys that are missing (in the source, not live in the replica), "
     "extra (live in the replica, not in the source) or different (with the attributes "
-    "that differ). Candidate differences are read again on both sides after --settle "
+    "that differ); items the replica cannot hold are unreplicable (dead-lettered), not "
+    'missing; rows a table with ttl_deletes = "ignore" keeps after a TTL delete are '
+    "counted as kept, which is no difference. Candidate differences are read again on "
+    "both sides after --settle "
     "seconds, so changes still in flight through the stream are not reported. Exits 0 "
     "when identical, 1 when they differ."
 )
@@ -61,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None = None) -> int:
     from cdc import aws
     from cdc.db import engine_for
+    from cdc.decode import dumps
     from cdc.verify import Verifier
 
     name, arn_region = aws.table_name_and_region(args.table)
@@ -85,7 +88,8 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
     finally:
         engine.dispose()
     if args.json:
-        print(json.dumps(report.as_json(), default=str))
+        # Numbers as JSON numbers, exact (a key 7 is 7, as the text report prints it).
+        print(dumps(report.as_json()))
     else:
         print_report(report)
     print(f"database: {settings.masked_url()}", file=sys.stderr)
@@ -96,7 +100,8 @@ _LABELS = {
     "missing": "missing (in the source, not live in the replica)",
     "extra": "extra (live in the replica, not in the source)",
     "different": "different",
-    "unreplicable": "unreplicable (the mapping cannot apply the item; see `cdc dlq list`)",
+    "unreplicable": "unreplicable (the replica cannot hold the item; see `cdc dlq list`)",
+    "kept": 'kept (ttl_deletes = "ignore": deleted by TTL in the source, kept on purpose)',
 }
 
 
