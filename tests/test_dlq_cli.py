@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 
 from cdc.apply import Replicator
 from cdc.cli import main
+from cdc.commands.dlq import display_width
 from cdc.config import load_settings
 from cdc.retry import Deadline
 from tests.factories import FakeContext, insert, modify
@@ -230,6 +231,41 @@ def test_list_json_is_one_object_per_line(cli: Callable[..., Run], letters: Lett
     assert nul["attempts"] == 1
     assert isinstance(nul["last_failed_at"], str)
     assert nul["last_failed_at"][:2] == "20"
+    # the keys are an object, as in the record, not JSON text inside JSON
+    assert nul["keys"] == {"Id": 1}
+    malformed = next(o for o in objects if o["id"] == letters.malformed_4)
+    assert malformed["keys"] is None
+
+
+def test_list_columns_line_up_whatever_the_keys(cli: Callable[..., Run], letters: Letters) -> None:
+    # GIVEN letters whose keys take two columns a character (CJK), none (a combining
+    # accent), or hold a tab
+    wide = [
+        insert({"City": "東京タワー"}, BASE + 11, {"note": "x\x00"}, table="Places"),
+        insert({"City": "Cafe\u0301"}, BASE + 12, {"note": "y\x00"}, table="Places"),
+        insert({"City": "tab\there"}, BASE + 13, {"note": "z\x00"}, table="Places"),
+    ]
+    assert process(wide).dead_lettered == 3
+    # WHEN they are listed
+    lines = cli("dlq", "list").out.splitlines()
+    # THEN every column starts where its header does, on the screen
+    header = lines[0]
+    for column in ("STATUS", "TABLE", "KEYS", "LAST FAILED", "ERROR"):
+        start = display_width(header[: header.index(column)])
+        for line in lines[1:]:
+            words = line.split("  ")
+            assert "\t" not in line
+            before = {
+                "STATUS": "pending",
+                "TABLE": "Places" if "City" in line else None,
+                "KEYS": '{"City"' if "City" in line else None,
+                "LAST FAILED": "20",
+                "ERROR": "nul: " if "City" in line else None,
+            }[column]
+            if before is None:
+                continue
+            assert before in line, (column, line)
+            assert display_width(line[: line.index(before)]) == start, (column, line, words)
 
 
 # --- show -----------------------------------------------------------------------------
