@@ -7,6 +7,7 @@ it: CDC_DATABASE_URL, CDC_SCHEMA and a CDC_CONFIG TOML file.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,6 @@ from sqlalchemy import Engine, text
 
 from cdc.apply import Replicator
 from cdc.cli import main
-from cdc.commands.dlq import display_width
 from cdc.config import load_settings
 from cdc.retry import Deadline
 from tests.factories import FakeContext, insert, modify
@@ -235,6 +235,14 @@ def test_list_json_is_one_object_per_line(cli: Callable[..., Run], letters: Lett
     assert nul["keys"] == {"Id": 1}
     malformed = next(o for o in objects if o["id"] == letters.malformed_4)
     assert malformed["keys"] is None
+
+
+def display_width(text: str) -> int:
+    """Columns a terminal gives `text` (wide CJK two, combining marks none)."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
 
 
 def test_list_columns_line_up_whatever_the_keys(cli: Callable[..., Run], letters: Letters) -> None:
