@@ -434,7 +434,10 @@ def test_cli_tail_once_against_moto(clients, pg_engine, pg_schema, monkeypatch, 
     monkeypatch.setenv("CDC_SCHEMA", pg_schema)
 
     assert cli.main(["tail", arn, "--once", "--poll-interval", "0", "--json"]) == 0
-    stats = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    stats = json.loads(captured.out)
+    # where it writes, as every command says (password masked)
+    assert captured.err.startswith("database: postgresql+psycopg://")
     assert stats["records"] == 4 and stats["failed_batches"] == 0
     state = rows(pg_engine, pg_schema)
     assert state[1][2] is True and state[1][0] == {"Id": 1, "b": "AA==", "n": Decimal("1.1")}
