@@ -59,8 +59,11 @@ def put(server: MotoServer, *ids: str, table: str = "Orders") -> None:
 def replica_ids(engine: Engine, schema: str, table: str = "orders") -> set[str]:
     with engine.connect() as conn:
         exists = conn.execute(
-            text("select count(*) from information_schema.tables where table_schema = :s"),
-            {"s": schema},
+            text(
+                "select count(*) from information_schema.tables "
+                "where table_schema = :s and table_name = :t"
+            ),
+            {"s": schema, "t": table},
         ).scalar_one()
         if not exists:
             return set()
