@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 
 class AwsErrorKind(Enum):
-    """What an error from an AWS call asks of the caller (README, "Failure handling").
+    """What an error from an AWS call asks of the caller (README, "Commands").
 
     * THROTTLING: slow down; the same request succeeds later.
     * TRANSIENT: the network or AWS is having a moment (connection refused or reset, a

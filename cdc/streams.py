@@ -231,9 +231,7 @@ class StreamReader:
             if start is not None:
                 kwargs["ExclusiveStartShardId"] = start
             try:
-                response = self._call(
-                    self.client.describe_stream, attempts=attempts or self._attempts, **kwargs
-                )
+                response = self._call(self.client.describe_stream, attempts, **kwargs)
             except ShardNotFound:
                 raise StreamNotFound(
                     f"DynamoDB stream {self.arn} does not exist (region "
@@ -312,8 +310,8 @@ class StreamReader:
 
 
 def jittered_backoff(failures: int) -> float:
-    """Seconds to wait after `failures` failures in a row: doubling from 1 s up to a
-    minute, with jitter so several readers do not retry in step."""
+    """Seconds to wait after `failures` failures in a row: doubling from about a second
+    up to a minute, with jitter so several readers do not retry in step."""
     return float(random.uniform(0.5, 1.0) * min(60.0, 0.5 * 2**failures))  # noqa: S311
 
 
