@@ -375,3 +375,11 @@ def test_verify_json_prints_numbers_as_numbers(
     assert report["missing"] == 1
     assert report["examples"]["missing"] == [{"key": {"pk": "user#3", "sk": 7}}]
     assert '"sk":7' in out.replace(" ", "")
+
+
+@pytest.mark.parametrize("option", ["--rate=0", "--rate=-5", "--page-size=0"])
+def test_rate_and_page_size_must_be_positive(option, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["verify", "Events", option])
+    assert exit_.value.code == 2
+    assert "must be" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from cdc.commands.backfill import _positive_float, _positive_int
 from cdc.config import Settings
 
 if TYPE_CHECKING:
@@ -52,9 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="wait this long before reading candidate differences again (default 5)",
     )
     parser.add_argument(
-        "--rate", type=float, metavar="ITEMS_PER_S", help="read at most this many items per second"
+        "--rate",
+        type=_positive_float,
+        metavar="ITEMS_PER_S",
+        help="read at most this many items per second (Scan pages capped to one second's worth)",
     )
-    parser.add_argument("--page-size", type=int, metavar="N", help="items per Scan page")
+    parser.add_argument("--page-size", type=_positive_int, metavar="N", help="items per Scan page")
     parser.add_argument("--seed", type=int, help="random seed for --sample (reproducible runs)")
     parser.add_argument("--region", help="AWS region (default: from the ARN or the environment)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
