@@ -448,12 +448,63 @@ class Verifier:
         else:
             differences = [c.difference for c in found.candidates]
             report.counts = found.counts
+        moved = len(self._dead_lettered(differences))
+        report.counts["missing"] -= moved
+        report.counts["unreplicable"] += moved
         for difference in [*found.kept, *differences]:
             examples = report.examples[difference.kind]
             if len(examples) < self.max_examples:
                 examples.append(difference)
         report.seconds = time.monotonic() - started
         return report
+
+    def _dead_lettered(self, differences: Sequence[Difference]) -> list[Difference]:
+        """The missing items the stream (or a backfill) dead-lettered: a pending dead
+        letter of this table with the same key says why the replica lacks them. They
+        become unreplicable, naming the letter; returns those changed."""
+        missing = [d for d in differences if d.kind == "missing"]
+        if not missing:
+            return []
+        letters = self._pending_letters()
+        changed = []
+        for difference in missing:
+            letter = letters.get(_canonical(difference.key))
+            if letter is not None:
+                difference.kind = "unreplicable"
+                difference.detail = letter
+                changed.append(difference)
+        return changed
+
+    def _pending_letters(self) -> dict[Any, str]:
+        """This table's pending dead letters by key (plain JSON, compared as `same`
+        does), each as "dead letter ID: CLASS: MESSAGE"."""
+        from cdc.bookkeeping import tables
+
+        letters = tables(self.settings.schema)["cdc_dead_letters"]
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(letters.name, schema=letters.schema):
+                return {}
+            query = (
+                select(
+                    letters.c.id,
+                    letters.c["keys"].label("letter_keys"),
+                    letters.c.error_class,
+                    letters.c.error_message,
+                )
+                .where(letters.c.status == "pending", letters.c.source_table == self.source.name)
+                .order_by(letters.c.id)
+            )
+            found: dict[Any, str] = {}
+            for row in conn.execute(query):
+                if row.letter_keys is None:
+                    continue
+                try:
+                    key = loads(row.letter_keys)
+                except ValueError:
+                    continue
+                message = f"dead letter {row.id}: {row.error_class}: {row.error_message}"
+                found[_canonical(key)] = message  # the newest letter of a key wins
+            return found
 
     def _source_pass(self, report: VerifyReport, found: _Found, *, exists: bool) -> set[Key]:
         """Source → replica: every (sampled) source item has its row, with its values.

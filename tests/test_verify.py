@@ -383,3 +383,28 @@ def test_rate_and_page_size_must_be_positive(option, capsys):
         cli.main(["verify", "Events", option])
     assert exit_.value.code == 2
     assert "must be" in capsys.readouterr().err
+
+
+def test_a_missing_item_with_a_pending_dead_letter_is_unreplicable(
+    clients, table, pg_engine, pg_settings, pg_schema
+):
+    from tests.factories import record
+
+    # GIVEN the stream dead-lettered a change of (user#1, 5) whose row is not there, and
+    # another row is missing for no known reason
+    bad = record(
+        "MODIFY", {"pk": "user#1", "sk": 5}, 10**20, new={"pk": "user#1", "sk": 5}, table="Events"
+    )
+    bad["dynamodb"]["NewImage"]["on"] = {"BOOL": "yes"}
+    assert Replicator(pg_engine, pg_settings).process([bad]).dead_lettered == 1
+    sql(pg_engine, f'delete from "{pg_schema}".events where sk in (5, 6)')
+
+    report = run_verify(clients, pg_engine, pg_settings)
+
+    # THEN the first is unreplicable, naming its letter; the second is missing
+    assert report.counts["missing"] == 1 and report.counts["unreplicable"] == 1, report.counts
+    assert [d.key for d in report.examples["missing"]] == [{"pk": "user#2", "sk": 6}]
+    (difference,) = report.examples["unreplicable"]
+    assert difference.key == {"pk": "user#1", "sk": 5}
+    assert difference.detail.startswith("dead letter ")
+    assert "decode" in difference.detail and "BOOL" in difference.detail
