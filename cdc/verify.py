@@ -16,7 +16,8 @@ and two more, told apart from missing and extra because their cause is known:
 
 * unreplicable: the item cannot be applied (the mapping rejects it, or its key is
   longer than the replica's key column holds: MySQL/MariaDB keys hold 384
-  characters); the stream dead-lettered it. Still a difference (the replica lacks it);
+  characters), or it is missing and a pending dead letter of its key says why. Still
+  a difference (the replica lacks it);
 * kept, which is no difference: a live row of a table with `ttl_deletes = "ignore"`
   whose source item is gone and whose TTL attribute (DescribeTimeToLive) is in the
   past: DynamoDB's TTL deleted it and the replica kept it on purpose. The replica
