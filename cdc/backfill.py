@@ -396,10 +396,17 @@ class Backfill:
                     for future in futures:
                         future.cancel()
                     raise
-                for future, segment in sorted(futures.items(), key=lambda f: f[1]):
-                    if not future.cancelled() and future.exception() is not None:
-                        error = future.exception()
-                        report.errors.append(f"segment {segment}: {error}")
+                failed = [
+                    (segment, error)
+                    for future, segment in sorted(futures.items(), key=lambda f: f[1])
+                    if not future.cancelled() and (error := future.exception()) is not None
+                ]
+                for segment, error in failed:
+                    if aws.classify(error) is aws.AwsErrorKind.SETUP:
+                        # A missing permission or a bad credential is the same for every
+                        # segment: one error for the CLI to explain in one line.
+                        raise error
+                    report.errors.append(f"segment {segment}: {error}")
         finally:
             if self.progress is not None:
                 self.progress.close()

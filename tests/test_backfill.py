@@ -487,3 +487,36 @@ def test_a_tombstone_keeps_a_hard_deleted_row_from_coming_back(
     # THEN the tombstone wins: item 1 stays deleted
     assert report.complete and (report.applied, report.stale) == (2, 1)
     assert sorted(replica(pg_engine, pg_schema)) == [0, 2]
+
+
+class Denied:
+    """A DynamoDB client that may describe the table but not Scan it."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def scan(self, **kwargs):
+        from botocore.exceptions import ClientError
+
+        raise ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": "not authorized: Scan"}},
+            "Scan",
+        )
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_a_setup_mistake_in_the_segments_is_raised_once_for_the_cli(
+    clients, pg_engine, pg_settings
+):
+    from botocore.exceptions import ClientError
+
+    from cdc.aws import explain
+
+    make_table(clients, count=4, stream=False)
+    client = Denied(clients.dynamodb())
+    source = describe_table(client, "Orders")
+    with pytest.raises(ClientError) as raised:
+        Backfill(client, source, pg_engine, pg_settings, BackfillOptions(segments=4)).run()
+    assert (explain(raised.value) or "").startswith("AWS denied Scan")
