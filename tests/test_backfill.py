@@ -512,11 +512,11 @@ def test_a_setup_mistake_in_the_segments_is_raised_once_for_the_cli(
 ):
     from botocore.exceptions import ClientError
 
-    from cdc.aws import explain
-
     make_table(clients, count=4, stream=False)
     client = Denied(clients.dynamodb())
     source = describe_table(client, "Orders")
     with pytest.raises(ClientError) as raised:
         Backfill(client, source, pg_engine, pg_settings, BackfillOptions(segments=4)).run()
+    from cdc.aws import explain
+
     assert (explain(raised.value) or "").startswith("AWS denied Scan")
