@@ -2,7 +2,7 @@
 
 boto3 is imported inside functions only. The Lambda handler never needs it unless an
 AWS feature is configured, and importing boto3 costs a cold start ~0.3 s, so nothing the
-handler imports may import it at module level (DESIGN §1).
+handler imports may import it at module level.
 
 The low-level clients hand back AttributeValues almost as the wire carries them, with
 one difference that matters here: botocore decodes binary (`B`, `BS`) into `bytes`,
@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -32,6 +33,26 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
     from mypy_boto3_sqs import SQSClient
 
+# --- errors: the one place AWS errors are classified ------------------------------------
+
+
+class AwsErrorKind(Enum):
+    """What an error from an AWS call asks of the caller (README, "Commands").
+
+    * THROTTLING: slow down; the same request succeeds later.
+    * TRANSIENT: the network or AWS is having a moment (connection refused or reset, a
+      timeout, a 5xx); the same request succeeds later.
+    * SETUP: a mistake a person must fix (no region, no or bad credentials, a missing
+      permission, a table, stream or queue that does not exist); retrying cannot help.
+    * PERMANENT: anything else, e.g. a request AWS says is invalid; retrying cannot help.
+    """
+
+    THROTTLING = "throttling"
+    TRANSIENT = "transient"
+    SETUP = "setup"
+    PERMANENT = "permanent"
+
+
 # Errors that say "slow down", not "you are wrong". botocore's standard retry mode
 # already retries them a few times; callers that must keep going (tail) retry more.
 THROTTLING_CODES = frozenset(
@@ -42,15 +63,66 @@ THROTTLING_CODES = frozenset(
         "RequestLimitExceeded",
         "LimitExceededException",
         "TooManyRequestsException",
+        "SlowDown",
     }
 )
 # Server-side hiccups worth retrying like throttling.
-TRANSIENT_CODES = THROTTLING_CODES | {
-    "InternalServerError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-}
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalServerError",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+CREDENTIAL_CODES = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "AuthFailure",
+    }
+)
+PERMISSION_CODES = frozenset({"AccessDeniedException", "AccessDenied"})
+NOT_FOUND_CODES = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+    }
+)
+SETUP_CODES = CREDENTIAL_CODES | PERMISSION_CODES | NOT_FOUND_CODES
+
+# botocore exceptions, matched by class name anywhere in the exception's MRO so
+# botocore stays unimported until a client is made (the handler's cold start).
+# Every network failure derives from botocore's `ConnectionError` (refused, DNS,
+# connect timeout, proxy, TLS) or `HTTPClientError` (read timeout, connection closed,
+# a response cut short); Python's own ConnectionError (reset, broken pipe) is one too.
+_NETWORK_CLASSES = frozenset({"ConnectionError", "HTTPClientError", "IncompleteReadError"})
+_REGION_CLASSES = frozenset({"NoRegionError", "InvalidRegionError"})
+_CREDENTIAL_CLASSES = frozenset(
+    {
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "CredentialRetrievalError",
+        "ProfileNotFound",
+        "TokenRetrievalError",
+        "SSOError",
+        "NoAuthTokenError",
+    }
+)
+_ENDPOINT_CLASSES = frozenset(
+    {"UnknownEndpointError", "EndpointResolutionError", "InvalidEndpointConfigurationError"}
+)
+_SETUP_CLASSES = _REGION_CLASSES | _CREDENTIAL_CLASSES | _ENDPOINT_CLASSES | {"InvalidConfigError"}
 
 log = logging.getLogger("cdc.aws")
 
@@ -87,17 +159,110 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
+def _class_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _http_status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        metadata = response.get("ResponseMetadata")
+        if isinstance(metadata, Mapping):
+            status = metadata.get("HTTPStatusCode")
+            return status if isinstance(status, int) else None
+    return None
+
+
+def classify(exc: BaseException) -> AwsErrorKind:
+    """The kind of an error from an AWS call: the only place cdc decides it."""
+    code = error_code(exc)
+    if code is not None:
+        if code in THROTTLING_CODES:
+            return AwsErrorKind.THROTTLING
+        if code in TRANSIENT_CODES:
+            return AwsErrorKind.TRANSIENT
+        if code in SETUP_CODES:
+            return AwsErrorKind.SETUP
+        status = _http_status(exc)
+        if status is not None and status >= 500:
+            return AwsErrorKind.TRANSIENT
+        return AwsErrorKind.PERMANENT
+    names = _class_names(exc)
+    if names & _NETWORK_CLASSES:
+        return AwsErrorKind.TRANSIENT
+    if names & _SETUP_CLASSES:
+        return AwsErrorKind.SETUP
+    return AwsErrorKind.PERMANENT
+
+
 def is_throttling(exc: BaseException) -> bool:
-    return error_code(exc) in THROTTLING_CODES
+    return classify(exc) is AwsErrorKind.THROTTLING
 
 
 def is_transient(exc: BaseException) -> bool:
     """Throttling, a 5xx, or the network: worth retrying the same request later."""
-    if error_code(exc) in TRANSIENT_CODES:
-        return True
-    # botocore's connection errors (EndpointConnectionError, ReadTimeoutError, ...)
-    # all derive from this class; matched by name so botocore stays unimported.
-    return any(cls.__name__ == "HTTPClientError" for cls in type(exc).__mro__)
+    return classify(exc) in (AwsErrorKind.THROTTLING, AwsErrorKind.TRANSIENT)
+
+
+def is_network(exc: BaseException) -> bool:
+    """The network failed (as opposed to AWS answering with an error)."""
+    return error_code(exc) is None and bool(_class_names(exc) & _NETWORK_CLASSES)
+
+
+class AwsSetupError(CdcError):
+    """An AWS setup mistake (region, credentials, endpoint, permission, a name): the
+    message is one line saying what to fix."""
+
+
+def explain(exc: BaseException) -> str | None:
+    """One line saying what to fix, for an AWS setup mistake or an endpoint that could
+    not be reached (after the retries); None for anything else. Never prints secrets:
+    botocore's messages name variables and endpoints, not their values."""
+    names = _class_names(exc)
+    code = error_code(exc)
+    if names & _REGION_CLASSES:
+        return (
+            "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or the region of "
+            "AWS_PROFILE), pass --region, or give an ARN, which names its region"
+        )
+    if names & _CREDENTIAL_CLASSES:
+        return (
+            f"no usable AWS credentials ({exc}): set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run where a role is available"
+        )
+    if names & _ENDPOINT_CLASSES:
+        return f"no AWS endpoint ({exc}): check AWS_REGION and AWS_ENDPOINT_URL"
+    if code is None and names & _NETWORK_CLASSES:
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url")
+        where = f" at {endpoint}" if endpoint else ""
+        return (
+            f"cannot reach AWS{where} ({exc}): check AWS_ENDPOINT_URL (and "
+            "AWS_ENDPOINT_URL_<SERVICE>), the region and the network"
+        )
+    if code in CREDENTIAL_CODES:
+        return (
+            f"AWS rejected the credentials ({code}: {_message(exc)}): check "
+            "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or AWS_PROFILE"
+        )
+    if code in PERMISSION_CODES:
+        return (
+            f"AWS denied {_operation(exc)} ({_message(exc)}): grant that permission to "
+            "the role or user cdc runs as"
+        )
+    if code in NOT_FOUND_CODES:
+        return f"{_operation(exc)}: {_message(exc)}: check the name or ARN and its region"
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, Mapping) else None
+    message = error.get("Message") if isinstance(error, Mapping) else None
+    return str(message) if message else str(exc)
+
+
+def _operation(exc: BaseException) -> str:
+    return str(getattr(exc, "operation_name", None) or "the request")
 
 
 def call(
@@ -105,18 +270,23 @@ def call(
     *,
     attempts: int = 8,
     sleep: Callable[[float], None] = time.sleep,
+    quiet: bool = False,
     **kwargs: Any,
 ) -> Any:
-    """Call an AWS operation, retrying throttling and server errors with exponential
-    backoff and full jitter (on top of botocore's own few retries): a long scan or a
-    tail must ride out a busy table, not die on it."""
+    """Call an AWS operation, retrying throttling, server errors and network failures
+    with exponential backoff and full jitter (on top of botocore's own few retries): a
+    long scan or a tail must ride out a busy table or a network blip, not die on it.
+    Setup mistakes and permanent errors are raised at once. `quiet` logs the retries
+    at INFO (shown with -v): a command's first call, whose failure is reported anyway."""
     name = getattr(operation, "__name__", "call")
+    level = logging.INFO if quiet else logging.WARNING
     retrying = Retrying(
         retry=retry_if_exception(is_transient),
         wait=wait_random_exponential(multiplier=0.2, max=10),
         stop=stop_after_attempt(attempts),
         sleep=sleep,
-        before_sleep=lambda state: log.warning(
+        before_sleep=lambda state: log.log(
+            level,
             "%s throttled or unavailable (attempt %d), retrying: %s",
             name,
             state.attempt_number,
@@ -277,12 +447,23 @@ def table_name_and_region(table: str) -> tuple[str, str | None]:
     return parsed.resource.split("/")[1], parsed.region or None
 
 
-def describe_table(client: DynamoDBClient, name: str) -> SourceTable:
+STARTUP_ATTEMPTS = 3  # the first call of a command: then a network error is a setup mistake
+
+
+def describe_table(
+    client: DynamoDBClient, name: str, attempts: int = STARTUP_ATTEMPTS
+) -> SourceTable:
+    """The table, as the first contact of a command with AWS: a network error is retried
+    `attempts` times, then reported (`explain` says which endpoint could not be reached)."""
     try:
-        table = call(client.describe_table, TableName=name)["Table"]
+        table = call(client.describe_table, attempts=attempts, quiet=True, TableName=name)["Table"]
     except Exception as exc:
         if error_code(exc) == "ResourceNotFoundException":
-            raise CdcError(f"DynamoDB table {name!r} does not exist (in this region)") from None
+            region = getattr(getattr(client, "meta", None), "region_name", None) or "?"
+            raise AwsSetupError(
+                f"DynamoDB table {name!r} does not exist in region {region}: check the "
+                "table name and the region (--region, AWS_REGION, or give the table ARN)"
+            ) from None
         raise
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
     schema = sorted(table["KeySchema"], key=lambda k: 0 if k["KeyType"] == "HASH" else 1)

@@ -62,12 +62,15 @@ class BackfillOptions:
     workers: int = 8  # threads; segments beyond this wait their turn
 
     def scan_limit(self) -> int | None:
-        if self.page_size is not None:
-            return self.page_size
-        if self.rate is not None:
-            # Pages of about a second's worth keep the rate smooth.
-            return max(1, min(1000, int(self.rate)))
-        return None
+        return scan_limit(self.page_size, self.rate)
+
+
+def scan_limit(page_size: int | None, rate: float | None) -> int | None:
+    """Scan's Limit: the page size asked for, at most a second's worth at `rate` (a
+    page is reserved whole before it is read, so it must fit the rate)."""
+    if rate is None:
+        return page_size
+    return max(1, min(page_size or 1000, int(rate)))
 
 
 def backfill_record(
@@ -94,11 +97,15 @@ def backfill_record(
 
 
 class RateLimiter:
-    """A token bucket shared by all segments: at most `rate` items per second on
-    average, with at most one second's worth in a burst.
+    """At most `rate` items per second, all segments (threads) together, from the first
+    item on: by any time t after the limiter was made, at most rate * t items have been
+    asked for.
 
-    A Scan page's size is known only after it is read, so a page is charged after the
-    fact and the next Scan waits until the bucket is out of debt.
+    A request reserves its items before it is sent (`acquire`, with the page size,
+    which `BackfillOptions.scan_limit` caps to one second's worth) and waits until that
+    many items' worth of time has passed since the previous reservation ended; a page
+    that brings fewer items than reserved gives the rest back (`refund`). No burst is
+    saved up while idle: the rate holds over every interval, not just on average.
     """
 
     def __init__(
@@ -112,32 +119,29 @@ class RateLimiter:
         self.rate = rate
         self._clock = clock
         self._sleep = sleep
-        self._tokens = rate
-        self._last = clock()
+        self._next = clock()  # when the items reserved so far are paid for
         self._lock = threading.Lock()
 
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-
-    def wait(self, stop: threading.Event | None = None) -> None:
+    def acquire(self, items: int, stop: threading.Event | None = None) -> bool:
+        """Wait until `items` may be read; False if `stop` was set meanwhile."""
+        with self._lock:
+            self._next = max(self._clock(), self._next) + items / self.rate
+            wake = self._next
         while True:
-            with self._lock:
-                self._refill()
-                if self._tokens >= 0:
-                    return
-                delay = -self._tokens / self.rate
+            delay = wake - self._clock()
+            if delay <= 0:
+                return True
             if stop is not None:
                 if stop.wait(delay):
-                    return
+                    return False
             else:
                 self._sleep(delay)
 
-    def charge(self, items: int) -> None:
-        with self._lock:
-            self._refill()
-            self._tokens -= items
+    def refund(self, items: int) -> None:
+        """Give back what a request reserved and did not get (a short page)."""
+        if items > 0:
+            with self._lock:
+                self._next -= items / self.rate
 
 
 # --- progress -------------------------------------------------------------------------
@@ -367,6 +371,7 @@ class Backfill:
         ensure_bookkeeping(self.engine, self.settings.schema)
         report = BackfillReport(self.source.name, self.options.segments)
         rows = self._prepare()
+        report.segments = len(rows)  # a completed backfill's own count, whatever was asked
         report.items_total = sum(r.items_written for r in rows.values())
         report.segments_done = sum(1 for r in rows.values() if r.done)
         pending = sorted(s for s, r in rows.items() if not r.done)
@@ -391,10 +396,17 @@ class Backfill:
                     for future in futures:
                         future.cancel()
                     raise
-                for future, segment in sorted(futures.items(), key=lambda f: f[1]):
-                    if not future.cancelled() and future.exception() is not None:
-                        error = future.exception()
-                        report.errors.append(f"segment {segment}: {error}")
+                failed = [
+                    (segment, error)
+                    for future, segment in sorted(futures.items(), key=lambda f: f[1])
+                    if not future.cancelled() and (error := future.exception()) is not None
+                ]
+                for segment, error in failed:
+                    if aws.classify(error) is aws.AwsErrorKind.SETUP:
+                        # A missing permission or a bad credential is the same for every
+                        # segment: one error for the CLI to explain in one line.
+                        raise error
+                    report.errors.append(f"segment {segment}: {error}")
         finally:
             if self.progress is not None:
                 self.progress.close()
@@ -411,6 +423,10 @@ class Backfill:
         rows = self.store.load()
         if not rows:
             return self.store.create(segments)
+        if all(r.done for r in rows.values()):
+            # Complete: whatever --segments says now, there is nothing to resume, and
+            # the report says so (--restart scans again).
+            return rows
         totals = {r.total_segments for r in rows.values()}
         if totals != {segments} or len(rows) != segments:
             found = ", ".join(str(t) for t in sorted(totals))
@@ -428,10 +444,12 @@ class Backfill:
         last_key = row.last_key
         limit = self.options.scan_limit()
         while not self.stop.is_set():
-            if self.limiter is not None:
-                self.limiter.wait(self.stop)
-                if self.stop.is_set():
-                    return
+            if (
+                self.limiter is not None
+                and limit is not None
+                and not self.limiter.acquire(limit, self.stop)
+            ):
+                return
             kwargs: dict[str, Any] = {
                 "TableName": self.source.name,
                 "Segment": row.segment,
@@ -444,8 +462,8 @@ class Backfill:
                 kwargs["Limit"] = limit
             page = aws.call(self.client.scan, **kwargs)
             items: Sequence[dict[str, Any]] = page.get("Items", [])
-            if self.limiter is not None:
-                self.limiter.charge(len(items))
+            if self.limiter is not None and limit is not None:
+                self.limiter.refund(limit - len(items))
             records = [backfill_record(item, self.source, self.stream_arn) for item in items]
             if self.before_write is not None:
                 self.before_write(row.segment, records)

@@ -8,6 +8,7 @@ import importlib
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 from datetime import timedelta
 from types import ModuleType
@@ -49,7 +50,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
         epilog="The database comes from CDC_DATABASE_URL (or the TOML file named by "
         f"CDC_CONFIG); without one, the CLI uses {DEFAULT_CLI_URL}.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and details")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log details; a traceback with errors"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     by_name = {}
     for module in _commands():
@@ -57,6 +60,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
             module.NAME, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP)
         )
         module.add_arguments(sub)
+        # Also after the command (`cdc tail ARN -v`); SUPPRESS keeps an absent flag
+        # from overwriting one given before the command.
+        sub.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
         by_name[module.NAME] = module
     return parser, by_name
 
@@ -73,13 +85,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(default_url=DEFAULT_CLI_URL)
         return int(commands[args.command].run(settings, args))
     except CdcError as exc:
-        print(f"cdc: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"cdc: error: {exc}", 2, args.verbose)
     except SQLAlchemyError as exc:
         # The driver's message, never SQLAlchemy's echo of statements and parameters.
         kind, message = describe(exc)
-        print(f"cdc: database error: {kind}: {message}", file=sys.stderr)
-        return 2
+        return _fail(f"cdc: database error: {kind}: {message}", 2, args.verbose)
     except KeyboardInterrupt:
         print("cdc: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from cdc.aws import explain
+
+        # An AWS setup mistake (region, credentials, endpoint, a name) is one line
+        # saying what to fix; anything else is a bug or an outage we could not ride
+        # out: one line too, and the traceback with -v.
+        setup = explain(exc)
+        if setup is not None:
+            return _fail(f"cdc: error: {setup}", 2, args.verbose)
+        return _fail(
+            f"cdc: unexpected error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
+            1,
+            args.verbose,
+        )
+
+
+def _fail(message: str, code: int, verbose: bool) -> int:
+    """Report an error on one line of stderr; with -v, its traceback first."""
+    if verbose:
+        traceback.print_exc(file=sys.stderr)
+    print(message.replace("\r", " ").replace("\n", " "), file=sys.stderr)
+    return code

@@ -66,6 +66,10 @@ class ShardNotFound(StreamError):
     """The stream or shard no longer exists (disabled stream, shard past retention)."""
 
 
+class StreamNotFound(StreamError):
+    """DescribeStream says the stream does not exist: a wrong ARN, or a disabled stream."""
+
+
 @dataclass(frozen=True, slots=True)
 class Shard:
     shard_id: str
@@ -190,12 +194,20 @@ class StreamReader:
         self._attempts = attempts
         self._sleep = sleep
 
-    def _call(self, operation: Callable[..., Any], **kwargs: Any) -> Any:
+    def _call(
+        self, operation: Callable[..., Any], attempts: int | None = None, **kwargs: Any
+    ) -> Any:
         # GetRecords allows 5 calls per second per shard, shared with every other
-        # reader (a Lambda mapping on the same stream): throttling is retried with
-        # backoff; the errors a reader must act on become StreamErrors.
+        # reader (a Lambda mapping on the same stream): throttling and network errors
+        # are retried with backoff; the errors a reader must act on become StreamErrors.
         try:
-            return aws.call(operation, attempts=self._attempts, sleep=self._sleep, **kwargs)
+            return aws.call(
+                operation,
+                attempts=attempts or self._attempts,
+                sleep=self._sleep,
+                quiet=attempts is not None,
+                **kwargs,
+            )
         except Exception as exc:
             code = aws.error_code(exc)
             if code == "ExpiredIteratorException":
@@ -206,8 +218,11 @@ class StreamReader:
                 raise ShardNotFound(str(exc)) from exc
             raise
 
-    def describe(self) -> StreamInfo:
-        """The stream and all its shards (DescribeStream pages 100 shards at a time)."""
+    def describe(self, attempts: int | None = None) -> StreamInfo:
+        """The stream and all its shards (DescribeStream pages 100 shards at a time).
+
+        `attempts` bounds the retries of throttling and network errors (default: the
+        reader's); a stream that does not exist is a `StreamNotFound` naming the ARN."""
         shards: list[Shard] = []
         start: str | None = None
         description: Mapping[str, Any] = {}
@@ -215,7 +230,14 @@ class StreamReader:
             kwargs: dict[str, Any] = {"StreamArn": self.arn}
             if start is not None:
                 kwargs["ExclusiveStartShardId"] = start
-            response = self._call(self.client.describe_stream, **kwargs)
+            try:
+                response = self._call(self.client.describe_stream, attempts, **kwargs)
+            except ShardNotFound:
+                raise StreamNotFound(
+                    f"DynamoDB stream {self.arn} does not exist (region "
+                    f"{aws.region_of(self.arn) or '?'}): check the ARN (the table's "
+                    "LatestStreamArn) and that the table's stream is enabled"
+                ) from None
             description = response["StreamDescription"]
             shards.extend(Shard.parse(s) for s in description.get("Shards", []))
             start = description.get("LastEvaluatedShardId")
@@ -285,6 +307,12 @@ class StreamReader:
             if sequence_int(records[-1]) >= high:
                 return found
         return found  # the shard closed before `last`: that was all of it
+
+
+def jittered_backoff(failures: int) -> float:
+    """Seconds to wait after `failures` failures in a row: doubling from about a second
+    up to a minute, with jitter so several readers do not retry in step."""
+    return float(random.uniform(0.5, 1.0) * min(60.0, 0.5 * 2**failures))  # noqa: S311
 
 
 # --- stopping cleanly ---------------------------------------------------------------
@@ -382,6 +410,13 @@ class Tail:
     clock: Callable[[], float] = time.monotonic
     status_interval: float | None = None
     on_status: Callable[[TailStats], None] | None = None
+    # The first DescribeStream is the first contact with AWS: a network error is
+    # retried this often, then reported as a setup mistake (an endpoint that cannot be
+    # reached). Once the stream was read, network errors are retried for as long as
+    # they last, with backoff: an outage of AWS is ridden out like one of the database.
+    startup_attempts: int = 3
+    on_started: Callable[[], None] | None = None  # after the first DescribeStream
+    backoff: Callable[[int], float] = field(default=jittered_backoff)  # failures -> seconds
 
     def __post_init__(self) -> None:
         self.stats = TailStats()
@@ -391,6 +426,8 @@ class Tail:
         self._first_describe = True
         self._last_describe = 0.0
         self._must_describe = True
+        self._describe_failures = 0
+        self._describe_not_before = 0.0
 
     @property
     def arn(self) -> str:
@@ -409,9 +446,13 @@ class Tail:
             now = self.clock()
             if until is not None and now >= until:
                 break
-            if self._must_describe or now - self._last_describe >= self.refresh_interval:
-                self._describe()
-            if once and (self._caught_up() or self.stats.failed_batches):
+            if self._describe_due(now):
+                self._describe_or_wait(now)
+            # (Not caught up while the stream is to be described again: a shard read
+            # to its end may have children not listed yet.)
+            if once and (
+                self.stats.failed_batches or (not self._must_describe and self._caught_up())
+            ):
                 break
             if next_status is not None and now >= next_status and self.on_status:
                 self.on_status(self._status())
@@ -419,7 +460,7 @@ class Tail:
             ready = [s for s in self._active.values() if s.not_before <= now]
             if not ready:
                 wake = min((s.not_before for s in self._active.values()), default=now + 1)
-                wake = min(wake, self._last_describe + self.refresh_interval)
+                wake = min(wake, self._next_describe(now))
                 if until is not None:
                     wake = min(wake, until)
                 self.stop.wait(max(0.0, wake - now))
@@ -452,8 +493,35 @@ class Tail:
         with replicator.engine.connect() as conn:
             return {row.shard_id: int(row.last_sequence) for row in conn.execute(query)}
 
-    def _describe(self) -> None:
-        info = self.reader.describe()
+    def _next_describe(self, now: float) -> float:
+        due = now if self._must_describe else self._last_describe + self.refresh_interval
+        return max(due, self._describe_not_before)
+
+    def _describe_due(self, now: float) -> bool:
+        return self._next_describe(now) <= now
+
+    def _describe_or_wait(self, now: float) -> None:
+        """Describe the stream; once it was described, a throttled or unreachable
+        DescribeStream is retried later (the shards already known go on being read)."""
+        if self._first_describe:
+            self._describe(self.startup_attempts)
+            if self.on_started is not None:
+                self.on_started()
+            return
+        try:
+            self._describe()
+        except Exception as exc:
+            if not aws.is_transient(exc):
+                raise
+            self._describe_failures += 1
+            delay = self.backoff(self._describe_failures)
+            log.warning("describing stream %s: %s; retrying in %.1fs", self.arn, exc, delay)
+            self._describe_not_before = now + delay
+            return
+        self._describe_failures = 0
+
+    def _describe(self, attempts: int | None = None) -> None:
+        info = self.reader.describe(attempts)
         self._last_describe = self.clock()
         self._must_describe = False
         for shard in info.shards:
@@ -495,7 +563,7 @@ class Tail:
 
     def _backoff(self, state: _ShardState) -> float:
         state.failures += 1
-        return float(random.uniform(0.5, 1.0) * min(60.0, 0.5 * 2**state.failures))  # noqa: S311
+        return self.backoff(state.failures)
 
     def _step(self, state: _ShardState) -> None:
         shard_id = state.shard.shard_id

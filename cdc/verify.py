@@ -3,13 +3,26 @@
 Each source item is turned into the INSERT record Lambda would deliver and through the
 table's own `TableSpec` into the values the replica row should hold, so whatever the
 mapping (document or typed) the comparison is the apply path's, not a second opinion.
-Values are compared in the plain-JSON form (DESIGN §4): numbers exactly, as Decimals.
+Values are compared in the plain-JSON form (README, "Replica tables"): numbers exactly,
+as Decimals.
 
 Three kinds of difference:
 
 * missing: in the source, but no row in the replica or a soft-deleted one;
 * extra: a live row in the replica, not in the source;
-* different: both, but some attribute differs.
+* different: both, but some attribute differs;
+
+and two more, told apart from missing and extra because their cause is known:
+
+* unreplicable: the item cannot be applied (the mapping rejects it, or its key is
+  longer than the replica's key column holds: MySQL/MariaDB keys hold 384
+  characters), or it is missing and a pending dead letter of its key says why. Still
+  a difference (the replica lacks it);
+* kept, which is no difference: a live row of a table with `ttl_deletes = "ignore"`
+  whose source item is gone and whose TTL attribute (DescribeTimeToLive) is in the
+  past: DynamoDB's TTL deleted it and the replica kept it on purpose. The replica
+  does not record which REMOVE it ignored, so the row's own TTL value is the
+  evidence; a row without one is extra.
 
 A live table keeps changing while it is scanned, and the stream takes a moment to
 deliver: what looks different may be a change in flight. Every candidate difference
@@ -29,19 +42,20 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, Text, cast, false, inspect, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.sqltypes import _Binary
 
 from cdc import aws
-from cdc.backfill import RateLimiter, backfill_record
+from cdc.backfill import RateLimiter, backfill_record, scan_limit
 from cdc.config import Settings
 from cdc.decode import dumps, loads, to_plain
 from cdc.errors import RecordError
-from cdc.mapping import DELETED, ITEM, TableSpec
+from cdc.mapping import DELETED, EXTRA, ITEM, TableSpec
 from cdc.records import parse_record
 from cdc.types import JsonDocument, canonical_number
 
@@ -83,7 +97,8 @@ class Difference:
         return out
 
 
-KINDS = ("missing", "extra", "different", "unreplicable")
+KINDS = ("missing", "extra", "different", "unreplicable", "kept")
+NOT_DIFFERENCES = frozenset({"kept"})  # rows the table's options keep on purpose
 
 
 @dataclass
@@ -100,7 +115,7 @@ class VerifyReport:
 
     @property
     def identical(self) -> bool:
-        return not any(self.counts.values())
+        return not any(n for kind, n in self.counts.items() if kind not in NOT_DIFFERENCES)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -156,10 +171,15 @@ class Verifier:
         self.random = random.Random(seed)  # noqa: S311 (sampling, not secrets)
         self.sleep = sleep
         self.stream_arn = source.synthetic_stream_arn(STREAM_LABEL)
+        self.settings = settings
         self.replicator = Replicator(engine, settings)
         self.spec = self._spec()
         self._tags = dict(source.keys)
         self._attribute_of = {k.column: k.attribute for k in self.spec.keys}
+        self.ttl_attribute = (
+            self._ttl_attribute() if self.spec.options.ttl_deletes == "ignore" else None
+        )
+        self.now = time.time  # epoch seconds, to tell an expired TTL
 
     # --- building blocks ----------------------------------------------------------------
 
@@ -171,6 +191,80 @@ class Verifier:
         record = backfill_record(item, self.source, self.stream_arn)
         record["dynamodb"]["NewImage"] = record["dynamodb"]["Keys"]
         return self.replicator.spec_for(parse_record(record, 0))
+
+    def _ttl_attribute(self) -> str | None:
+        """The table's TTL attribute, for `ttl_deletes = "ignore"`: None when TTL was
+        never enabled, or DescribeTimeToLive is not allowed (then a row TTL deleted from
+        the source is reported as extra, with a warning saying why)."""
+        try:
+            response = aws.call(self.client.describe_time_to_live, TableName=self.source.name)
+        except Exception as exc:
+            if aws.classify(exc) is not aws.AwsErrorKind.SETUP:
+                raise
+            log.warning(
+                "cannot read the TTL attribute of %s (%s): rows its TTL deleted and "
+                'ttl_deletes = "ignore" kept will be reported as extra',
+                self.source.name,
+                exc,
+            )
+            return None
+        description = response.get("TimeToLiveDescription") or {}
+        name = description.get("AttributeName")
+        return str(name) if name else None
+
+    def _ttl_value(self, row: Mapping[str, Any]) -> Any:
+        """The TTL attribute's value as the replica row holds it: in `item` (document
+        mode), its own column or `extra` (typed mode); None if not held."""
+        name = self.ttl_attribute
+        if name is None:
+            return None
+        if ITEM in self.spec.value_names:
+            document = _json(row[ITEM])
+            return document.get(name) if isinstance(document, dict) else None
+        config = self.settings.tables.get(self.source.name)
+        for column in config.columns if config is not None else ():
+            if column.attribute == name and column.column in row:
+                return row[column.column]
+        if EXTRA in self.spec.value_names:
+            extra = _json(row[EXTRA])
+            return extra.get(name) if isinstance(extra, dict) else None
+        return None
+
+    def _kept_by_ttl(self, row: Mapping[str, Any]) -> bool:
+        """A live row whose source item is gone, kept on purpose: the table ignores TTL
+        deletes and the row's TTL attribute is in the past."""
+        value = self._ttl_value(row)
+        if isinstance(value, bool) or value is None:
+            return False
+        if isinstance(value, int | float | Decimal):
+            return Decimal(value) <= Decimal(self.now())
+        if isinstance(value, datetime):
+            moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+            return moment.timestamp() <= self.now()
+        return False
+
+    def _key_too_long(self, key: Key) -> str | None:
+        """Why the replica cannot hold this key (a MySQL/MariaDB key column holds 384
+        characters), or None. Such an item is dead-lettered by the apply path."""
+        for name, value in zip(self.spec.key_names, key, strict=True):
+            column_type = self.spec.table.c[name].type
+            length = getattr(column_type, "length", None)
+            if length is None:
+                continue
+            binary = isinstance(column_type, _Binary)
+            if isinstance(value, str):
+                size = len(value.encode("utf-8", "surrogatepass")) if binary else len(value)
+                unit = "bytes" if binary else "characters"
+            elif isinstance(value, bytes | bytearray | memoryview):
+                size, unit = len(bytes(value)), "bytes"
+            else:
+                continue
+            if size > length:
+                return (
+                    f"key column {name!r} holds at most {length} {unit} in this database; "
+                    f"this key has {size}"
+                )
+        return None
 
     def _expected(self, item: Mapping[str, Any]) -> tuple[Key, dict[str, Any]]:
         """(key, values the replica row should hold) for a source item (client form)."""
@@ -249,11 +343,12 @@ class Verifier:
             count = max(1, round(self.sample * SAMPLE_SEGMENTS))
             chosen = sorted(self.random.sample(range(SAMPLE_SEGMENTS), count))
             segments = [(s, SAMPLE_SEGMENTS) for s in chosen]
+        limit = scan_limit(self.page_size, self.limiter.rate if self.limiter else None)
         for segment in segments:
             last_key: Any = None
             while True:
-                if self.limiter is not None:
-                    self.limiter.wait()
+                if self.limiter is not None and limit is not None:
+                    self.limiter.acquire(limit)
                 kwargs: dict[str, Any] = {
                     "TableName": self.source.name,
                     "ConsistentRead": self.consistent,
@@ -262,12 +357,12 @@ class Verifier:
                     kwargs["Segment"], kwargs["TotalSegments"] = segment
                 if last_key is not None:
                     kwargs["ExclusiveStartKey"] = last_key
-                if self.page_size is not None:
-                    kwargs["Limit"] = self.page_size
+                if limit is not None:
+                    kwargs["Limit"] = limit
                 page = aws.call(self.client.scan, **kwargs)
                 items = page.get("Items", [])
-                if self.limiter is not None:
-                    self.limiter.charge(len(items))
+                if self.limiter is not None and limit is not None:
+                    self.limiter.refund(limit - len(items))
                 yield from items
                 last_key = page.get("LastEvaluatedKey")
                 if last_key is None:
@@ -283,14 +378,14 @@ class Verifier:
             attempt = 0
             while pending:
                 if self.limiter is not None:
-                    self.limiter.wait()
+                    self.limiter.acquire(len(pending))
                 response = aws.call(
                     self.client.batch_get_item,
                     RequestItems={self.source.name: {"Keys": pending, "ConsistentRead": True}},
                 )
                 items = response.get("Responses", {}).get(self.source.name, [])
                 if self.limiter is not None:
-                    self.limiter.charge(len(items))
+                    self.limiter.refund(len(pending) - len(items))
                 for item in items:
                     found[self._source_key({n: item[n] for n in names})] = item
                 unprocessed = response.get("UnprocessedKeys", {}).get(self.source.name)
@@ -314,11 +409,19 @@ class Verifier:
         key = self._plain_key(av_key)
         live = row is not None and not row[DELETED]
         if item is None:
-            return Difference("extra", key) if live else None
+            if not live:
+                return None
+            assert row is not None
+            if self._kept_by_ttl(row):
+                return Difference("kept", key, detail=f"{self.ttl_attribute} expired")
+            return Difference("extra", key)
         try:
-            _, expected = self._expected(item)
+            replica_key, expected = self._expected(item)
         except RecordError as exc:
             return Difference("unreplicable", key, detail=str(exc))
+        too_long = self._key_too_long(replica_key)
+        if too_long is not None:
+            return Difference("unreplicable", key, detail=too_long)
         if not live:
             return Difference("missing", key)
         assert row is not None
@@ -340,17 +443,69 @@ class Verifier:
             differences = self._recheck(found.candidates)
             report.rechecked = True
             report.counts = dict.fromkeys(KINDS, 0)
+            report.counts["kept"] = found.counts["kept"]
             for difference in differences:
                 report.counts[difference.kind] += 1
         else:
             differences = [c.difference for c in found.candidates]
             report.counts = found.counts
-        for difference in differences:
+        moved = len(self._dead_lettered(differences))
+        report.counts["missing"] -= moved
+        report.counts["unreplicable"] += moved
+        for difference in [*found.kept, *differences]:
             examples = report.examples[difference.kind]
             if len(examples) < self.max_examples:
                 examples.append(difference)
         report.seconds = time.monotonic() - started
         return report
+
+    def _dead_lettered(self, differences: Sequence[Difference]) -> list[Difference]:
+        """The missing items the stream (or a backfill) dead-lettered: a pending dead
+        letter of this table with the same key says why the replica lacks them. They
+        become unreplicable, naming the letter; returns those changed."""
+        missing = [d for d in differences if d.kind == "missing"]
+        if not missing:
+            return []
+        letters = self._pending_letters()
+        changed = []
+        for difference in missing:
+            letter = letters.get(_canonical(difference.key))
+            if letter is not None:
+                difference.kind = "unreplicable"
+                difference.detail = letter
+                changed.append(difference)
+        return changed
+
+    def _pending_letters(self) -> dict[Any, str]:
+        """This table's pending dead letters by key (plain JSON, compared as `same`
+        does), each as "dead letter ID: CLASS: MESSAGE"."""
+        from cdc.bookkeeping import tables
+
+        letters = tables(self.settings.schema)["cdc_dead_letters"]
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(letters.name, schema=letters.schema):
+                return {}
+            query = (
+                select(
+                    letters.c.id,
+                    letters.c["keys"].label("letter_keys"),
+                    letters.c.error_class,
+                    letters.c.error_message,
+                )
+                .where(letters.c.status == "pending", letters.c.source_table == self.source.name)
+                .order_by(letters.c.id)
+            )
+            found: dict[Any, str] = {}
+            for row in conn.execute(query):
+                if row.letter_keys is None:
+                    continue
+                try:
+                    key = loads(row.letter_keys)
+                except ValueError:
+                    continue
+                message = f"dead letter {row.id}: {row.error_class}: {row.error_message}"
+                found[_canonical(key)] = message  # the newest letter of a key wins
+            return found
 
     def _source_pass(self, report: VerifyReport, found: _Found, *, exists: bool) -> set[Key]:
         """Source → replica: every (sampled) source item has its row, with its values.
@@ -379,11 +534,18 @@ class Verifier:
     def _replica_pass(self, report: VerifyReport, found: _Found, seen: set[Key]) -> None:
         """Replica → source: no live row without its source item."""
         if self.sample is None:
-            for key in self._live_replica_keys():
-                report.replica_rows += 1
-                if key not in seen:
+
+            def unseen() -> Iterator[Key]:
+                for key in self._live_replica_keys():
+                    report.replica_rows += 1
+                    if key not in seen:
+                        yield key
+
+            for chunk in _chunks(unseen(), LOOKUP_CHUNK):
+                rows = self._replica_rows(chunk)  # a kept row is told by its values
+                for key in chunk:
                     av_key = self._av_key(key)
-                    found.note(av_key, Difference("extra", self._plain_key(av_key)))
+                    found.note(av_key, self._classify(av_key, None, rows.get(key)))
             return
         sampled = [k for k in self._live_replica_keys() if _in_sample(k, self.sample)]
         report.replica_rows = len(sampled)
@@ -422,11 +584,17 @@ class _Found:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     candidates: list[_Candidate] = field(default_factory=list)
     complete: bool = True  # every candidate kept
+    kept: list[Difference] = field(default_factory=list)  # examples of TTL-kept rows
 
     def note(self, av_key: Mapping[str, Any], difference: Difference | None) -> None:
         if difference is None:
             return
         self.counts[difference.kind] += 1
+        if difference.kind in NOT_DIFFERENCES:
+            # Nothing in flight to read again, and there may be many: examples only.
+            if len(self.kept) < RECHECK_LIMIT:
+                self.kept.append(difference)
+            return
         if len(self.candidates) < RECHECK_LIMIT:
             self.candidates.append(_Candidate(dict(av_key), difference))
         else:

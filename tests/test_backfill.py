@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import signal
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -297,22 +299,104 @@ def test_backfill_never_overwrites_a_row_the_stream_applied(
     assert rows[2][2] is True
 
 
-def test_rate_limiter_keeps_the_average_rate():
+def test_rate_limiter_holds_from_the_first_item():
     now = [0.0]
-    slept = []
 
     def sleep(seconds):
-        slept.append(seconds)
         now[0] += seconds
 
     limiter = RateLimiter(100, clock=lambda: now[0], sleep=sleep)
+    started = []
     for _ in range(10):
-        limiter.wait()
-        limiter.charge(50)  # pages of 50 items
-    # the 10th page may start once the 450 items before it, less the burst of 100,
-    # are paid for at 100/s
-    assert now[0] == pytest.approx(3.5, abs=0.01)
-    assert max(slept) <= 0.5 + 1e-9  # never more than a page's worth of waiting
+        assert limiter.acquire(50)  # pages of 50 items
+        started.append(now[0])
+    # page k (from 1) is sent once its 50 items are paid for at 100/s: never a burst
+    assert started == pytest.approx([0.5 * k for k in range(1, 11)])
+    # no credit for time already past: a page that came back short gives back only
+    # what is still reserved ahead
+    limiter.refund(30)
+    assert limiter.acquire(30)
+    assert now[0] == pytest.approx(5.3)
+    stopped = threading.Event()
+    stopped.set()
+    assert not limiter.acquire(100, stopped)  # reserved up to 6.3, then stopped
+    limiter.refund(100)  # e.g. the page was empty
+    assert limiter.acquire(50)
+    assert now[0] == pytest.approx(5.8)
+
+
+def test_rate_holds_from_the_first_item_across_segments(clients, pg_engine, pg_settings):
+    """--rate 50 with 4 segments: never more than 50 items per elapsed second, the first
+    page of every segment included (it used to let 4 pages through at once)."""
+    make_table(clients, count=160, stream=False)
+    seen: list[tuple[float, int]] = []
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def note(segment, records):
+        with lock:
+            total = (seen[-1][1] if seen else 0) + len(records)
+            seen.append((time.monotonic() - started, total))
+
+    report = backfill(clients, pg_engine, pg_settings, segments=4, rate=50, before_write=note)
+    assert report.complete and report.items_read == 160
+    assert BackfillOptions(rate=50).scan_limit() == 50
+    assert BackfillOptions(rate=50, page_size=500).scan_limit() == 50  # capped to the rate
+    for elapsed, total in seen:
+        assert total <= 50 * elapsed + 1, seen
+    assert seen[-1][0] >= 160 / 50 - 0.1
+
+
+def test_a_completed_backfill_is_complete_whatever_the_segments(
+    clients, pg_engine, pg_schema, monkeypatch, capsys
+):
+    make_table(clients, count=8, stream=False)
+    monkeypatch.setenv("CDC_DATABASE_URL", pg_engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("CDC_SCHEMA", pg_schema)
+    assert cli.main(["backfill", "Orders", "--segments", "4"]) == 0
+    capsys.readouterr()
+    assert cli.main(["backfill", "Orders", "--segments", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "already complete (8 items)" in out and "--restart" in out
+    assert "resume" not in out + err
+    assert cli.main(["backfill", "Orders", "--segments", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["complete"] is True and report["already_complete"] is True
+    # --restart starts over cleanly with the new count
+    assert cli.main(["backfill", "Orders", "--segments", "2", "--restart", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["complete"] is True and report["segments"] == 2 and report["items_read"] == 8
+
+
+class Unreachable:
+    """A DynamoDB client whose first `failures` Scans cannot reach AWS."""
+
+    def __init__(self, client, failures):
+        self.client = client
+        self.failures = failures
+
+    def scan(self, **kwargs):
+        from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+
+        if self.failures:
+            self.failures -= 1
+            kind = ReadTimeoutError if self.failures % 2 else EndpointConnectionError
+            raise kind(endpoint_url="https://dynamodb.eu-central-1.amazonaws.com")
+        return self.client.scan(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_backfill_and_verify_ride_out_network_errors(clients, pg_engine, pg_settings):
+    make_table(clients, count=10, stream=False)
+    client = Unreachable(clients.dynamodb(), failures=3)
+    source = describe_table(client, "Orders")
+    report = Backfill(client, source, pg_engine, pg_settings, BackfillOptions(segments=1)).run()
+    assert report.complete and report.items_read == 10 and not report.errors
+    client.failures = 3
+    result = Verifier(client, source, pg_engine, pg_settings, settle=0).run()
+    assert result.identical and result.source_items == 10
 
 
 def test_backfill_with_rate_limit_and_line_progress(clients, pg_engine, pg_settings):
@@ -403,3 +487,36 @@ def test_a_tombstone_keeps_a_hard_deleted_row_from_coming_back(
     # THEN the tombstone wins: item 1 stays deleted
     assert report.complete and (report.applied, report.stale) == (2, 1)
     assert sorted(replica(pg_engine, pg_schema)) == [0, 2]
+
+
+class Denied:
+    """A DynamoDB client that may describe the table but not Scan it."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def scan(self, **kwargs):
+        from botocore.exceptions import ClientError
+
+        raise ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": "not authorized: Scan"}},
+            "Scan",
+        )
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_a_setup_mistake_in_the_segments_is_raised_once_for_the_cli(
+    clients, pg_engine, pg_settings
+):
+    from botocore.exceptions import ClientError
+
+    make_table(clients, count=4, stream=False)
+    client = Denied(clients.dynamodb())
+    source = describe_table(client, "Orders")
+    with pytest.raises(ClientError) as raised:
+        Backfill(client, source, pg_engine, pg_settings, BackfillOptions(segments=4)).run()
+    from cdc.aws import explain
+
+    assert (explain(raised.value) or "").startswith("AWS denied Scan")

@@ -7,6 +7,7 @@ it: CDC_DATABASE_URL, CDC_SCHEMA and a CDC_CONFIG TOML file.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +231,49 @@ def test_list_json_is_one_object_per_line(cli: Callable[..., Run], letters: Lett
     assert nul["attempts"] == 1
     assert isinstance(nul["last_failed_at"], str)
     assert nul["last_failed_at"][:2] == "20"
+    # the keys are an object, as in the record, not JSON text inside JSON
+    assert nul["keys"] == {"Id": 1}
+    malformed = next(o for o in objects if o["id"] == letters.malformed_4)
+    assert malformed["keys"] is None
+
+
+def display_width(text: str) -> int:
+    """Columns a terminal gives `text` (wide CJK two, combining marks none)."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
+
+
+def test_list_columns_line_up_whatever_the_keys(cli: Callable[..., Run], letters: Letters) -> None:
+    # GIVEN letters whose keys take two columns a character (CJK), none (a combining
+    # accent), or hold a tab
+    wide = [
+        insert({"City": "東京タワー"}, BASE + 11, {"note": "x\x00"}, table="Places"),
+        insert({"City": "Cafe\u0301"}, BASE + 12, {"note": "y\x00"}, table="Places"),
+        insert({"City": "tab\there"}, BASE + 13, {"note": "z\x00"}, table="Places"),
+    ]
+    assert process(wide).dead_lettered == 3
+    # WHEN they are listed
+    lines = cli("dlq", "list").out.splitlines()
+    # THEN every column starts where its header does, on the screen
+    header = lines[0]
+    for column in ("STATUS", "TABLE", "KEYS", "LAST FAILED", "ERROR"):
+        start = display_width(header[: header.index(column)])
+        for line in lines[1:]:
+            words = line.split("  ")
+            assert "\t" not in line
+            before = {
+                "STATUS": "pending",
+                "TABLE": "Places" if "City" in line else None,
+                "KEYS": '{"City"' if "City" in line else None,
+                "LAST FAILED": "20",
+                "ERROR": "nul: " if "City" in line else None,
+            }[column]
+            if before is None:
+                continue
+            assert before in line, (column, line)
+            assert display_width(line[: line.index(before)]) == start, (column, line, words)
 
 
 # --- show -----------------------------------------------------------------------------

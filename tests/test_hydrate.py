@@ -459,6 +459,39 @@ def test_unprocessed_keys_are_asked_for_again(db: TestDatabase, aws: Any) -> Non
         same(rows[i]["item"], rich_plain(i), f"item {i}")
 
 
+class Unreachable(Recording):
+    """The first `failures` calls cannot reach DynamoDB (refused, timed out, cut)."""
+
+    def __init__(self, client: Any, failures: int) -> None:
+        super().__init__(client)
+        self.failures = failures
+
+    def respond(self, **kwargs: Any) -> Any:
+        from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
+        if len(self.requests) <= self.failures:
+            kind = EndpointConnectionError if len(self.requests) % 2 else ConnectionClosedError
+            raise kind(endpoint_url="https://dynamodb.eu-central-1.amazonaws.com")
+        return self.client.batch_get_item(**kwargs)
+
+
+def test_network_errors_are_retried_with_backoff(db: TestDatabase, aws: Any) -> None:
+    create_table(aws)
+    for i in (1, 2):
+        aws.put_item(TableName="Orders", Item=rich_item(i))
+    client = Unreachable(aws, failures=3)
+    sleeps: list[float] = []
+    rep, _ = hydrating(db, client, sleeps)
+    result = rep.process([imageless("INSERT", 1, 1), imageless("INSERT", 2, 2)])
+
+    assert result.outcomes == [Outcome.APPLIED] * 2, result.summary()
+    assert len(client.requests) == 4
+    assert len(sleeps) == 3, "backs off before each new attempt"
+    rows = replica(db)
+    for i in (1, 2):
+        same(rows[i]["item"], rich_plain(i), f"item {i}")
+
+
 def test_more_than_100_keys_are_read_in_chunks_of_100(db: TestDatabase, aws: Any) -> None:
     create_table(aws)
     count = 2 * BATCH_GET_LIMIT + 50

@@ -190,6 +190,7 @@ def test_purge_duration_under_a_day_needs_force(
     assert main(["purge", "--older-than", "1h", "--soft-deleted"]) == 2
     err = capsys.readouterr().err
     assert "--force" in err and "Traceback" not in err
+    assert "--older-than 1h is shorter" in err  # as typed, not 1:00:00
     assert tombstone_keys(populated) == {"k-old", "k-middle", "k-young"}
     assert item_ids(populated) == ALL_ITEMS
 

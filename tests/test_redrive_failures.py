@@ -166,6 +166,55 @@ def test_expired_records_are_reported_and_the_message_kept(
     assert messages_left(clients, url) == 2
 
 
+class Flaky:
+    """Wraps a client: each named call first fails with `failures` network errors."""
+
+    def __init__(self, client, failures, *names):
+        self.client = client
+        self.left = dict.fromkeys(names, failures)
+
+    def __getattr__(self, name):
+        method = getattr(self.client, name)
+        if name not in self.left:
+            return method
+
+        def call(**kwargs):
+            from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
+            if self.left[name]:
+                self.left[name] -= 1
+                kind = EndpointConnectionError if self.left[name] % 2 else ConnectionClosedError
+                raise kind(endpoint_url="https://sqs.eu-central-1.amazonaws.com")
+            return method(**kwargs)
+
+        call.__name__ = name
+        return call
+
+
+class FlakyClients(Clients):
+    def __init__(self, clients):
+        super().__init__(REGION)
+        self.real = clients
+
+    def sqs(self, region=None):
+        return Flaky(self.real.sqs(region), 2, "receive_message", "delete_message")
+
+    def streams(self, region=None):
+        return Flaky(self.real.streams(region), 2, "get_shard_iterator", "get_records")
+
+
+def test_network_errors_are_retried_with_backoff(
+    clients, stream, pg_engine, pg_settings, pg_schema, capsys
+):
+    arn, shard, seqs = stream
+    url = queue(clients, invocation_record(arn, shard, seqs[1], seqs[3], 3))
+    code = command.run(pg_settings, args_for(url), clients=FlakyClients(clients))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "3 records: 2 applied, 1 stale, 0 dead-lettered; message deleted" in out
+    assert messages_left(clients, url) == 0
+
+
 def test_batch_info_accepts_sns_envelopes_and_rejects_other_shapes():
     body = invocation_record("arn:aws:dynamodb:r:1:table/T/stream/L", "shardId-1", "10", "12", 3)
     assert batch_info(body)["endSequenceNumber"] == "12"

@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from sqlalchemy import select, text
 
 from cdc import cli
@@ -316,6 +322,35 @@ def test_tail_rides_out_throttling_and_expired_iterators(replicator, pg_engine, 
     assert rows(pg_engine, pg_schema)[1][1] == 300
 
 
+def test_tail_rides_out_network_errors_on_every_call(replicator, pg_engine, pg_schema):
+    """DynamoDB Streams unreachable (refused, timed out, cut) on each kind of call, more
+    often than one call retries, after the stream was first described."""
+    fake = lineage()
+    down = lambda: EndpointConnectionError(endpoint_url="https://streams.dynamodb")  # noqa: E731
+    fake.fail["get_records"] = [down() for _ in range(12)] + [
+        ReadTimeoutError(endpoint_url="https://streams.dynamodb"),
+        ConnectionClosedError(endpoint_url="https://streams.dynamodb"),
+    ]
+    fake.fail["get_shard_iterator"] = [
+        ConnectTimeoutError(endpoint_url="https://streams.dynamodb") for _ in range(9)
+    ]
+    describes = 0
+    original_describe = fake.describe_stream
+
+    def describe_stream(**kwargs):
+        nonlocal describes
+        describes += 1
+        if 2 < describes < 14:  # after the first (paged) listing: 11 failures in a row
+            raise down()
+        return original_describe(**kwargs)
+
+    fake.describe_stream = describe_stream
+    tail = make_tail(fake, replicator, backoff=lambda failures: 0.0)
+    stats = tail.run(once=True, max_seconds=60)
+    assert stats.records == 10 and stats.failed_batches == 0
+    assert rows(pg_engine, pg_schema)[1][1] == 300
+
+
 class FlakyReplicator(Replicator):
     """Reports its first batch as not committed (as after a database outage)."""
 
@@ -399,7 +434,10 @@ def test_cli_tail_once_against_moto(clients, pg_engine, pg_schema, monkeypatch, 
     monkeypatch.setenv("CDC_SCHEMA", pg_schema)
 
     assert cli.main(["tail", arn, "--once", "--poll-interval", "0", "--json"]) == 0
-    stats = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    stats = json.loads(captured.out)
+    # where it writes, as every command says (password masked)
+    assert captured.err.startswith("database: postgresql+psycopg://")
     assert stats["records"] == 4 and stats["failed_batches"] == 0
     state = rows(pg_engine, pg_schema)
     assert state[1][2] is True and state[1][0] == {"Id": 1, "b": "AA==", "n": Decimal("1.1")}

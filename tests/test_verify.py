@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import pytest
 from sqlalchemy import text
@@ -106,7 +107,13 @@ def test_each_kind_of_planted_difference_is_found(
 
     report = run_verify(clients, pg_engine, pg_settings)
 
-    assert report.counts == {"missing": 2, "extra": 1, "different": 2, "unreplicable": 0}
+    assert report.counts == {
+        "missing": 2,
+        "extra": 1,
+        "different": 2,
+        "unreplicable": 0,
+        "kept": 0,
+    }
     assert {json.dumps(d.key, default=str) for d in report.examples["missing"]} == {
         '{"pk": "user#1", "sk": "1"}',
         '{"pk": "user#2", "sk": "2"}',
@@ -257,3 +264,147 @@ def test_typed_mapping_is_compared_column_by_column(
     report = Verifier(ddb, source, pg_engine, settings, settle=0).run()
     attributes = {d.key["Id"]: d.attributes for d in report.examples["different"]}
     assert attributes == {1: ["amount"], 2: ["extra.note"]}
+
+
+# --- options and limits of the replica ---------------------------------------------------
+
+
+def sessions_table(clients, db, items):
+    """`Sessions` (id S) with TTL on `expires`, replicated by a backfill into `db` with
+    ttl_deletes = "ignore"; returns (settings, source)."""
+    from cdc.mapping import TableOptions
+
+    ddb = clients.dynamodb()
+    ddb.create_table(
+        TableName="Sessions",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.update_time_to_live(
+        TableName="Sessions",
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"},
+    )
+    for item_ in items:
+        ddb.put_item(TableName="Sessions", Item=item_)
+    settings = db.settings_with(Sessions=TableOptions(ttl_deletes="ignore"))
+    source = describe_table(ddb, "Sessions")
+    assert Backfill(ddb, source, db.engine, settings, BackfillOptions(segments=1)).run().complete
+    return settings, source
+
+
+def test_rows_kept_by_ttl_deletes_ignore_are_counted_apart(clients, db, capsys):
+    from cdc.commands.verify import print_report
+    from tests.factories import remove
+
+    now = int(time.time())
+    items = {
+        "gone-1": {"id": {"S": "gone-1"}, "expires": {"N": str(now - 3600)}},
+        "gone-2": {"id": {"S": "gone-2"}, "expires": {"N": str(now - 60)}},
+        "live": {"id": {"S": "live"}, "expires": {"N": str(now + 3600)}},
+        "forever": {"id": {"S": "forever"}},
+        "later": {"id": {"S": "later"}, "expires": {"N": str(now + 3600)}},
+    }
+    settings, source = sessions_table(clients, db, items.values())
+    ddb = clients.dynamodb()
+
+    # DynamoDB's TTL deletes two expired items; the stream's TTL REMOVEs are ignored
+    records = []
+    for seq, name in enumerate(("gone-1", "gone-2"), start=1):
+        ddb.delete_item(TableName="Sessions", Key={"id": {"S": name}})
+        expires = int(items[name]["expires"]["N"])
+        records.append(remove({"id": name}, seq, {"expires": expires}, table="Sessions", ttl=True))
+    result = Replicator(db.engine, settings).process(records)
+    assert result.applied == 0 and not result.failed  # ignored: the rows stay live
+
+    report = Verifier(ddb, source, db.engine, settings, settle=0).run()
+    assert report.counts["kept"] == 2 and report.counts["extra"] == 0, report.counts
+    assert report.identical
+    assert sorted(d.key["id"] for d in report.examples["kept"]) == ["gone-1", "gone-2"]
+    print_report(report)
+    out = capsys.readouterr().out
+    assert 'kept (ttl_deletes = "ignore"' in out and "result: identical" in out
+
+    # a row whose item is gone without having expired is still extra: nothing TTL did
+    for name in ("forever", "later"):
+        ddb.delete_item(TableName="Sessions", Key={"id": {"S": name}})
+    report = Verifier(ddb, source, db.engine, settings, settle=0).run()
+    assert report.counts["kept"] == 2 and report.counts["extra"] == 2, report.counts
+    assert not report.identical
+    assert sorted(d.key["id"] for d in report.examples["extra"]) == ["forever", "later"]
+
+
+def test_a_key_too_long_for_the_replica_is_unreplicable_not_missing(clients, db):
+    """MySQL/MariaDB key columns hold 384 characters: a longer S key is dead-lettered by
+    the apply path, and verify says so (PostgreSQL holds it: identical there)."""
+    ddb = clients.dynamodb()
+    ddb.create_table(
+        TableName="Long",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    long_key = "k" * 400
+    for pk in ("short", long_key):
+        ddb.put_item(TableName="Long", Item={"pk": {"S": pk}, "v": {"N": "1"}})
+    source = describe_table(ddb, "Long")
+    backfilled = Backfill(ddb, source, db.engine, db.settings, BackfillOptions(segments=1)).run()
+    report = Verifier(ddb, source, db.engine, db.settings, settle=0).run()
+
+    if db.name == "postgresql":
+        assert backfilled.dead_lettered == 0 and report.identical
+        return
+    assert backfilled.dead_lettered == 1  # the apply path could not store it
+    assert report.counts["missing"] == 0, report.counts
+    assert report.counts["unreplicable"] == 1
+    (difference,) = report.examples["unreplicable"]
+    assert difference.key == {"pk": long_key}
+    assert "at most 384 characters" in (difference.detail or "")
+    assert "this key has 400" in (difference.detail or "")
+
+
+def test_verify_json_prints_numbers_as_numbers(
+    clients, table, pg_engine, pg_schema, monkeypatch, capsys
+):
+    sql(pg_engine, f'delete from "{pg_schema}".events where sk = 7')
+    monkeypatch.setenv("CDC_DATABASE_URL", pg_engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("CDC_SCHEMA", pg_schema)
+    assert cli.main(["verify", "Events", "--json", "--settle", "0"]) == 1
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert report["missing"] == 1
+    assert report["examples"]["missing"] == [{"key": {"pk": "user#3", "sk": 7}}]
+    assert '"sk":7' in out.replace(" ", "")
+
+
+@pytest.mark.parametrize("option", ["--rate=0", "--rate=-5", "--page-size=0"])
+def test_rate_and_page_size_must_be_positive(option, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["verify", "Events", option])
+    assert exit_.value.code == 2
+    assert "must be" in capsys.readouterr().err
+
+
+def test_a_missing_item_with_a_pending_dead_letter_is_unreplicable(
+    clients, table, pg_engine, pg_settings, pg_schema
+):
+    from tests.factories import record
+
+    # GIVEN the stream dead-lettered a change of (user#1, 5) whose row is not there, and
+    # another row is missing for no known reason
+    bad = record(
+        "MODIFY", {"pk": "user#1", "sk": 5}, 10**20, new={"pk": "user#1", "sk": 5}, table="Events"
+    )
+    bad["dynamodb"]["NewImage"]["on"] = {"BOOL": "yes"}
+    assert Replicator(pg_engine, pg_settings).process([bad]).dead_lettered == 1
+    sql(pg_engine, f'delete from "{pg_schema}".events where sk in (5, 6)')
+
+    report = run_verify(clients, pg_engine, pg_settings)
+
+    # THEN the first is unreplicable, naming its letter; the second is missing
+    assert report.counts["missing"] == 1 and report.counts["unreplicable"] == 1, report.counts
+    assert [d.key for d in report.examples["missing"]] == [{"pk": "user#2", "sk": 6}]
+    (difference,) = report.examples["unreplicable"]
+    assert difference.key == {"pk": "user#1", "sk": 5}
+    assert difference.detail.startswith("dead letter ")
+    assert "decode" in difference.detail and "BOOL" in difference.detail

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,7 @@ from cdc.apply import Outcome, Replicator
 from cdc.bookkeeping import tables
 from cdc.config import Settings
 from cdc.db import engine_for
+from cdc.decode import dumps, loads
 from cdc.errors import CdcError
 from cdc.migrate import ensure_bookkeeping
 
@@ -94,23 +96,80 @@ def list_letters(engine: Engine, settings: Settings, args: argparse.Namespace) -
         rows = conn.execute(query).mappings().all()
     if args.json:
         for row in rows:
-            print(json.dumps({k: _jsonable(v) for k, v in row.items()}))
+            fields = {str(k): _jsonable(v) for k, v in row.items()}
+            # The keys as the object they are, not JSON text inside JSON.
+            fields["keys"] = _keys_object(row["keys"])
+            print(dumps(fields))  # numbers exact, as everywhere in cdc
         return 0
     if not rows:
         print("no dead letters" + (f" ({args.status})" if args.status != "all" else ""))
         return 0
-    print(
-        f"{'ID':>6}  {'STATUS':8} {'TABLE':24} {'KEYS':24} {'TRIES':>5}  {'LAST FAILED':21} ERROR"
-    )
+    table: list[list[str]] = [["ID", "STATUS", "TABLE", "KEYS", "TRIES", "LAST FAILED", "ERROR"]]
     for row in rows:
         when = row["last_failed_at"]
         when_text = when.strftime("%Y-%m-%d %H:%M:%S") if isinstance(when, datetime) else str(when)
-        print(
-            f"{row['id']:>6}  {row['status']:8} {_cut(row['source_table'] or '-', 24):24} "
-            f"{_cut(row['keys'] or '-', 24):24} {row['attempts']:>5}  {when_text:21} "
-            f"{row['error_class']}: {_cut(row['error_message'], 80)}"
+        table.append(
+            [
+                str(row["id"]),
+                str(row["status"]),
+                row["source_table"] or "-",
+                row["keys"] or "-",
+                str(row["attempts"]),
+                when_text,
+                f"{row['error_class']}: {row['error_message']}",
+            ]
         )
+    for line in format_table(table, widths=(0, 0, 24, 24, 0, 0, 80), right=(0, 4)):
+        print(line)
     return 0
+
+
+def format_table(
+    rows: Sequence[Sequence[str]], widths: Sequence[int], right: Sequence[int] = ()
+) -> list[str]:
+    """Columns lined up as a terminal shows them: each cell cut to its width (0: as
+    wide as its widest cell) and padded by display width (a CJK character takes two
+    columns, a combining accent none; control characters become spaces)."""
+    cells = [
+        [_cut(_printable(cell), width or 10**6) for cell, width in zip(row, widths, strict=True)]
+        for row in rows
+    ]
+    sizes = [max(display_width(row[i]) for row in cells) for i in range(len(widths))]
+    lines = []
+    for row in cells:
+        parts = []
+        for i, cell in enumerate(row):
+            if i == len(row) - 1:
+                parts.append(cell)  # the last column is not padded
+                continue
+            pad = " " * (sizes[i] - display_width(cell))
+            parts.append(pad + cell if i in right else cell + pad)
+        lines.append("  ".join(parts))
+    return lines
+
+
+def display_width(text: str) -> int:
+    """Columns a terminal gives `text`: East Asian wide and fullwidth characters two,
+    combining marks and zero-width characters none."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def _printable(text: str) -> str:
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+
+
+def _keys_object(keys: Any) -> Any:
+    if isinstance(keys, str):
+        try:
+            return loads(keys)
+        except ValueError:
+            return keys
+    return keys
 
 
 def show_letter(engine: Engine, settings: Settings, letter_id: int) -> int:
@@ -171,8 +230,18 @@ def redrive(
 
 
 def _cut(text: str, width: int) -> str:
+    """`text` in at most `width` display columns, an ellipsis marking a cut."""
     text = text.replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if display_width(text) <= width:
+        return text
+    out, used = [], 0
+    for char in text:
+        size = display_width(char)
+        if used + size > width - 1:
+            break
+        out.append(char)
+        used += size
+    return "".join(out) + "…"
 
 
 def _jsonable(value: Any) -> Any:

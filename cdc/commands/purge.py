@@ -4,6 +4,7 @@ redeliver."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cdc.config import Settings
@@ -21,12 +22,24 @@ DESCRIPTION = (
 MINIMUM_AGE = timedelta(hours=24)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+@dataclass(frozen=True)
+class Duration:
+    """A duration as the user typed it (`1h`), for messages, and its value."""
+
+    text: str
+    value: timedelta
+
+
+def _duration(text: str) -> Duration:
     from cdc.cli import parse_duration
 
+    return Duration(text.strip(), parse_duration(text))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--older-than",
-        type=parse_duration,
+        type=_duration,
         required=True,
         metavar="DURATION",
         help="e.g. 48h or 7d; at least 24h unless --force",
@@ -49,14 +62,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from cdc.mapping import APPLIED_AT, DELETED, SEQ
     from cdc.migrate import ensure_bookkeeping
 
-    if args.older_than < MINIMUM_AGE and not args.force:
+    older_than: Duration = args.older_than
+    if older_than.value < MINIMUM_AGE and not args.force:
         raise CdcError(
-            f"--older-than {args.older_than} is shorter than the stream's 24-hour retention: "
+            f"--older-than {older_than.text} is shorter than the stream's 24-hour retention: "
             "a redelivered older record could bring a purged row back (use --force to insist)"
         )
     engine = engine_for(settings)
     ensure_bookkeeping(engine, settings.schema)
-    cutoff = datetime.now(UTC) - args.older_than
+    cutoff = datetime.now(UTC) - older_than.value
     tombstones = tables(settings.schema)["cdc_tombstones"]
     verb = "would delete" if args.dry_run else "deleted"
     with engine.begin() as conn:

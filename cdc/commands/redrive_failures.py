@@ -93,13 +93,23 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
     try:
         while args.max_messages is None or len(outcomes) < args.max_messages:
             wanted = 10 if args.max_messages is None else min(10, args.max_messages - len(outcomes))
-            response = aws.call(
-                sqs.receive_message,
-                QueueUrl=args.queue_url,
-                MaxNumberOfMessages=wanted,
-                WaitTimeSeconds=args.wait_seconds,
-                VisibilityTimeout=args.visibility_timeout,
-            )
+            try:
+                response = aws.call(
+                    sqs.receive_message,
+                    QueueUrl=args.queue_url,
+                    MaxNumberOfMessages=wanted,
+                    WaitTimeSeconds=args.wait_seconds,
+                    VisibilityTimeout=args.visibility_timeout,
+                    attempts=aws.STARTUP_ATTEMPTS if not seen else 8,
+                    quiet=not seen,
+                )
+            except Exception as exc:
+                if aws.error_code(exc) in aws.NOT_FOUND_CODES:
+                    raise aws.AwsSetupError(
+                        f"SQS queue {args.queue_url} does not exist: check the queue URL "
+                        "(the event source mapping's on-failure destination) and --region"
+                    ) from None
+                raise
             messages = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
             if not messages:
                 break

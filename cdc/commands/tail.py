@@ -21,7 +21,8 @@ DESCRIPTION = (
     "Read a DynamoDB stream with GetRecords and apply it through the same path as the "
     "Lambda handler: shards in lineage order (a child only after its parent is read to "
     "its end), each from its checkpoint in cdc_checkpoints, which is written in the same "
-    "transaction as the batch. Throttling is retried with backoff, expired iterators "
+    "transaction as the batch. Throttling and network errors are retried with backoff "
+    "for as long as they last (once the stream was reached), expired iterators "
     "renewed, and a batch that could not be committed is read again. Ctrl-C or SIGTERM "
     "stops after the current batch. Do not run two tails on one stream."
 )
@@ -95,6 +96,9 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
         stop=stop,
         status_interval=args.status_interval or None,
         on_status=lambda stats: print(f"tail: {stats.line()}", file=sys.stderr, flush=True),
+        # Where it writes, as the other commands say, once the stream was reached: a
+        # service's log shows it from the start, and a setup mistake stays one line.
+        on_started=lambda: print(f"database: {settings.masked_url()}", file=sys.stderr, flush=True),
     )
     try:
         with stop_on_signals(stop):

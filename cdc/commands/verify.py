@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING
 
+from cdc.commands.backfill import _positive_float, _positive_int
 from cdc.config import Settings
 
 if TYPE_CHECKING:
@@ -19,7 +19,10 @@ DESCRIPTION = (
     "Scan the DynamoDB table and read the replica, compare every item in the plain-JSON "
     "form, and report keys that are missing (in the source, not live in the replica), "
     "extra (live in the replica, not in the source) or different (with the attributes "
-    "that differ). Candidate differences are read again on both sides after --settle "
+    "that differ); items the replica cannot hold are unreplicable (dead-lettered), not "
+    'missing; rows a table with ttl_deletes = "ignore" keeps after a TTL delete are '
+    "counted as kept, which is no difference. Candidate differences are read again on "
+    "both sides after --settle "
     "seconds, so changes still in flight through the stream are not reported. Exits 0 "
     "when identical, 1 when they differ."
 )
@@ -50,9 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="wait this long before reading candidate differences again (default 5)",
     )
     parser.add_argument(
-        "--rate", type=float, metavar="ITEMS_PER_S", help="read at most this many items per second"
+        "--rate",
+        type=_positive_float,
+        metavar="ITEMS_PER_S",
+        help="read at most this many items per second (Scan pages capped to one second's worth)",
     )
-    parser.add_argument("--page-size", type=int, metavar="N", help="items per Scan page")
+    parser.add_argument("--page-size", type=_positive_int, metavar="N", help="items per Scan page")
     parser.add_argument("--seed", type=int, help="random seed for --sample (reproducible runs)")
     parser.add_argument("--region", help="AWS region (default: from the ARN or the environment)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -61,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None = None) -> int:
     from cdc import aws
     from cdc.db import engine_for
+    from cdc.decode import dumps
     from cdc.verify import Verifier
 
     name, arn_region = aws.table_name_and_region(args.table)
@@ -85,7 +92,8 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
     finally:
         engine.dispose()
     if args.json:
-        print(json.dumps(report.as_json(), default=str))
+        # Numbers as JSON numbers, exact (a key 7 is 7, as the text report prints it).
+        print(dumps(report.as_json()))
     else:
         print_report(report)
     print(f"database: {settings.masked_url()}", file=sys.stderr)
@@ -96,7 +104,8 @@ _LABELS = {
     "missing": "missing (in the source, not live in the replica)",
     "extra": "extra (live in the replica, not in the source)",
     "different": "different",
-    "unreplicable": "unreplicable (the mapping cannot apply the item; see `cdc dlq list`)",
+    "unreplicable": "unreplicable (the replica cannot hold the item; see `cdc dlq list`)",
+    "kept": 'kept (ttl_deletes = "ignore": deleted by TTL in the source, kept on purpose)',
 }
 
 
