@@ -138,6 +138,7 @@ def run_online() -> None:
                 _create_and_check(connection, settings, metadata)
             connection.commit()
         finally:
+            connection.rollback()  # after a failure: the unlock must not run in it
             if name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": LOCK_ID})
             elif name in ("mysql", "mariadb"):
