@@ -54,19 +54,17 @@ def migrations_dir() -> Path:
 
 
 def user_migrations_dir(settings: Settings | None, *, create: bool = False) -> Path | None:
-    """The directory of the user's revisions, if one is configured. It must exist
-    (a typo must not make alembic skip the user's revisions), unless `create`."""
+    """The directory of the user's revisions, if one is configured and exists (made
+    when `create`). A directory not made yet holds no revisions; were it a typo, the
+    revisions it misses leave the database differing from the mapping, which `cdc
+    migrate` and the replicator both report."""
     if settings is None or settings.migrations_dir is None:
         return None
     path = settings.migrations_dir.resolve()
     if create:
         path.mkdir(parents=True, exist_ok=True)
     elif not path.is_dir():
-        raise ConfigError(
-            f"the migrations directory {settings.migrations_dir} (CDC_MIGRATIONS_DIR or "
-            "`migrations` in the mapping file) does not exist; create it, or write a first "
-            'revision into it with `cdc revision -m "..."`'
-        )
+        return None
     if path == (migrations_dir() / "versions").resolve():
         raise ConfigError(
             f"the migrations directory {path} is cdc's own; choose a directory of yours"
@@ -102,11 +100,20 @@ def upgrade(
     Returns how the database still differs from the mapping, one readable line per
     difference (see migrations/env.py); empty when it matches."""
     from alembic import command
+    from alembic.util import CommandError
 
     config = alembic_config(engine, settings)
     config.attributes["create_configured_tables"] = True
     with _ALEMBIC:
-        command.upgrade(config, revision, sql=sql)
+        try:
+            command.upgrade(config, revision, sql=sql)
+        except CommandError as exc:
+            # e.g. the database is stamped with a revision of yours this process cannot
+            # see: the migrations directory is missing or not the one that holds it.
+            where = settings.migrations_dir or "none configured"
+            raise MigrationError(
+                f"alembic: {str(exc).rstrip('.')} (your migrations directory: {where})"
+            ) from None
     return list(config.attributes.get("differences", []))
 
 
@@ -152,7 +159,7 @@ def write_revision(engine: Engine, settings: Settings, message: str, *, empty: b
             )
         except CommandError as exc:
             hint = "; run `cdc migrate` first" if "not up to date" in str(exc) else ""
-            raise MigrationError(f"alembic: {exc}{hint}") from None
+            raise MigrationError(f"alembic: {str(exc).rstrip('.')}{hint}") from None
     assert script is not None
     assert not isinstance(script, list)
     return Path(script.path)
