@@ -227,3 +227,58 @@ def test_cdc_revision_without_a_directory_says_how_to_set_one(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "migrations" in err and "CDC_MIGRATIONS_DIR" in err
+
+
+OLD_STYLE = '''"""orders: add coupon (written by `alembic revision` in a checkout, as the README said)
+
+Revision ID: 1a2b3c4d5e6f
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import mysql
+
+revision = "1a2b3c4d5e6f"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    context = op.get_context()
+    schema = context.opts.get("version_table_schema")
+    text = mysql.LONGTEXT() if context.dialect.name in ("mysql", "mariadb") else sa.Text()
+    op.add_column("orders", sa.Column("coupon", text, nullable=True), schema=schema)
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+def test_revisions_written_into_cdcs_directory_before_keep_working_from_yours(
+    place: Place,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The upgrade path: a revision of the old procedure (on cdc's chain, after 0002),
+    moved into the user's directory, is applied once, and `cdc revision` continues
+    from it."""
+    use(monkeypatch, place, write(tmp_path / "v1.toml", V1))
+    assert main(["migrate"]) == 0
+    (tmp_path / "revisions").mkdir()
+    write(tmp_path / "revisions" / "20261201_1a2b3c4d5e6f_orders_add_coupon.py", OLD_STYLE)
+    use(monkeypatch, place, write(tmp_path / "v2.toml", V1 + 'Coupon = "text"\n'))
+
+    assert main(["migrate"]) == 0, capsys.readouterr()
+    assert "coupon" in place.columns("orders")
+    assert "1a2b3c4d5e6f" in place.revisions()
+    assert main(["migrate"]) == 0  # again: nothing to do
+
+    assert main(["revision", "-m", "next", "--empty"]) == 0
+    (new,) = [p for p in revision_files(tmp_path / "revisions") if "1a2b3c4d5e6f" not in p.name]
+    assert header(new)["down_revision"] == "1a2b3c4d5e6f"
+    assert main(["migrate"]) == 0
+    assert header(new)["revision"] in place.revisions()
