@@ -2,9 +2,10 @@
 
 - `cdc migrate` creates the bookkeeping tables and every typed table of the mapping;
   running it twice changes nothing;
-- when the mapping gains a column, `cdc migrate` warns, and `alembic revision
+- when the mapping gains a column, `cdc migrate` fails naming it, and `alembic revision
   --autogenerate` writes a migration that adds it (and never drops the document-mode
-  tables that live in the same schema); applying it adds the column;
+  tables that live in the same schema); applying it adds the column (the user's
+  directory and `cdc revision`: tests/test_user_revisions.py);
 - offline mode (`cdc migrate --sql`) prints schema-qualified DDL and touches nothing.
 
 alembic runs on a copy of migrations/ so the repository's versions/ stays as it is.

@@ -229,7 +229,7 @@ def test_cdc_revision_without_a_directory_says_how_to_set_one(
     assert "migrations" in err and "CDC_MIGRATIONS_DIR" in err
 
 
-OLD_STYLE = '''"""orders: add coupon (written by `alembic revision` in a checkout, as the README said)
+OLD_STYLE = '''"""orders: add coupon (by `alembic revision` in a checkout, the old procedure)
 
 Revision ID: 1a2b3c4d5e6f
 Revises: 0002
