@@ -294,6 +294,9 @@ def capacity(ddl: str, dialect_name: str) -> Capacity:
         return Capacity(f"array of {element.family}", element.size, element.scale)
     if dialect_name == "sqlite":
         return Capacity(_sqlite_affinity(text))
+    zoned = re.fullmatch(r"TIMESTAMP(?:\((\d+)\))? WITH TIME ZONE", text)
+    if zoned is not None:  # PostgreSQL keeps microseconds unless told fewer
+        return Capacity("timestamptz", int(zoned[1]) if zoned[1] else 6)
     match = _DDL.fullmatch(text)
     if match is None:
         return Capacity(text)
@@ -329,7 +332,7 @@ def capacity(ddl: str, dialect_name: str) -> Capacity:
         return Capacity("binary", _MYSQL_BLOB[name])
     if name in ("JSON", "JSONB"):
         return Capacity("json")
-    if name in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
+    if name == "TIMESTAMPTZ":
         return Capacity("timestamptz", 6 if a is None else a)
     if name == "DATETIME" and mysql:
         return Capacity("datetime", a or 0)
