@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from argparse import Namespace
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,8 @@ def alembic_config(
     from alembic.config import Config
 
     scripts = migrations_dir()
-    config = Config()
+    # quiet: cdc says what it did in its own words ("wrote PATH: review it, ...").
+    config = Config(cmd_opts=Namespace(quiet=True))
     config.set_main_option("script_location", str(scripts))
     config.set_main_option("file_template", FILE_TEMPLATE)
     user = user_migrations_dir(settings, create=create)
