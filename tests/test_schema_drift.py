@@ -311,3 +311,27 @@ def test_replicas_of_earlier_versions_keep_working(place: Place, tmp_path: Path)
     again = Replicator(place.engine, settings(place, config)).process([other(2), thing(2, V=2)])
     assert again.outcomes == [Outcome.APPLIED, Outcome.APPLIED] and again.applied == 2
     assert dead_letters(place) == []
+
+
+def test_a_table_is_looked_at_once_per_process(place: Place, tmp_path: Path) -> None:
+    """The check costs catalog queries on a table's first use only."""
+    from sqlalchemy import event
+
+    replicator = Replicator(place.engine, settings(place, mapping(tmp_path, 'V = "bigint"')))
+    assert replicator.process([thing(1, V=1), other(1)]).applied == 2
+    catalog: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        lowered = statement.lower()
+        if any(
+            n in lowered for n in ("information_schema", "pg_catalog", "sqlite_master", "pragma")
+        ):
+            catalog.append(statement)
+
+    event.listen(place.engine, "before_cursor_execute", seen)
+    try:
+        result = replicator.process([thing(2, V=2), other(2)])
+    finally:
+        event.remove(place.engine, "before_cursor_execute", seen)
+    assert result.applied == 2
+    assert catalog == []
