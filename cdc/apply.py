@@ -666,9 +666,8 @@ class Replicator:
                 f"of {spec.source_table!r} carry keys ({', '.join(spec.key_names)})",
             )
         if problems:
-            typed = spec.source_table in self.settings.tables and bool(
-                self.settings.tables[spec.source_table].typed
-            )
+            config = self.settings.tables.get(spec.source_table)
+            typed = config is not None and config.typed
             return _TableProblem(
                 "schema_drift" if typed else "table_mismatch",
                 f"replica table {name!r} cannot hold what the mapping promises for "
