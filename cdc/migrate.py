@@ -108,7 +108,18 @@ def upgrade(
     config.attributes["create_configured_tables"] = True
     with _ALEMBIC:
         try:
-            command.upgrade(config, revision, sql=sql)
+            skip = (
+                None if sql or revision != "heads" else _history_to_skip(config, engine, settings)
+            )
+            if skip is None:
+                command.upgrade(config, revision, sql=sql)
+            else:
+                cdc_head, user_heads = skip
+                command.upgrade(config, cdc_head)  # and the mapping's missing tables
+                if config.attributes.get("differences"):
+                    command.upgrade(config, "heads")  # yours are needed after all
+                else:
+                    command.stamp(config, user_heads)
         except CommandError as exc:
             # e.g. the database is stamped with a revision of yours this process cannot
             # see: the migrations directory is missing or not the one that holds it.
@@ -117,6 +128,45 @@ def upgrade(
                 f"alembic: {str(exc).rstrip('.')} (your migrations directory: {where})"
             ) from None
     return list(config.attributes.get("differences", []))
+
+
+def _history_to_skip(
+    config: Any, engine: Engine, settings: Settings
+) -> tuple[str, list[str]] | None:
+    """Your revisions are history on a database where your branch was never applied and
+    either none of the mapping's tables exist (a new environment: cdc makes them as the
+    mapping is) or all do (made by the function's first batch, as the mapping is): they
+    tell how older databases reached the mapping, and would fail here (altering tables
+    no revision made, or adding columns already there). Returns (cdc's head, your heads)
+    to upgrade cdc's branch first; your heads are then stamped as applied if the
+    database matches the mapping, run otherwise. None: upgrade as usual."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    user = user_migrations_dir(settings)
+    if user is None:
+        return None
+    scripts = ScriptDirectory.from_config(config)
+    every = list(scripts.walk_revisions())
+    ours = {s.revision for s in every if Path(s.path).resolve().parent == user}
+    cdcs = {s.revision: s for s in every if s.revision not in ours}
+    cdc_heads = [r for r, s in cdcs.items() if not s.nextrev & cdcs.keys()]
+    if not ours or len(cdc_heads) != 1:
+        return None
+    user_heads = sorted(r for r in ours if not scripts.get_revision(r).nextrev & ours)
+    metadata = target_metadata(settings, engine.dialect.name)
+    mapped = [t for t in metadata.sorted_tables if t.name not in BOOKKEEPING_TABLES]
+    with engine.connect() as conn:
+        current = MigrationContext.configure(
+            conn, opts={"version_table_schema": settings.schema}
+        ).get_current_heads()
+        if set(current) & ours:
+            return None
+        inspector = inspect(conn)
+        found = [inspector.has_table(t.name, schema=t.schema) for t in mapped]
+        if not mapped or (any(found) and not all(found)):
+            return None
+    return cdc_heads[0], user_heads
 
 
 def write_revision(engine: Engine, settings: Settings, message: str, *, empty: bool) -> Path:

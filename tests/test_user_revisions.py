@@ -14,14 +14,21 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.schema import CreateSchema, DropSchema
 
+from cdc.apply import Replicator
 from cdc.cli import main
+from cdc.config import load_settings, parse_database_url
+from cdc.db import make_engine
 from cdc.migrate import alembic_config
 from tests.factories import insert
 from tests.places import Place, place_fixture  # noqa: F401
@@ -282,3 +289,79 @@ def test_revisions_written_into_cdcs_directory_before_keep_working_from_yours(
     assert header(new)["down_revision"] == "1a2b3c4d5e6f"
     assert main(["migrate"]) == 0
     assert header(new)["revision"] in place.revisions()
+
+
+def test_a_new_database_gets_the_mapping_as_it_is_and_your_revisions_stamped(
+    place: Place,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A new environment: your revisions alter tables no revision created, so they are
+    not run there; the tables are made as the mapping is and your branch is stamped."""
+    use(monkeypatch, place, write(tmp_path / "v1.toml", V1))
+    assert main(["migrate"]) == 0
+    use(monkeypatch, place, write(tmp_path / "v2.toml", V2))
+    assert main(["revision", "-m", "orders: coupon"]) == 0
+    (one,) = revision_files(tmp_path / "revisions")
+    expected = place.columns("orders") | {}
+    assert main(["migrate"]) == 0
+
+    with fresh_database(place, tmp_path) as new:
+        use(monkeypatch, new, tmp_path / "v2.toml")
+        assert main(["migrate"]) == 0, capsys.readouterr()
+        assert new.revisions() == cdc_heads() | {header(one)["revision"]}
+        assert new.columns("orders") == place.columns("orders") != expected
+        assert main(["migrate"]) == 0  # and again: nothing to do
+        use(monkeypatch, new, write(tmp_path / "v3.toml", V3))
+        assert main(["revision", "-m", "orders: weight"]) == 0  # continues the branch
+        assert main(["migrate"]) == 0
+        assert "weight" in new.columns("orders")
+
+
+@contextmanager
+def fresh_database(place: Place, tmp_path: Path) -> Iterator[Place]:
+    """Another empty database (schema) on the same server, or SQLite file."""
+    if place.schema is None:
+        url = f"sqlite:///{tmp_path}/new.db"
+        engine = make_engine(parse_database_url(url, "test"))
+        yield Place(place.name, engine, None, url)
+        engine.dispose()
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with place.engine.begin() as conn:
+        conn.execute(CreateSchema(schema))
+    try:
+        yield Place(place.name, place.engine, schema, place.url)
+    finally:
+        with place.engine.begin() as conn:
+            conn.execute(DropSchema(schema, cascade=place.name == "postgresql"))
+
+
+def test_tables_the_function_made_first_take_your_branch_as_applied(
+    place: Place,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The function met a new database first (it runs without your revisions) and made
+    the tables as the mapping is: `cdc migrate` then stamps your branch, as the database
+    already matches, instead of failing on a column already there."""
+    use(monkeypatch, place, write(tmp_path / "v1.toml", V1))
+    assert main(["migrate"]) == 0
+    use(monkeypatch, place, write(tmp_path / "v2.toml", V2))
+    assert main(["revision", "-m", "orders: coupon"]) == 0
+    (one,) = revision_files(tmp_path / "revisions")
+    assert main(["migrate"]) == 0
+
+    with fresh_database(place, tmp_path) as new:
+        task = tmp_path / "task"  # the function's package: the mapping, no revisions
+        task.mkdir()
+        lambda_like = load_settings(new.env(write(task / "mapping.toml", V2)))
+        rec = insert({"CustomerId": "c", "OrderId": 1}, BASE + 1, {"Total": 1}, table="Orders")
+        assert Replicator(new.engine, lambda_like).process([rec]).applied == 1
+        assert new.revisions() == cdc_heads()
+
+        use(monkeypatch, new, tmp_path / "v2.toml")
+        assert main(["migrate"]) == 0, capsys.readouterr()
+        assert new.revisions() == cdc_heads() | {header(one)["revision"]}
