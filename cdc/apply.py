@@ -28,7 +28,15 @@ from cdc.db import mysql_session_limits, set_session
 from cdc.dberrors import ErrorKind, classify, describe
 from cdc.dialects import dialect_for
 from cdc.errors import RecordError
-from cdc.mapping import DocumentTables, RowVersion, TableSpec, typed_spec
+from cdc.mapping import (
+    BOOKKEEPING_COLUMNS,
+    DocumentTables,
+    RowVersion,
+    TableSpec,
+    is_reserved_table,
+    typed_spec,
+)
+from cdc.migrate import column_problems
 from cdc.plan import TablePlan, plan
 from cdc.records import Change, parse_record, sequence_of
 from cdc.retry import WRITE_BATCH, Deadline, RetryPolicy
@@ -38,6 +46,18 @@ log = logging.getLogger("cdc")
 
 class _RowRejected(Exception):
     """The database refused a row's data in the optimistic pass."""
+
+
+@dataclass(frozen=True)
+class _TableProblem:
+    """Why a table's records cannot be written: dead-lettered (a problem of those
+    records' source: a name collision, a key that differs), or, `report`, reported for
+    redelivery (a configuration problem a person fixes: the database differs from the
+    mapping)."""
+
+    kind: str
+    message: str
+    report: bool = False
 
 
 class Outcome(Enum):
@@ -169,6 +189,8 @@ class Written:
     dead_letter_error: str | None
     per_table: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     unwritten: list[DeadLetter] = field(default_factory=list)  # dead letters not stored
+    # Records of tables the database cannot take as the mapping says: reported, with why.
+    reported: dict[int, str] = field(default_factory=dict)
 
 
 class _Settling:
@@ -401,6 +423,9 @@ class Replicator:
         for index in prepared.unreadable:
             result.outcomes[index] = Outcome.FAILED
             result.error = "items could not be read from DynamoDB for hydration"
+        for index, why in written.reported.items():
+            result.outcomes[index] = Outcome.FAILED
+            result.error = why
         unwritten = {id(letter) for letter in written.unwritten}
         for letter in written.dead:
             failed = id(letter) in unwritten
@@ -429,14 +454,21 @@ class Replicator:
         self._ensure_bookkeeping()
         dead = list(prepared.dead)
         plans: list[TablePlan] = []
+        held: dict[int, str] = {}  # record index → why it is reported, not written
         for table_plan in prepared.plans:
             problem = self._ensure_table(table_plan.spec)
             if problem is None:
                 plans.append(table_plan)
-            else:
-                kind, message = problem
-                for row in (*table_plan.rows, *table_plan.superseded):
-                    dead.append(prepared.dead_letter(row, table_plan.spec, kind, message))
+                continue
+            for row in (*table_plan.rows, *table_plan.superseded):
+                if problem.report:
+                    held[row.change.index] = problem.message
+                else:
+                    dead.append(
+                        prepared.dead_letter(row, table_plan.spec, problem.kind, problem.message)
+                    )
+            if problem.report:
+                log.error("%s", problem.message)
 
         now = datetime.now(UTC)
         applied = stale = 0
@@ -478,7 +510,7 @@ class Replicator:
             )
             # The checkpoint counts what this transaction handled: not the records
             # reported for redelivery (hydration failed, dead letter not stored).
-            reported = set(prepared.unreadable) | {letter.index for letter in unwritten}
+            reported = set(prepared.unreadable) | {letter.index for letter in unwritten} | set(held)
             for change in prepared.changes:
                 if change.index not in reported:
                     progress.setdefault(
@@ -491,7 +523,7 @@ class Replicator:
                     progress[letter.change.stream_arn].dead_lettered += 1
             if progress:
                 write_checkpoints(conn, self.dialect, self.schema, list(progress.values()), now)
-        return Written(applied, stale, dead, dead_letter_error, per_table, unwritten)
+        return Written(applied, stale, dead, dead_letter_error, per_table, unwritten, held)
 
     def _write_letters(
         self, conn: Connection, letters: list[DeadLetter], now: datetime
@@ -580,14 +612,23 @@ class Replicator:
         ensure_bookkeeping(self.engine, self.schema, self.settings)
         self._bookkeeping_ready = True
 
-    def _ensure_table(self, spec: TableSpec) -> tuple[str, str] | None:
-        """Create the replica table on first sight; check an existing one belongs to
-        this source table and has the key the records carry. Returns (error class,
-        message) to dead-letter the table's rows with."""
+    def _ensure_table(self, spec: TableSpec) -> _TableProblem | None:
+        """Create the replica table on first sight; check that an existing one is cdc's
+        replica of this source table, has the key the records carry, and that its live
+        columns can hold what the mapping promises (README, Replica tables). Reflected
+        once per table and process: a table found fine is not looked at again until an
+        error makes the replicator forget what it knows."""
         name = spec.qualified_name
         if name in self._ready:
             return None
         table = spec.table
+        if is_reserved_table(table.name):
+            return _TableProblem(
+                "name_collision",
+                f"source table {spec.source_table!r} maps to replica table {name!r}, a name "
+                "cdc reserves for its bookkeeping tables (cdc_*, alembic_version); set "
+                f"`table` for {spec.source_table!r} in the mapping",
+            )
         with self.engine.begin() as conn:
             inspector = inspect(conn)
             # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the
@@ -601,9 +642,10 @@ class Replicator:
                 inspector = inspect(conn)
             exists = inspector.has_table(table.name, schema=table.schema)
             if not exists and not spec.options.auto_create:
-                return "table_missing", (
+                return _TableProblem(
+                    "table_missing",
                     f"replica table {name!r} does not exist and auto_create is off for "
-                    f"{spec.source_table!r}; run `cdc migrate`"
+                    f"{spec.source_table!r}; run `cdc migrate`",
                 )
             if not exists:
                 table.comment = source_comment(spec.source_table)
@@ -618,16 +660,44 @@ class Replicator:
                 inspector = inspect(conn)
             key = inspector.get_pk_constraint(table.name, schema=table.schema)
             actual = list(key.get("constrained_columns") or [])
-            owner = _source_of(inspector, table.name, table.schema)
+            comment = _comment_of(inspector, table.name, table.schema)
+            live = inspector.get_columns(table.name, schema=table.schema)
+            problems = column_problems(table, live, conn.dialect)
+        owner = _owner(comment)
         if owner is not None and owner != spec.source_table:
-            return "name_collision", (
+            return _TableProblem(
+                "name_collision",
                 f"source table {spec.source_table!r} maps to replica table {name!r}, which "
-                f"already replicates {owner!r}; set `table` for one of them in the mapping"
+                f"already replicates {owner!r}; set `table` for one of them in the mapping",
+            )
+        foreign = _not_cdcs(comment, {c["name"] for c in live})
+        if foreign is not None:
+            return _TableProblem(
+                "name_collision",
+                f"source table {spec.source_table!r} maps to replica table {name!r}, but "
+                f"the existing table {name!r} is not a cdc replica ({foreign}); set `table` "
+                f"for {spec.source_table!r} in the mapping, or rename the existing table",
             )
         if sorted(actual) != sorted(spec.key_names):
-            return "table_mismatch", (
-                f"replica table {name!r} has primary key ({', '.join(actual)}) but records of "
-                f"{spec.source_table!r} carry keys ({', '.join(spec.key_names)})"
+            return _TableProblem(
+                "table_mismatch",
+                f"replica table {name!r} has primary key ({', '.join(actual)}) but records "
+                f"of {spec.source_table!r} carry keys ({', '.join(spec.key_names)})",
+            )
+        if problems:
+            config = self.settings.tables.get(spec.source_table)
+            typed = config is not None and config.typed
+            return _TableProblem(
+                "schema_drift" if typed else "table_mismatch",
+                f"replica table {name!r} cannot hold what the mapping promises for "
+                f"{spec.source_table!r}: {'; '.join(problems)}. Nothing is written to it, "
+                "never rounded or cut: "
+                + (
+                    'write a revision with `cdc revision -m "..."` and run `cdc migrate`'
+                    if typed
+                    else "the table does not have the columns of a document-mode replica"
+                ),
+                report=typed,
             )
         self._upgrade_table(spec)
         self._ready.add(name)
@@ -647,11 +717,29 @@ def source_comment(source_table: str) -> str:
     return SOURCE_COMMENT + source_table
 
 
-def _source_of(inspector: Any, name: str, schema: str | None) -> str | None:
+def _comment_of(inspector: Any, name: str, schema: str | None) -> str | None:
     try:
         comment = inspector.get_table_comment(name, schema=schema).get("text")
     except NotImplementedError:  # SQLite keeps no comments
         return None
-    if isinstance(comment, str) and comment.startswith(SOURCE_COMMENT):
+    return comment if isinstance(comment, str) and comment else None
+
+
+def _owner(comment: str | None) -> str | None:
+    """The source table a replica's comment names (see `source_comment`)."""
+    if comment is not None and comment.startswith(SOURCE_COMMENT):
         return comment[len(SOURCE_COMMENT) :]
+    return None
+
+
+def _not_cdcs(comment: str | None, columns: set[str]) -> str | None:
+    """Why an existing table is not a cdc replica, or None if it is one. cdc's replicas
+    carry its `_cdc_` columns, and its source comment where the database keeps
+    comments; a table without a comment but with cdc's columns is adopted (a replica
+    made by a hand-written revision)."""
+    missing = [c for c in BOOKKEEPING_COLUMNS if c not in columns]
+    if missing:
+        return f"it has no column {', '.join(missing)}"
+    if comment is not None and _owner(comment) is None:
+        return f"its comment is {comment!r}"
     return None

@@ -73,7 +73,7 @@ _DRIVER_DEFAULTS = {
 }
 _SUPPORTED_BACKENDS = ("postgresql", "sqlite", "mysql", "mariadb")
 
-_TOP_LEVEL_KEYS = {"database_url", "schema", "defaults", "tables"}
+_TOP_LEVEL_KEYS = {"database_url", "schema", "migrations", "defaults", "tables"}
 _OPTION_CHOICES: dict[str, tuple[str, ...]] = {
     "deletes": get_args(Deletes),
     "ttl_deletes": get_args(TtlDeletes),
@@ -114,6 +114,9 @@ class Settings:
     metrics: MetricsMode = "emf"
     metrics_namespace: str = DEFAULT_NAMESPACE
     service: str = DEFAULT_SERVICE
+    # The user's alembic revisions of the mapping (`cdc revision`): CDC_MIGRATIONS_DIR,
+    # or `migrations` in the mapping file, relative to that file.
+    migrations_dir: Path | None = None
 
     def options_for(self, source_table: str) -> TableOptions:
         config = self.tables.get(source_table)
@@ -202,6 +205,11 @@ def load_settings(
     if schema is not None and url is not None and url.get_backend_name() == "sqlite":
         raise ConfigError(f"{SCHEMA} is not supported with SQLite (it has no schemas)")
 
+    migrations_dir = Path(env["CDC_MIGRATIONS_DIR"]) if env.get("CDC_MIGRATIONS_DIR") else None
+    if migrations_dir is None and "migrations" in file_values and config_path is not None:
+        relative = _expect(file_values["migrations"], str, config_path, "migrations")
+        migrations_dir = config_path.parent / relative
+
     defaults = _options(file_values.get("defaults", {}), TableOptions(), config_path, "defaults")
     tables: dict[str, TableConfig] = {}
     raw_tables = file_values.get("tables", {})
@@ -232,6 +240,7 @@ def load_settings(
         metrics=metrics,
         metrics_namespace=_namespace(env),
         service=_env(env, SERVICE_NAME) or DEFAULT_SERVICE,
+        migrations_dir=migrations_dir,
     )
 
 

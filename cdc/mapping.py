@@ -38,6 +38,14 @@ ITEM = "item"
 EXTRA = "extra"
 BOOKKEEPING_COLUMNS = (SEQ, DELETED, EVENT_TIME, APPLIED_AT)
 
+
+def is_reserved_table(name: str) -> bool:
+    """cdc's own tables (`cdc_dead_letters`, `cdc_checkpoints`, …, and any `cdc_*` name
+    it may add) and alembic's: never a replica table (README, Replica tables)."""
+    lowered = name.lower()
+    return lowered.startswith("cdc_") or lowered == "alembic_version"
+
+
 Deletes = Literal["soft", "hard"]
 TtlDeletes = Literal["delete", "ignore"]
 NulPolicy = Literal["reject", "strip", "replace"]
@@ -408,6 +416,11 @@ def typed_spec(
     """The replica table of a typed mapping. Raises ConfigError on name collisions."""
     source = config.source
     name = fit(config.table or snake(source), max_identifier_bytes, source)
+    if is_reserved_table(name):
+        raise ConfigError(
+            f"{config_where(config)}: the replica table {name!r} would take a name cdc "
+            "reserves for its bookkeeping tables (cdc_*, alembic_version); set `table`"
+        )
     reserved = {n: f"<cdc column {n}>" for n in BOOKKEEPING_COLUMNS}
     if config.unmapped == "extra":
         reserved[EXTRA] = "<cdc column extra>"

@@ -1,10 +1,11 @@
 """alembic environment for cdc.
 
 Target metadata = the bookkeeping tables + the typed tables of the mapping file
-(CDC_CONFIG), so `alembic revision --autogenerate` writes a migration when the mapping
-changes. The engine and settings come from `cdc migrate` (through
-`config.attributes`) or, when alembic runs by hand from a checkout, from the same
-settings the service reads (CDC_DATABASE_URL, CDC_SCHEMA, CDC_CONFIG).
+(CDC_CONFIG), so autogenerate (`cdc revision`) writes a migration when the mapping
+changes, into the user's directory (cdc/migrate.py, README: Migrations). The engine and
+settings come from the `cdc` commands (through `config.attributes`) or, when alembic
+runs by hand from a checkout, from the same settings the service reads
+(CDC_DATABASE_URL, CDC_SCHEMA, CDC_CONFIG).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
 from sqlalchemy.types import TypeDecorator
 
-from cdc.migrate import target_metadata
+from cdc.migrate import describe_differences, target_metadata
 
 log = logging.getLogger("cdc.migrate")
 config = context.config
@@ -68,12 +69,18 @@ def _configure(connection: Connection | None, settings: Any, metadata: Any, **kw
     def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
         return name in wanted if type_ == "schema" else True
 
+    mapping_only = bool(config.attributes.get("mapping_only"))
+
     def include_object(
         obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
     ) -> bool:
         # Document-mode tables appear at run time and are no business of the mapping's
         # migrations: never propose dropping a table we did not declare.
-        return not (type_ == "table" and reflected and compare_to is None)
+        if type_ == "table" and reflected and compare_to is None:
+            return False
+        # The user's revisions (`cdc revision`) never touch cdc's bookkeeping tables:
+        # cdc's own revisions manage those.
+        return not (mapping_only and type_ == "table" and _is_bookkeeping(str(name)))
 
     context.configure(
         connection=connection,
@@ -132,6 +139,7 @@ def run_online() -> None:
                 _create_and_check(connection, settings, metadata)
             connection.commit()
         finally:
+            connection.rollback()  # after a failure: the unlock must not run in it
             if name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": LOCK_ID})
             elif name in ("mysql", "mariadb"):
@@ -139,19 +147,27 @@ def run_online() -> None:
             connection.commit()
 
 
+def _is_bookkeeping(name: str) -> bool:
+    return name.startswith(("cdc_", "alembic_"))
+
+
 def _configured(metadata: Any) -> list[Any]:
     """The mapping's tables in the target metadata (the rest are bookkeeping)."""
-    return [t for t in metadata.sorted_tables if not t.name.startswith(("cdc_", "alembic_"))]
+    return [t for t in metadata.sorted_tables if not _is_bookkeeping(t.name)]
 
 
 def _create_and_check(connection: Connection, settings: Any, metadata: Any) -> None:
-    """Create configured tables that no revision created yet, then warn when the
-    database still differs from the mapping (a changed column needs a revision)."""
+    """Create configured tables that no revision created yet, then record how the
+    database still differs from the mapping (a changed column needs a revision) in
+    `config.attributes["differences"]`, one readable line each: `cdc migrate` prints
+    them and fails until they are gone."""
     typed = _configured(metadata)
     for table in typed:
         table.create(connection, checkfirst=True)
+    config.attributes["differences"] = []
     if not typed:
         return
+    names = {t.name for t in typed}
     migration_context = MigrationContext.configure(
         connection,
         opts={
@@ -161,24 +177,16 @@ def _create_and_check(connection: Connection, settings: Any, metadata: Any) -> N
                 type_ != "schema" or name in {t.schema for t in typed}
             ),
             "include_object": lambda obj, name, type_, reflected, compare_to: (
-                not (
-                    type_ == "table"
-                    and (
-                        compare_to is None or not str(name).startswith(tuple(t.name for t in typed))
-                    )
-                )
+                not (type_ == "table" and (compare_to is None or str(name) not in names))
             ),
         },
     )
-    diff = compare_metadata(migration_context, metadata)
-    if diff:
-        log.warning(
-            "the database differs from the mapping in %d way(s); generate a revision with "
-            "`alembic revision --autogenerate -m ...`, review it and run `cdc migrate`: %s",
-            len(diff),
-            diff,
-        )
-        print(f"warning: the database differs from the mapping: {diff}")
+    differences = describe_differences(
+        compare_metadata(migration_context, metadata), connection.dialect
+    )
+    config.attributes["differences"] = differences
+    if differences:
+        log.info("the database differs from the mapping: %s", "; ".join(differences))
 
 
 if context.is_offline_mode():

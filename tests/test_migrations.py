@@ -2,9 +2,10 @@
 
 - `cdc migrate` creates the bookkeeping tables and every typed table of the mapping;
   running it twice changes nothing;
-- when the mapping gains a column, `cdc migrate` warns, and `alembic revision
+- when the mapping gains a column, `cdc migrate` fails naming it, and `alembic revision
   --autogenerate` writes a migration that adds it (and never drops the document-mode
-  tables that live in the same schema); applying it adds the column;
+  tables that live in the same schema); applying it adds the column (the user's
+  directory and `cdc revision`: tests/test_user_revisions.py);
 - offline mode (`cdc migrate --sql`) prints schema-qualified DDL and touches nothing.
 
 alembic runs on a copy of migrations/ so the repository's versions/ stays as it is.
@@ -101,8 +102,8 @@ def snapshot(engine: Engine, schema: str) -> dict[str, Any]:
     return shape
 
 
-def migrate(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    assert main(["migrate", *args]) == 0
+def migrate(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> str:
+    assert main(["migrate", *args]) == code
     captured = capsys.readouterr()
     return captured.out + captured.err
 
@@ -176,7 +177,7 @@ def test_migrate_twice_is_a_no_op(
     assert snapshot(pg_engine, pg_schema) == before
 
 
-def test_migrate_warns_when_the_mapping_has_a_column_no_revision_added(
+def test_migrate_fails_when_the_mapping_has_a_column_no_revision_added(
     env: dict[str, str],
     pg_engine: Engine,
     pg_schema: str,
@@ -186,9 +187,12 @@ def test_migrate_warns_when_the_mapping_has_a_column_no_revision_added(
 ) -> None:
     migrate(capsys)
     use_mapping(monkeypatch, tmp_path, "v2")
-    output = migrate(capsys)
-    assert "warning" in output.lower()
-    assert "coupon" in output and "discount" in output
+    output = migrate(capsys, code=1)  # it fails while the database differs
+    assert "differs from the mapping in 2 way(s)" in output
+    assert f"table {pg_schema}.orders: column coupon (TEXT) is in the mapping" in output
+    assert "column discount (NUMERIC(5, 2)) is in the mapping" in output
+    assert output.count("coupon") == 1  # once, readably: no alembic tuples
+    assert "Column(" not in output
     # it warns, it does not alter the table behind alembic's back
     assert set(columns(pg_engine, pg_schema, "orders")) == V1_COLUMNS
 

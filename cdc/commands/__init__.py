@@ -9,6 +9,7 @@ the other commands stay fast.
 MODULES = (
     "replay",
     "migrate",
+    "revision",
     "dlq",
     "purge",
     "backfill",

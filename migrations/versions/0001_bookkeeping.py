@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import cdc.types
+from cdc.migrate import create_index, create_table
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -29,8 +30,10 @@ def _schema() -> str | None:
 
 
 def upgrade() -> None:
+    # create_table / create_index: only what an interrupted run left missing (MySQL
+    # commits each DDL statement on its own; see cdc/migrate.py).
     schema = _schema()
-    op.create_table(
+    create_table(
         "cdc_dead_letters",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
         sa.Column("fingerprint", sa.String(64), nullable=False),
@@ -51,16 +54,16 @@ def upgrade() -> None:
         sa.UniqueConstraint("fingerprint", name="cdc_dead_letters_fingerprint_key"),
         schema=schema,
     )
-    op.create_index(
+    create_index(
         "ix_cdc_dead_letters_status_table",
         "cdc_dead_letters",
         ["status", "source_table"],
         schema=schema,
     )
-    op.create_index(
+    create_index(
         "ix_cdc_dead_letters_last_failed_at", "cdc_dead_letters", ["last_failed_at"], schema=schema
     )
-    op.create_table(
+    create_table(
         "cdc_checkpoints",
         sa.Column("stream_arn", sa.String(512), primary_key=True),
         sa.Column("shard_id", sa.String(128), primary_key=True),
@@ -72,7 +75,7 @@ def upgrade() -> None:
         sa.Column("updated_at", cdc.types.UtcDateTime(), nullable=False),
         schema=schema,
     )
-    op.create_table(
+    create_table(
         "cdc_tombstones",
         sa.Column("table_name", sa.String(255), primary_key=True),
         sa.Column("key_hash", sa.String(64), primary_key=True),
@@ -81,7 +84,7 @@ def upgrade() -> None:
         sa.Column("deleted_at", cdc.types.UtcDateTime(), nullable=False),
         schema=schema,
     )
-    op.create_index("ix_cdc_tombstones_deleted_at", "cdc_tombstones", ["deleted_at"], schema=schema)
+    create_index("ix_cdc_tombstones_deleted_at", "cdc_tombstones", ["deleted_at"], schema=schema)
 
 
 def downgrade() -> None:

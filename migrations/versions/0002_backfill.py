@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import cdc.types
+from cdc.migrate import create_table
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
@@ -27,7 +28,7 @@ def _schema() -> str | None:
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "cdc_backfill_segments",
         sa.Column("source_table", sa.String(255), primary_key=True),
         sa.Column("segment", sa.Integer(), primary_key=True),
