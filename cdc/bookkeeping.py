@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 
 from cdc import schema as bk
-from cdc.decode import JsonFloat, dumps, to_plain
+from cdc.decode import JsonFloat, dumps, image_to_plain, to_plain
 from cdc.dialects import Dialect
 from cdc.errors import RecordError
 from cdc.mapping import TableSpec
@@ -53,18 +53,23 @@ class DeadLetter:
         return self.change.sequence_number if self.change else sequence_of(self.record)
 
     def fingerprint(self) -> str:
-        """The letter's identity: one row per failing (source table, key, error class),
-        whichever path found it (a stream record, `cdc backfill`, a redrive), so the same
-        failure found again updates its row (`attempts`) instead of adding one. Versions
-        of one key failing alike share the row, which keeps the newest (see
-        `write_dead_letters`). A record too broken to name its table and key is
-        identified by its own text."""
+        """The letter's identity: one row per failing (source table, key, item version,
+        error class), whichever path found it (a stream record, `cdc backfill`, a
+        redrive), so the same failure found again updates its row (`attempts`) instead
+        of adding one. See `_version_text` for what identifies a version. A record too
+        broken to name its table and key is identified by its own text."""
         change = self.change
         if change is None:
             identity = "raw|" + raw_json(self.record)
         else:
             identity = "|".join(
-                ("key", change.source_table, _key_text(change), self.error_class[:64])
+                (
+                    "key",
+                    change.source_table,
+                    _key_text(change),
+                    _version_text(change),
+                    self.error_class[:64],
+                )
             )
         return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -112,6 +117,32 @@ def _key_text(change: Change) -> str:
             value = base64.b64encode(value).decode("ascii")
         parts.append([name, change.key_types[name], value])
     return _lossless_json(parts)
+
+
+def _version_text(change: Change) -> str:
+    """What identifies the version of the item a record carries. With a NewImage, its
+    content: a backfill's copy of an item (sequence 0: a Scan cannot know the sequence
+    number) then matches the stream record that wrote that version, so an item found
+    bad by both paths is one letter, not two; and two records of one key with the same
+    content failing alike are one failure. Without a NewImage (a REMOVE, a KEYS_ONLY
+    record), the sequence number."""
+    image = change.new_image
+    if image is None:
+        return f"seq:{change.sequence}"
+    try:
+        # The plain form, keys sorted and numbers canonical: the same item whatever the
+        # order of its attributes and set members, or the spelling of its numbers.
+        plain = image_to_plain(image, "NewImage")
+        text = orjson.dumps(plain, default=_canonical_default, option=orjson.OPT_SORT_KEYS)
+    except (RecordError, TypeError):  # the image is what is wrong: its text identifies it
+        return "raw:" + _lossless_json(image)
+    return "item:" + text.decode("utf-8")
+
+
+def _canonical_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(canonical_number(value))
+    raise TypeError(f"{type(value).__name__} is not plain JSON")
 
 
 def _hints(record: Any) -> dict[str, str]:
@@ -281,8 +312,8 @@ def write_dead_letters(
     c = table.c
 
     def assign(new: Any) -> dict[str, Any]:
-        # A letter holds the newest version of its key that failed: an older one found
-        # again (a replayed batch, a backfill's copy: sequence 0) only counts an
+        # A letter holds the newest record of its failure: an older one found again (a
+        # replayed batch, a backfill's copy of the item: sequence 0) only counts an
         # attempt. Sequence numbers are decimal text without leading zeros (as Lambda
         # delivers them), compared as numbers: the longer is the larger.
         old_seq, new_seq = c.sequence_number, new["sequence_number"]
