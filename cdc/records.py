@@ -22,9 +22,10 @@ KEY_TYPES = frozenset({"S", "N", "B"})
 MAX_KEY_ATTRIBUTES = 2  # a partition key and an optional sort key
 MAX_SEQUENCE_DIGITS = 40
 _SEQUENCE = re.compile(r"[0-9]{1,40}")
-# arn:PARTITION:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL
+# arn:PARTITION:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL, in printable ASCII (the
+# label is a timestamp): the ARN is stored in checkpoints, so it must be storable text.
 _STREAM_ARN = re.compile(
-    r"arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/([^/]+)/stream/([^/]+)"
+    r"arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/([^/]+)/stream/([!-.0-~]+)"
 )
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 
