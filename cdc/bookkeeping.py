@@ -17,7 +17,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import MetaData, Table, and_, case, func, or_
+from sqlalchemy import MetaData, Table, and_, case, func, literal_column, or_
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 
@@ -347,7 +347,9 @@ def write_dead_letters(
                     "sequence_number",
                 )
             },
-            "attempts": c.attempts + 1,
+            # Inline, not a bound parameter: PyMySQL's executemany refuses parameters
+            # after VALUES (and would send the letters one statement each).
+            "attempts": c.attempts + literal_column("1"),
             "last_failed_at": new["last_failed_at"],
         }
 
