@@ -328,3 +328,19 @@ def test_raw_json_is_lossless_and_storable() -> None:
     assert "\\ud800" in text and "\\udfff" in text
     text.encode("utf-8")  # storable: no lone surrogate left
     assert raw_json({"a": 1.5, "b": "é"}) == '{"a":1.5,"b":"é"}'  # the fast path
+
+
+@pytest.mark.parametrize("kind", ["text[]", "numeric[]"])
+@pytest.mark.parametrize("payload", [5, None, True, 1.5])
+def test_a_set_column_converter_given_a_non_list_raises_decode_error(
+    kind: str, payload: Any
+) -> None:
+    # GIVEN a text[] or numeric[] column's converter and an L whose payload is no list
+    from cdc.convert import converter, parse_type
+    from cdc.errors import DecodeError
+
+    convert = converter("c", parse_type(kind))
+    # WHEN it converts THEN it is a decode error naming the attribute (it was a
+    # TypeError: "internal")
+    with pytest.raises(DecodeError, match=r"^NewImage\.c: L value"):
+        convert({"L": payload}, "NewImage.c")
