@@ -217,3 +217,36 @@ def test_a_key_in_non_ascii_digits_never_overwrites_another_item(database: Datab
     assert letters["1003"]["error_class"] == "decode"
     assert "NewImage.n" in letters["1003"]["error_message"]
     assert "is not a number" in letters["1003"]["error_message"]
+
+
+# --- numbers read outside records -------------------------------------------------------
+
+
+@pytest.mark.parametrize("sequence", [ARABIC_123, "11\u0661", FULLWIDTH_42])
+def test_an_on_failure_record_with_non_ascii_sequence_numbers_is_refused(sequence: str) -> None:
+    # GIVEN an on-failure invocation record (cdc redrive-failures) whose sequence number
+    # is written in non-ASCII digits
+    import json
+
+    from cdc.commands.redrive_failures import batch_info
+
+    info = {
+        "streamArn": "arn:aws:dynamodb:eu-central-1:123456789012:table/Orders/stream/x",
+        "shardId": "shardId-1",
+        "startSequenceNumber": "100",
+        "endSequenceNumber": sequence,
+    }
+    # WHEN it is read THEN it is not a sequence number
+    with pytest.raises(ValueError, match="is not a sequence number"):
+        batch_info(json.dumps({"DDBStreamBatchInfo": info}))
+
+
+@pytest.mark.parametrize("text", ["\u0664\u0668h", "\uff17d", "1\u0665m"])
+def test_a_duration_in_non_ascii_digits_is_refused(text: str) -> None:
+    import argparse
+
+    from cdc.cli import parse_duration
+
+    assert parse_duration("48h").total_seconds() == 48 * 3600
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a duration"):
+        parse_duration(text)
