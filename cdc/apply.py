@@ -24,6 +24,7 @@ from tenacity import RetryCallState
 from cdc.bookkeeping import DeadLetter, StreamProgress, write_checkpoints, write_dead_letters
 from cdc.bookkeeping import tables as bookkeeping_tables
 from cdc.config import Settings
+from cdc.db import mysql_session_limits, set_session
 from cdc.dberrors import ErrorKind, classify, describe
 from cdc.dialects import dialect_for
 from cdc.errors import RecordError
@@ -539,13 +540,31 @@ class Replicator:
         return left + right, bad_left + bad_right
 
     def _limit_statement_time(self, conn: Connection, deadline: Deadline) -> None:
-        """A statement must not outlive the invocation: cap it at the time left."""
+        """A statement must not outlive the invocation: cap it at the time left (lock
+        waits included: a row someone else holds must not make Lambda time out)."""
         remaining = deadline.remaining()
-        if remaining is None or self.engine.dialect.name != "postgresql":
+        if remaining is None:
+            return
+        name = self.engine.dialect.name
+        if name in ("mysql", "mariadb"):
+            mariadb = bool(getattr(self.engine.dialect, "is_mariadb", False))
+            set_session(conn, mysql_session_limits(remaining, mariadb))
+            return
+        if name != "postgresql":
             return
         budget_ms = max(100, int((remaining - 1.0) * 1000))
         # Driver SQL: a SQLAlchemy construct would cost more to build than to run.
         conn.exec_driver_sql("SELECT set_config('statement_timeout', %s, true)", (str(budget_ms),))
+
+    def _upgrade_table(self, spec: TableSpec) -> None:
+        """A replica table an earlier cdc made is brought up to date on first use (MySQL:
+        exact key comparison, no JSON nesting limit; README "Databases")."""
+        if not self.dialect.upgrades_tables:
+            return
+        with self.engine.begin() as conn:
+            changed = self.dialect.upgrade_table(conn, spec.table)
+        if changed:
+            log.warning("upgraded replica table %s: %s", spec.qualified_name, "; ".join(changed))
 
     def _ensure_bookkeeping(self) -> None:
         if self._bookkeeping_ready:
@@ -604,6 +623,7 @@ class Replicator:
                 f"replica table {name!r} has primary key ({', '.join(actual)}) but records of "
                 f"{spec.source_table!r} carry keys ({', '.join(spec.key_names)})"
             )
+        self._upgrade_table(spec)
         self._ready.add(name)
         return None
 

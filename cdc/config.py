@@ -1,18 +1,21 @@
 """Settings from environment variables and an optional TOML file, validated once.
 
+This is the one place that reads cdc's environment variables (the README's
+Configuration table): every other module takes the validated values from `Settings`.
 Environment variables (the Lambda way) override the file named by `CDC_CONFIG`. Every
-error names the variable, or the file, table and key, that is wrong. Passwords never
-appear in messages: URLs are shown with the password masked.
+error names the variable and what it accepts, or the file, table and key, that is
+wrong. Passwords never appear in messages: URLs are shown with the password masked.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -31,6 +34,35 @@ from cdc.mapping import (
 from cdc.naming import fit, snake
 
 DEFAULT_CLI_URL = "sqlite:///cdc.db"
+
+# The environment variables, as the README's Configuration table lists them.
+DATABASE_URL = "CDC_DATABASE_URL"
+SECRET_ARN = "CDC_DATABASE_SECRET_ARN"  # noqa: S105 (a variable name)
+IAM_AUTH = "CDC_DATABASE_IAM_AUTH"
+SSLMODE = "CDC_DATABASE_SSLMODE"
+SSLROOTCERT = "CDC_DATABASE_SSLROOTCERT"
+DISABLE_PREPARED = "CDC_DATABASE_DISABLE_PREPARED"
+HOST = "CDC_DATABASE_HOST"
+PORT = "CDC_DATABASE_PORT"
+NAME = "CDC_DATABASE_NAME"
+SCHEMA = "CDC_SCHEMA"
+CONFIG = "CDC_CONFIG"
+LOG_LEVEL = "CDC_LOG_LEVEL"
+METRICS = "CDC_METRICS"
+METRICS_NAMESPACE = "CDC_METRICS_NAMESPACE"
+# The `service` of the handler's log line, named as Powertools' Logger names it.
+SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MetricsMode = Literal["emf", "off"]
+METRICS_MODES: tuple[MetricsMode, ...] = get_args(MetricsMode)
+DEFAULT_SERVICE = "cdc"
+DEFAULT_NAMESPACE = "cdc"
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+# CloudWatch's rule for namespaces: these ASCII characters, at most 255, not all
+# spaces; "AWS/" is reserved for AWS's own.
+_NAMESPACE = re.compile(r"[0-9A-Za-z._/#: -]{1,255}")
 
 # Users write what psql and mysql accept; SQLAlchemy needs the driver spelled out.
 _DRIVER_DEFAULTS = {
@@ -55,6 +87,21 @@ _KEY_KINDS = {"text", "numeric", "bigint", "integer", "smallint", "bytea", "date
 
 
 @dataclass(frozen=True)
+class DatabaseOptions:
+    """How to connect, beyond the URL (see cdc.credentials): RDS IAM tokens, TLS,
+    prepared statements, and the endpoint that overrides the secret's."""
+
+    iam_auth: bool = False
+    sslmode: str | None = None
+    sslrootcert: str | None = None
+    disable_prepared: bool = False
+    host: str | None = None
+    port: int | None = None
+    dbname: str | None = None
+    region: str | None = None  # of the RDS IAM tokens: AWS_REGION
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: URL | None = None
     secret_arn: str | None = None
@@ -62,6 +109,11 @@ class Settings:
     config_path: Path | None = None
     defaults: TableOptions = field(default_factory=TableOptions)
     tables: Mapping[str, TableConfig] = field(default_factory=dict)
+    database: DatabaseOptions = field(default_factory=DatabaseOptions)
+    log_level: str = "INFO"
+    metrics: MetricsMode = "emf"
+    metrics_namespace: str = DEFAULT_NAMESPACE
+    service: str = DEFAULT_SERVICE
 
     def options_for(self, source_table: str) -> TableOptions:
         config = self.tables.get(source_table)
@@ -113,36 +165,42 @@ def load_settings(
     environ: Mapping[str, str] | None = None, *, default_url: str | None = None
 ) -> Settings:
     """Read and validate the configuration. `default_url` is used when nothing names a
-    database (the CLI's local SQLite default); the Lambda handler passes none."""
+    database (the CLI's local SQLite default); the Lambda handler passes none.
+
+    Every variable of the README's Configuration table is read here and nowhere else,
+    so a bad value fails at start-up (the CLI's first line, the handler's first
+    invocation) whether or not the code that uses it would run. An empty variable
+    counts as unset."""
     env = os.environ if environ is None else environ
     file_values: dict[str, Any] = {}
     config_path: Path | None = None
-    if env.get("CDC_CONFIG"):
-        config_path = Path(env["CDC_CONFIG"])
+    config_text = _env(env, CONFIG)
+    if config_text is not None:
+        config_path = Path(config_text)
         file_values = _read_toml(config_path)
 
-    url_text = env.get("CDC_DATABASE_URL") or None
-    url_setting = "CDC_DATABASE_URL"
-    secret_in_env = bool(env.get("CDC_DATABASE_SECRET_ARN"))
-    if url_text is None and "database_url" in file_values and not secret_in_env:
+    url_text = _env(env, DATABASE_URL)
+    url_setting = DATABASE_URL
+    secret_arn = _env(env, SECRET_ARN)
+    if url_text is not None and secret_arn is not None:
+        raise ConfigError(f"set either {DATABASE_URL} or {SECRET_ARN}, not both")
+    if url_text is None and "database_url" in file_values and secret_arn is None:
         url_text = _expect(file_values["database_url"], str, config_path, "database_url")
         url_setting = f"{config_path}: database_url"
-    secret_arn = env.get("CDC_DATABASE_SECRET_ARN") or None
-    if url_text is not None and secret_arn is not None and env.get("CDC_DATABASE_URL"):
-        raise ConfigError("set either CDC_DATABASE_URL or CDC_DATABASE_SECRET_ARN, not both")
     if secret_arn is not None and not secret_arn.startswith("arn:"):
-        raise ConfigError(
-            "CDC_DATABASE_SECRET_ARN must be a Secrets Manager ARN (arn:aws:secretsmanager:…)"
-        )
+        raise ConfigError(f"{SECRET_ARN} must be a Secrets Manager ARN (arn:aws:secretsmanager:…)")
     if url_text is None and secret_arn is None and default_url is not None:
         url_text, url_setting = default_url, "the default database URL"
     url = parse_database_url(url_text, url_setting) if url_text is not None else None
+    database = _database_options(env, secret_arn)
+    if url is not None:
+        check_database_options(database, url.get_backend_name())
 
-    schema = env.get("CDC_SCHEMA") or None
+    schema = _env(env, SCHEMA)
     if schema is None and "schema" in file_values:
         schema = _expect(file_values["schema"], str, config_path, "schema")
     if schema is not None and url is not None and url.get_backend_name() == "sqlite":
-        raise ConfigError("CDC_SCHEMA is not supported with SQLite (it has no schemas)")
+        raise ConfigError(f"{SCHEMA} is not supported with SQLite (it has no schemas)")
 
     defaults = _options(file_values.get("defaults", {}), TableOptions(), config_path, "defaults")
     tables: dict[str, TableConfig] = {}
@@ -161,6 +219,7 @@ def load_settings(
             )
         tables[source] = config
 
+    metrics: MetricsMode = "off" if _choice(env, METRICS, METRICS_MODES) == "off" else "emf"
     return Settings(
         database_url=url,
         secret_arn=secret_arn,
@@ -168,7 +227,137 @@ def load_settings(
         config_path=config_path,
         defaults=defaults,
         tables=tables,
+        database=database,
+        log_level=_choice(env, LOG_LEVEL, LOG_LEVELS, default="INFO"),
+        metrics=metrics,
+        metrics_namespace=_namespace(env),
+        service=_env(env, SERVICE_NAME) or DEFAULT_SERVICE,
     )
+
+
+# --- environment variables ------------------------------------------------------------
+
+
+def _env(env: Mapping[str, str], name: str) -> str | None:
+    """A variable's value, stripped; empty counts as unset (a template's blank
+    parameter, `VAR=` in a shell)."""
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = _env(env, name)
+    if value is None:
+        return False
+    flag = _BOOLEANS.get(value.lower())
+    if flag is None:
+        raise ConfigError(
+            f"{name}={value!r} is not a boolean; expected one of {', '.join(_BOOLEANS)} (any case)"
+        )
+    return flag
+
+
+def _choice(
+    env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str | None = None
+) -> str:
+    """One of `choices`, in any case, or `default` (the first choice) when unset."""
+    value = _env(env, name)
+    if value is None:
+        return default or choices[0]
+    for choice in choices:
+        if value.lower() == choice.lower():
+            return choice
+    raise ConfigError(
+        f"{name}={value!r} is not valid; expected one of {', '.join(choices)} (any case)"
+    )
+
+
+def _namespace(env: Mapping[str, str]) -> str:
+    value = _env(env, METRICS_NAMESPACE)
+    if value is None:
+        return DEFAULT_NAMESPACE
+    if _NAMESPACE.fullmatch(value) is None or value.startswith("AWS/"):
+        raise ConfigError(
+            f"{METRICS_NAMESPACE}={value!r} is not a CloudWatch namespace; expected 1 to 255 "
+            "of the characters A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/"
+        )
+    return value
+
+
+def parse_port(value: object, where: str) -> int:
+    try:
+        port = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{where} must be a port number (1-65535), got {value!r}") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"{where} must be a port number (1-65535), got {port}")
+    return port
+
+
+def _database_options(env: Mapping[str, str], secret_arn: str | None) -> DatabaseOptions:
+    iam_auth = _flag(env, IAM_AUTH)
+    sslmode = _env(env, SSLMODE)
+    if sslmode is not None:
+        sslmode = _choice(env, SSLMODE, SSLMODES)
+    if iam_auth and sslmode is None:
+        sslmode = "require"  # RDS IAM authentication needs TLS
+    if iam_auth and sslmode in ("disable", "allow"):
+        raise ConfigError(
+            f"{IAM_AUTH}=true needs TLS, but {SSLMODE}={sslmode}; use require or verify-full"
+        )
+    sslrootcert = _env(env, SSLROOTCERT)
+    if sslrootcert not in (None, "system") and not Path(sslrootcert).is_file():
+        raise ConfigError(
+            f"{SSLROOTCERT} names {sslrootcert}, which is not a file; expected the path of "
+            "a CA bundle, or system"
+        )
+    if sslmode in ("verify-ca", "verify-full") and sslrootcert is None:
+        raise ConfigError(
+            f"{SSLMODE}={sslmode} needs {SSLROOTCERT}: the CA bundle to verify the "
+            "server with (for RDS, the global bundle, shipped in the package)"
+        )
+    host, dbname = _env(env, HOST), _env(env, NAME)
+    port_text = _env(env, PORT)
+    port = parse_port(port_text, PORT) if port_text is not None else None
+    if secret_arn is None:
+        for name, value in ((HOST, host), (PORT, port), (NAME, dbname)):
+            if value is not None:
+                raise ConfigError(
+                    f"{name} applies with {SECRET_ARN} only; put the host, port and "
+                    f"database in {DATABASE_URL}"
+                )
+    region = _env(env, "AWS_REGION") or _env(env, "AWS_DEFAULT_REGION")
+    if iam_auth and region is None:
+        raise ConfigError(f"{IAM_AUTH}=true needs the AWS region: set AWS_REGION")
+    return DatabaseOptions(
+        iam_auth=iam_auth,
+        sslmode=sslmode,
+        sslrootcert=sslrootcert,
+        disable_prepared=_flag(env, DISABLE_PREPARED),
+        host=host,
+        port=port,
+        dbname=dbname,
+        region=region,
+    )
+
+
+def check_database_options(options: DatabaseOptions, backend: str) -> None:
+    """The connection options that cannot apply to `backend` (SQLAlchemy's backend
+    name). Checked at load time when the URL is known, and again once a secret has
+    named the database engine."""
+    if backend in ("postgresql", "mysql", "mariadb"):
+        if (
+            backend != "postgresql"
+            and options.sslmode in ("verify-ca", "verify-full")
+            and options.sslrootcert == "system"
+        ):
+            raise ConfigError(f"{SSLROOTCERT}=system is not supported with MySQL; name the file")
+        return
+    if options.iam_auth:
+        raise ConfigError(f"{IAM_AUTH} needs a PostgreSQL or MySQL database, not {backend}")
+    for name, value in ((SSLMODE, options.sslmode), (SSLROOTCERT, options.sslrootcert)):
+        if value is not None:
+            raise ConfigError(f"{name} does not apply to {backend}")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -176,9 +365,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as fh:
             values = tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"CDC_CONFIG names {path}, which does not exist") from None
+        raise ConfigError(f"{CONFIG} names {path}, which does not exist") from None
+    except OSError as exc:  # a directory, no permission
+        raise ConfigError(f"{CONFIG} names {path}, which cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"CDC_CONFIG file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{CONFIG} file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise ConfigError(
+            f"{CONFIG} file {path} is not valid TOML: not UTF-8 at byte {exc.start}"
+        ) from None
     unknown = set(values) - _TOP_LEVEL_KEYS
     if unknown:
         raise ConfigError(

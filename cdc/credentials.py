@@ -1,6 +1,7 @@
 """Database credentials and connection options for running on AWS.
 
-What the environment can ask for, on top of a plain `CDC_DATABASE_URL`:
+What the configuration can ask for, on top of a plain `CDC_DATABASE_URL` (cdc.config
+reads and validates these variables; this module takes them from `Settings`):
 
 * `CDC_DATABASE_SECRET_ARN`: a Secrets Manager secret in the RDS JSON format
   (`username`, `password`, `host`, `port`, `dbname`, `engine`). It is fetched once per
@@ -34,26 +35,24 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL
 
+from cdc.config import (
+    DATABASE_URL,
+    HOST,
+    IAM_AUTH,
+    SECRET_ARN,
+    DatabaseOptions,
+    Settings,
+    check_database_options,
+    parse_port,
+)
 from cdc.errors import ConfigError
 
 log = logging.getLogger("cdc")
-
-SECRET_ARN = "CDC_DATABASE_SECRET_ARN"  # noqa: S105 (a variable name)
-IAM_AUTH = "CDC_DATABASE_IAM_AUTH"
-SSLMODE = "CDC_DATABASE_SSLMODE"
-SSLROOTCERT = "CDC_DATABASE_SSLROOTCERT"
-DISABLE_PREPARED = "CDC_DATABASE_DISABLE_PREPARED"
-HOST = "CDC_DATABASE_HOST"
-PORT = "CDC_DATABASE_PORT"
-NAME = "CDC_DATABASE_NAME"
-
-SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 # RDS IAM tokens are valid for 15 minutes; take a new one well before that, so a token
 # is never used in its last minutes (clock skew, a slow connect).
@@ -156,7 +155,7 @@ def parse_secret(
     port_value = data.get("port")
     port: int | None = None
     if port_value is not None and port_value != "":
-        port = _port(port_value, f"{where}: 'port'")
+        port = parse_port(port_value, f"{where}: 'port'")
     _driver_for(engine)  # an unsupported engine is an error now, not at the first connect
     return DatabaseSecret(username, password, host, port, dbname, engine)
 
@@ -194,79 +193,10 @@ def is_auth_failure(error: BaseException) -> bool:
     return any(m in message for m in _AUTH_MESSAGES)
 
 
-# --- options from the environment ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AccessOptions:
-    """The connection options the environment asks for, validated."""
-
-    secret_arn: str | None = None
-    iam_auth: bool = False
-    sslmode: str | None = None
-    sslrootcert: str | None = None
-    disable_prepared: bool = False
-    host: str | None = None
-    port: int | None = None
-    dbname: str | None = None
-    region: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> AccessOptions:
-        secret_arn = _text(env, SECRET_ARN)
-        if secret_arn is not None and not secret_arn.startswith("arn:"):
-            raise ConfigError(
-                f"{SECRET_ARN} must be a Secrets Manager ARN (arn:aws:secretsmanager:…)"
-            )
-        iam_auth = _flag(env, IAM_AUTH)
-        sslmode = _text(env, SSLMODE)
-        if sslmode is not None:
-            sslmode = sslmode.lower()
-            if sslmode not in SSLMODES:
-                raise ConfigError(f"{SSLMODE}={sslmode!r}; expected one of {', '.join(SSLMODES)}")
-        if iam_auth and sslmode is None:
-            sslmode = "require"
-        if iam_auth and sslmode in ("disable", "allow"):
-            raise ConfigError(
-                f"{IAM_AUTH}=true needs TLS, but {SSLMODE}={sslmode}; use require or verify-full"
-            )
-        sslrootcert = _text(env, SSLROOTCERT)
-        if sslrootcert not in (None, "system") and not Path(sslrootcert).is_file():
-            raise ConfigError(f"{SSLROOTCERT} names {sslrootcert}, which is not a file")
-        if sslmode in ("verify-ca", "verify-full") and sslrootcert is None:
-            raise ConfigError(
-                f"{SSLMODE}={sslmode} needs {SSLROOTCERT}: the CA bundle to verify the "
-                "server with (for RDS, the global bundle, shipped in the package)"
-            )
-        host, dbname = _text(env, HOST), _text(env, NAME)
-        port_text = _text(env, PORT)
-        port = _port(port_text, PORT) if port_text is not None else None
-        if secret_arn is None:
-            for name, value in ((HOST, host), (PORT, port), (NAME, dbname)):
-                if value is not None:
-                    raise ConfigError(
-                        f"{name} applies with {SECRET_ARN} only; put the host, port and "
-                        "database in CDC_DATABASE_URL"
-                    )
-        region = _text(env, "AWS_REGION") or _text(env, "AWS_DEFAULT_REGION")
-        return cls(
-            secret_arn=secret_arn,
-            iam_auth=iam_auth,
-            sslmode=sslmode,
-            sslrootcert=sslrootcert,
-            disable_prepared=_flag(env, DISABLE_PREPARED),
-            host=host,
-            port=port,
-            dbname=dbname,
-            region=region,
-        )
-
-
-def engine_options(options: AccessOptions | Mapping[str, str], backend: str) -> dict[str, Any]:
+def engine_options(options: DatabaseOptions, backend: str) -> dict[str, Any]:
     """The driver's connect args for TLS and prepared statements on `backend`
     (SQLAlchemy's backend name: postgresql, mysql, mariadb, sqlite)."""
-    if not isinstance(options, AccessOptions):
-        options = AccessOptions.from_env(options)
+    check_database_options(options, backend)
     args: dict[str, Any] = {}
     if backend == "postgresql":
         if options.sslmode is not None:
@@ -284,17 +214,7 @@ def engine_options(options: AccessOptions | Mapping[str, str], backend: str) -> 
         elif mode == "require":
             args["ssl"] = {"check_hostname": False, "verify_mode": "none"}
         elif mode in ("verify-ca", "verify-full"):
-            if ca == "system":
-                raise ConfigError(
-                    f"{SSLROOTCERT}=system is not supported with MySQL; name the file"
-                )
             args["ssl"] = {"ca": ca, "check_hostname": mode == "verify-full"}
-    else:
-        if options.iam_auth:
-            raise ConfigError(f"{IAM_AUTH} needs a PostgreSQL or MySQL database, not {backend}")
-        for name, value in ((SSLMODE, options.sslmode), (SSLROOTCERT, options.sslrootcert)):
-            if value is not None:
-                raise ConfigError(f"{name} does not apply to {backend}")
     return args
 
 
@@ -526,27 +446,26 @@ class DatabaseAccess:
     url: URL
     connect_args: Mapping[str, Any]
     credentials: Credentials | None
-    options: AccessOptions
+    options: DatabaseOptions
 
     @classmethod
-    def from_env(
+    def from_settings(
         cls,
-        url: URL | None,
-        env: Mapping[str, str],
+        settings: Settings,
         *,
         fetch_secret: SecretFetcher | None = None,
         generate_token: TokenGenerator | None = None,
         clock: Clock = time.time,
     ) -> DatabaseAccess:
-        """`url` is the validated CDC_DATABASE_URL (or None); the rest comes from `env`.
-        With a secret, it is fetched here (once: the hook reuses it)."""
-        options = AccessOptions.from_env(env)
+        """The database `settings` name: their URL, or their secret (fetched here, once:
+        the hook reuses it), with their connection options."""
+        url, options = settings.database_url, settings.database
         secret: SecretCache | None = None
         if url is None:
-            if options.secret_arn is None:
-                raise ConfigError(f"no database configured: set CDC_DATABASE_URL or {SECRET_ARN}")
+            if settings.secret_arn is None:
+                raise ConfigError(f"no database configured: set {DATABASE_URL} or {SECRET_ARN}")
             secret = SecretCache(
-                options.secret_arn,
+                settings.secret_arn,
                 fetch_secret,
                 require_password=not options.iam_auth,
                 require_host=options.host is None,
@@ -557,8 +476,8 @@ class DatabaseAccess:
                 port=options.port or url.port,
                 database=options.dbname or url.database,
             )
-        elif options.secret_arn is not None:
-            raise ConfigError(f"set either CDC_DATABASE_URL or {SECRET_ARN}, not both")
+        elif settings.secret_arn is not None:
+            raise ConfigError(f"set either {DATABASE_URL} or {SECRET_ARN}, not both")
         backend = url.get_backend_name()
         tokens: TokenCache | None = None
         if options.iam_auth:
@@ -582,36 +501,3 @@ class DatabaseAccess:
     def attach(self, engine: Engine) -> None:
         if self.credentials is not None:
             attach(engine, self.credentials)
-
-
-# --- parsing helpers -------------------------------------------------------------------
-
-
-def _text(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
-
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = _text(env, name)
-    if value is None:
-        return False
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ConfigError(f"{name}={value!r}; expected true or false")
-
-
-def _port(value: object, where: str) -> int:
-    try:
-        port = int(str(value))
-    except ValueError:
-        raise ConfigError(f"{where} must be a port number, got {value!r}") from None
-    if not 0 < port < 65536:
-        raise ConfigError(f"{where} must be a port number, got {port}")
-    return port

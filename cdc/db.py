@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 
 from cdc.errors import ConfigError
 
+if TYPE_CHECKING:
+    from cdc.config import Settings
+
 CONNECT_TIMEOUT_S = 5
 
 
-def engine_for(
-    url: URL | None, environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Engine:
-    """The engine for the configured database: `url` (CDC_DATABASE_URL), or the Secrets
-    Manager secret named by CDC_DATABASE_SECRET_ARN, with the connection options the
-    environment asks for (IAM authentication, TLS, no prepared statements: see
+def engine_for(settings: Settings, **overrides: Any) -> Engine:
+    """The engine for the configured database: the settings' URL (CDC_DATABASE_URL),
+    or their Secrets Manager secret (CDC_DATABASE_SECRET_ARN), with the connection
+    options they ask for (IAM authentication, TLS, no prepared statements: see
     cdc.credentials). boto3 is imported only when a secret or IAM auth is configured."""
     from cdc.credentials import DatabaseAccess
 
-    access = DatabaseAccess.from_env(url, os.environ if environ is None else environ)
+    access = DatabaseAccess.from_settings(settings)
     engine = make_engine(access.url, connect_args=access.connect_args, **overrides)
     access.attach(engine)
     return engine
@@ -61,7 +61,61 @@ def make_engine(
     if backend == "sqlite":
         _fix_sqlite_transactions(engine)
     _ping_when_idle(engine)
+    if backend in ("mysql", "mariadb"):
+        _reset_session_limits(engine)
     return engine
+
+
+# --- MySQL / MariaDB session limits ----------------------------------------------------
+
+# conn.info key: the session variables cdc changed on this pooled connection.
+SESSION_LIMITED = "cdc_session_limited"
+
+
+def mysql_session_limits(remaining_s: float, is_mariadb: bool) -> dict[str, int | float]:
+    """Session variables that keep every statement within `remaining_s` seconds, one
+    second kept back to answer (PostgreSQL's statement_timeout plays this part there).
+
+    MariaDB's `max_statement_time` (seconds) bounds any statement, lock waits included;
+    MySQL's `max_execution_time` (milliseconds) bounds SELECTs only, so the row and
+    metadata lock waits, where a write spends its time when someone else holds the row,
+    are bounded too (`innodb_lock_wait_timeout`, `lock_wait_timeout`: whole seconds, at
+    least 1; the default waits are 50 s and a day)."""
+    budget = max(0.1, remaining_s - 1.0)
+    waits = max(1, int(budget))
+    limits: dict[str, int | float] = (
+        {"max_statement_time": round(budget, 3)}
+        if is_mariadb
+        else {"max_execution_time": max(1, round(budget * 1000))}
+    )
+    limits.update(innodb_lock_wait_timeout=waits, lock_wait_timeout=waits)
+    return limits
+
+
+def set_session(conn: Connection, values: Mapping[str, int | float]) -> None:
+    """SET SESSION `values` on a MySQL connection; they are put back to the server's
+    defaults when the pooled connection is next checked out, so a limit meant for one
+    batch never reaches the next user of the connection (a migration, a CLI command)."""
+    names = sorted(values)
+    assignments = ", ".join(f"{name} = %s" for name in names)  # names are ours, not data
+    conn.exec_driver_sql(f"SET SESSION {assignments}", tuple(values[n] for n in names))
+    conn.info[SESSION_LIMITED] = tuple(sorted({*conn.info.get(SESSION_LIMITED, ()), *names}))
+
+
+def _reset_session_limits(engine: Engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        names = record.info.pop(SESSION_LIMITED, ())
+        if not names:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SET SESSION " + ", ".join(f"{n} = DEFAULT" for n in names))
+            finally:
+                cursor.close()
+        except Exception as exc:
+            raise DisconnectionError(f"could not reset a pooled connection: {exc}") from exc
 
 
 IDLE_PING_S = 2.0

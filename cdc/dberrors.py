@@ -46,13 +46,15 @@ _MYSQL_TRANSIENT = frozenset(
         1159,  # net read timeout
         1160,  # net write error
         1161,  # net write timeout
+        1317,  # query execution was interrupted (KILL QUERY, a server shutting down)
         1927,  # connection killed (MariaDB)
+        1969,  # query execution interrupted, max_statement_time exceeded (MariaDB)
         2002,  # can't connect through socket
         2003,  # can't connect to server
         2006,  # server has gone away
         2013,  # lost connection during query
         2055,  # lost connection
-        3024,  # query execution interrupted, max_statement_time exceeded
+        3024,  # query execution interrupted, max_execution_time exceeded (MySQL)
         4031,  # disconnected by the server because of inactivity
     }
 )
@@ -74,6 +76,8 @@ _MYSQL_ROW = frozenset(
 
 def classify(error: BaseException) -> ErrorKind:
     """How to react to `error`, raised while writing a batch."""
+    if isinstance(error, sa_exc.PendingRollbackError):
+        return _after_failed_transaction(error)
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
         return ErrorKind.TRANSIENT
     if isinstance(error, sa_exc.TimeoutError):  # connection pool exhausted
@@ -96,7 +100,25 @@ def classify(error: BaseException) -> ErrorKind:
     return _classify_driver_error(error)
 
 
+def _after_failed_transaction(error: sa_exc.PendingRollbackError) -> ErrorKind:
+    """A statement on a connection whose transaction already failed (the connection
+    died during a table's creation or a migration, and the clean-up tried another
+    statement on it). The retry starts on a fresh connection, so the error that broke
+    the transaction decides: a connection lost is transient; one that is not (a
+    permission) is systemic. With no such error at hand, retrying is what can help."""
+    cause = error.__cause__ or error.__context__
+    if cause is None or isinstance(cause, sa_exc.PendingRollbackError):
+        return ErrorKind.TRANSIENT
+    kind = classify(cause)
+    return ErrorKind.SYSTEMIC if kind is ErrorKind.ROW else kind
+
+
 def _classify_driver_error(orig: BaseException) -> ErrorKind:
+    module = type(orig).__module__
+    if module.startswith("pymysql") or module.startswith("MySQLdb"):
+        # By error number: PyMySQL 1.1 also reports a SQLSTATE, but MySQL's are coarse
+        # (HY000 for a lock wait timeout and for a missing table alike).
+        return _classify_mysql(orig)
     sqlstate = getattr(orig, "sqlstate", None)
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
         if sqlstate in _PG_TRANSIENT_CODES or sqlstate.startswith(_PG_TRANSIENT_CLASSES):
@@ -104,7 +126,6 @@ def _classify_driver_error(orig: BaseException) -> ErrorKind:
         if sqlstate.startswith(_PG_ROW_CLASSES):
             return ErrorKind.ROW
         return ErrorKind.SYSTEMIC
-    module = type(orig).__module__
     if module.startswith("psycopg"):
         # psycopg raises OperationalError with no SQLSTATE when it cannot connect.
         name = type(orig).__name__
@@ -113,21 +134,30 @@ def _classify_driver_error(orig: BaseException) -> ErrorKind:
         if name == "DataError":
             return ErrorKind.ROW
         return ErrorKind.SYSTEMIC
-    if module.startswith("pymysql") or module.startswith("MySQLdb"):
-        code = orig.args[0] if orig.args and isinstance(orig.args[0], int) else None
-        if code in _MYSQL_TRANSIENT:
-            return ErrorKind.TRANSIENT
-        if code in _MYSQL_ROW:
-            return ErrorKind.ROW
-        if type(orig).__name__ in ("OperationalError", "InterfaceError") and code is None:
-            return ErrorKind.TRANSIENT
-        return ErrorKind.SYSTEMIC
     if isinstance(orig, sqlite3.OperationalError):
         message = str(orig).lower()
         if "locked" in message or "busy" in message or "disk i/o" in message:
             return ErrorKind.TRANSIENT
         return ErrorKind.SYSTEMIC
     if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError):
+        return ErrorKind.ROW
+    return ErrorKind.SYSTEMIC
+
+
+def _classify_mysql(orig: BaseException) -> ErrorKind:
+    code = orig.args[0] if orig.args and isinstance(orig.args[0], int) else None
+    if code in _MYSQL_TRANSIENT:
+        return ErrorKind.TRANSIENT
+    if code in _MYSQL_ROW:
+        return ErrorKind.ROW
+    if type(orig).__name__ in ("OperationalError", "InterfaceError") and code is None:
+        return ErrorKind.TRANSIENT
+    # Numbers not listed: the SQLSTATE class still tells a connection exception (08) or
+    # a rolled-back transaction (40) from a data (22) or integrity (23) problem.
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if sqlstate.startswith(("08", "40")):
+        return ErrorKind.TRANSIENT
+    if sqlstate.startswith(_PG_ROW_CLASSES):
         return ErrorKind.ROW
     return ErrorKind.SYSTEMIC
 

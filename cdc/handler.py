@@ -19,38 +19,47 @@ from typing import Any
 from cdc.apply import Replicator
 from cdc.config import load_settings
 from cdc.db import engine_for
-from cdc.errors import ConfigError, InvalidInvocation
-from cdc.observe import emit
+from cdc.errors import InvalidInvocation
+from cdc.observe import Invocation, emit
 from cdc.retry import Deadline
 
 log = logging.getLogger("cdc")
-_LEVEL = os.environ.get("CDC_LOG_LEVEL", "INFO").upper()
-if _LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-    raise ConfigError(f"CDC_LOG_LEVEL={_LEVEL!r} is not DEBUG, INFO, WARNING or ERROR")
-log.setLevel(_LEVEL)
 
 _replicator: Replicator | None = None
+_cold_start = True
 
 
 def replicator() -> Replicator:
     """The container's replicator, built once. Configuration errors raise here, on the
-    first invocation, naming the setting (a broken invocation must fail loudly)."""
+    first invocation, naming the setting and what it accepts (a broken invocation must
+    fail loudly); cdc.config reads and checks every setting at once."""
     global _replicator
     if _replicator is None:
         settings = load_settings()
+        log.setLevel(settings.log_level)
         # With a secret, it is fetched here, once per container (and again on rotation).
-        _replicator = Replicator(engine_for(settings.database_url), settings)
+        _replicator = Replicator(engine_for(settings), settings)
     return _replicator
 
 
 def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
+    global _cold_start
+    cold_start, _cold_start = _cold_start, False
     if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
         raise InvalidInvocation(
             "expected a DynamoDB Streams event: an object with a 'Records' list"
         )
+    container = replicator()
     with _no_gc_pauses():
-        result = replicator().process(event["Records"], Deadline.from_context(context))
-    emit(result)
+        result = container.process(event["Records"], Deadline.from_context(context))
+    invocation = Invocation.from_context(
+        context,
+        service=container.settings.service,
+        cold_start=cold_start,
+        # Not a setting: the Lambda runtime sets it anew for every invocation.
+        trace_header=os.environ.get("_X_AMZN_TRACE_ID"),
+    )
+    emit(result, container.settings, invocation)
     return result.response()
 
 
@@ -72,8 +81,10 @@ def _no_gc_pauses() -> Iterator[None]:
 
 
 def reset() -> None:
-    """Forget the cached replicator (tests, or after changing the environment)."""
-    global _replicator
+    """Forget the cached replicator, as a new container would (tests, or after
+    changing the environment)."""
+    global _replicator, _cold_start
     if _replicator is not None:
         _replicator.engine.dispose()
     _replicator = None
+    _cold_start = True

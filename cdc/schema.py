@@ -16,12 +16,15 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from cdc.types import SequenceNumber, UtcDateTime
+from cdc.types import ExactString, SequenceNumber, UtcDateTime
 
 # BIGINT autoincrement on Postgres/MySQL; SQLite only autoincrements INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData()
+
+# Names, ARNs and hashes that identify a row are ExactString: compared byte for byte on
+# MySQL too (`Users` and `users` are two DynamoDB tables); migration 0003 converts them.
 
 dead_letters = Table(
     "cdc_dead_letters",
@@ -29,10 +32,10 @@ dead_letters = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     # Identity of the record: stream ARN + sequence number, or a hash of the raw record
     # when those are unusable. A replayed bad record updates its row, not a new one.
-    Column("fingerprint", String(64), nullable=False),
+    Column("fingerprint", ExactString(64), nullable=False),
     Column("status", String(16), nullable=False),  # pending | resolved
-    Column("source_table", String(255)),
-    Column("target_table", String(255)),
+    Column("source_table", ExactString(255)),
+    Column("target_table", ExactString(255)),
     Column("keys", Text),  # plain JSON
     Column("sequence_number", String(40)),
     Column("stream_arn", String(512)),
@@ -52,10 +55,10 @@ dead_letters = Table(
 checkpoints = Table(
     "cdc_checkpoints",
     metadata,
-    Column("stream_arn", String(512), primary_key=True),
+    Column("stream_arn", ExactString(512), primary_key=True),
     # Lambda events do not say which shard they came from: the handler writes "".
     # `cdc tail` keeps one row per shard.
-    Column("shard_id", String(128), primary_key=True),
+    Column("shard_id", ExactString(128), primary_key=True),
     Column("last_sequence", SequenceNumber(), nullable=False),
     Column("last_event_time", UtcDateTime()),
     Column("records_applied", BigInteger, nullable=False),
@@ -67,8 +70,8 @@ checkpoints = Table(
 tombstones = Table(
     "cdc_tombstones",
     metadata,
-    Column("table_name", String(255), primary_key=True),  # schema-qualified target table
-    Column("key_hash", String(64), primary_key=True),  # sha256 of `key` below
+    Column("table_name", ExactString(255), primary_key=True),  # schema-qualified target table
+    Column("key_hash", ExactString(64), primary_key=True),  # sha256 of `key` below
     Column("key", Text, nullable=False),  # plain JSON array of the key values
     Column("sequence", SequenceNumber(), nullable=False),
     Column("deleted_at", UtcDateTime(), nullable=False),
@@ -80,7 +83,7 @@ backfill_segments = Table(
     metadata,
     # One row per Scan segment of a backfill (`cdc backfill`), so an interrupted
     # backfill resumes where each segment stopped. Written after each page commits.
-    Column("source_table", String(255), primary_key=True),
+    Column("source_table", ExactString(255), primary_key=True),
     Column("segment", Integer, primary_key=True),
     Column("total_segments", Integer, nullable=False),
     # The Scan's LastEvaluatedKey as JSON (AttributeValues, binary as base64);

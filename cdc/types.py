@@ -53,6 +53,53 @@ class SequenceNumber(TypeDecorator[int]):
         return None if value is None else int(value)
 
 
+def exact_collation(dialect: Dialect) -> str:
+    """The utf8mb4 collation that compares byte for byte on this MySQL or MariaDB server.
+
+    `utf8mb4_bin` is case-sensitive but PAD SPACE (`'a' = 'a '`), so keys that differ
+    only by trailing spaces would be one row. The NO PAD binary collations are exact:
+    `utf8mb4_nopad_bin` (MariaDB 10.2+), `utf8mb4_0900_bin` (MySQL 8.0.17+). Before the
+    first connection the server is unknown: the URL's name decides (`mariadb://`).
+    """
+    if getattr(dialect, "is_mariadb", False) or dialect.name == "mariadb":
+        return "utf8mb4_nopad_bin"
+    version = dialect.server_version_info
+    if version is not None and tuple(version[:3]) < (8, 0, 17):
+        raise ValueError(
+            "cdc needs MySQL 8.0.17 or later (or MariaDB 10.2 or later) for exact key "
+            f"comparison (a NO PAD binary collation); this server is {version}"
+        )
+    return "utf8mb4_0900_bin"
+
+
+class ExactString(TypeDecorator[str]):
+    """Text compared byte for byte, for key and identity columns: `sp`, `sp ` and `SP`
+    are three values on every database.
+
+    PostgreSQL's and SQLite's default comparison already is exact; on MySQL and MariaDB
+    the column gets the server's NO PAD binary collation (`exact_collation`). The DDL is
+    spelled as the server shows it back (with its character set), so comparing the
+    mapping with the database finds no difference.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def __repr__(self) -> str:  # what alembic autogenerate writes into a revision
+        return f"ExactString({self.length!r})"
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(
+                mysql.VARCHAR(self.length, charset="utf8mb4", collation=exact_collation(dialect))
+            )
+        return dialect.type_descriptor(String(self.length))
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A point in time, stored in UTC and always returned timezone-aware.
 
@@ -117,7 +164,10 @@ class ExactNumber(TypeDecorator[Decimal]):
             return dialect.type_descriptor(mysql.DECIMAL(self.precision, self.scale or 0))
         if dialect.name in ("mysql", "mariadb"):
             # A key needs a bounded length on MySQL; 160 characters hold any DynamoDB number.
-            return dialect.type_descriptor(String(160) if self.key else mysql.LONGTEXT())
+            # Compared exactly, like every key column (ExactString).
+            if self.key:
+                return ExactString(160).load_dialect_impl(dialect)
+            return dialect.type_descriptor(mysql.LONGTEXT())
         return dialect.type_descriptor(Text())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
@@ -208,4 +258,10 @@ def _json_ddl_pg(type_: JsonDocument, compiler: TypeCompiler, **kw: Any) -> str:
 @compiles(JsonDocument, "mysql")
 @compiles(JsonDocument, "mariadb")
 def _json_ddl_mysql(type_: JsonDocument, compiler: TypeCompiler, **kw: Any) -> str:
+    # MariaDB's JSON is LONGTEXT plus CHECK (JSON_VALID(...)), and JSON_VALID rejects
+    # documents nested deeper than 32 levels: a DynamoDB item may nest 32 levels below
+    # its attributes, so it would be refused. cdc writes valid JSON itself; the column is
+    # plain LONGTEXT (MariaDB's JSON functions work on it all the same).
+    if getattr(compiler.dialect, "is_mariadb", False) or compiler.dialect.name == "mariadb":
+        return "LONGTEXT"
     return "JSON"

@@ -10,9 +10,11 @@ Each test gets its own schema (dropped afterwards), so tests cannot see each oth
 tables, and the code's CDC_SCHEMA support is exercised on every run.
 
 MySQL/MariaDB comes from testcontainers (`mariadb:11.4`) when Docker answers, otherwise
-from CDC_TEST_MYSQL_URL. Tests written against the `db` fixture run once per database
-listed in CDC_TEST_DATABASES (default: postgresql,mysql); a listed database that cannot
-be reached fails the run, it is not skipped.
+from CDC_TEST_MYSQL_URL. Every test that runs on several databases (the `db` fixture,
+and the test modules' own `target`/`server` fixtures, through `DATABASES`) runs once
+per database server listed in CDC_TEST_DATABASES (default: postgresql,mysql), plus
+SQLite where the test has a SQLite variant (it needs no server). A listed database that
+cannot be reached fails the run, it is not skipped; one left out is not collected.
 """
 
 from __future__ import annotations
@@ -31,11 +33,35 @@ from cdc.config import Settings, parse_database_url
 from cdc.db import make_engine
 from cdc.mapping import TableOptions
 
-DATABASES = [
-    name.strip()
-    for name in os.environ.get("CDC_TEST_DATABASES", "postgresql,mysql").split(",")
-    if name.strip()
-]
+# The database servers tests can be parametrised over, by the names users write.
+_SERVERS = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+}
+
+
+def selected_databases(value: str | None) -> list[str]:
+    """CDC_TEST_DATABASES as the servers it names (`mariadb` is `mysql`), in order."""
+    names = [n.strip().lower() for n in (value or "postgresql,mysql").split(",") if n.strip()]
+    unknown = [n for n in names if n not in _SERVERS]
+    if unknown or not names:
+        raise pytest.UsageError(
+            f"CDC_TEST_DATABASES={value!r}: expected a comma-separated list of "
+            "postgresql and mysql (or mariadb); the SQLite cases need no server and always run"
+        )
+    return list(dict.fromkeys(_SERVERS[n] for n in names))
+
+
+# Every test that runs on several database servers takes its parameters from here, so
+# CDC_TEST_DATABASES=postgresql collects no MySQL case (a machine without MySQL).
+DATABASES = selected_databases(os.environ.get("CDC_TEST_DATABASES"))
+
+
+def servers(*among: str) -> list[str]:
+    """The selected servers among `among`: for tests written for only some of them."""
+    return [name for name in DATABASES if name in among]
 
 
 def _docker_answers() -> bool:
@@ -231,12 +257,7 @@ def _drop_schema(engine: Engine, name: str) -> None:
 def db(request: pytest.FixtureRequest) -> Iterator[TestDatabase]:
     """The database under test, once per entry of CDC_TEST_DATABASES."""
     name = request.param
-    if name == "postgresql":
-        engine = request.getfixturevalue("pg_engine")
-    elif name in ("mysql", "mariadb"):
-        engine = request.getfixturevalue("mysql_engine")
-    else:
-        pytest.fail(f"CDC_TEST_DATABASES names {name!r}; known: postgresql, mysql")
+    engine = request.getfixturevalue("pg_engine" if name == "postgresql" else "mysql_engine")
     schema = _fresh_schema(engine)
     yield TestDatabase(name, engine, schema)
     _drop_schema(engine, schema)

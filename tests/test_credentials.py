@@ -21,9 +21,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
 from cdc.apply import Replicator
-from cdc.config import Settings
+from cdc.config import DatabaseOptions, Settings, load_settings
 from cdc.credentials import (
-    AccessOptions,
     Credentials,
     DatabaseAccess,
     SecretsManager,
@@ -176,6 +175,17 @@ class CountingFetcher:
         return self.real(arn)
 
 
+def access_for(url: URL | None, env: dict[str, str], **kwargs: Any) -> DatabaseAccess:
+    """What the service builds from its environment (read by cdc.config) and `url`."""
+    if url is not None:
+        env = {**env, "CDC_DATABASE_URL": url.render_as_string(hide_password=False)}
+    return DatabaseAccess.from_settings(load_settings(env), **kwargs)
+
+
+def options(env: dict[str, str]) -> DatabaseOptions:
+    return load_settings(env).database
+
+
 def engine_for(access: DatabaseAccess, **kwargs: Any) -> Engine:
     """What cdc.db builds for the handler: the access's URL and connect args, the hook."""
     engine = make_engine(
@@ -288,18 +298,18 @@ def test_a_secret_repr_hides_the_password():
 )  # fmt: skip
 def test_configuration_errors_name_the_variable(env, variable):
     with pytest.raises(ConfigError, match=variable):
-        AccessOptions.from_env(env)
+        load_settings(env)
 
 
 def test_configuration_errors_at_engine_time_name_the_variable(tmp_path):
     url = URL.create("postgresql+psycopg", username="u", host="h")
     with pytest.raises(ConfigError, match="AWS_REGION"):
-        DatabaseAccess.from_env(url, {"CDC_DATABASE_IAM_AUTH": "true"})
+        access_for(url, {"CDC_DATABASE_IAM_AUTH": "true"})
     with pytest.raises(ConfigError, match="CDC_DATABASE_URL or CDC_DATABASE_SECRET_ARN"):
-        DatabaseAccess.from_env(None, {})
+        access_for(None, {})
     sqlite = URL.create("sqlite", database=str(tmp_path / "x.db"))
     with pytest.raises(ConfigError, match="CDC_DATABASE_SSLMODE does not apply to sqlite"):
-        DatabaseAccess.from_env(sqlite, {"CDC_DATABASE_SSLMODE": "require"})
+        access_for(sqlite, {"CDC_DATABASE_SSLMODE": "require"})
 
 
 def test_engine_options_for_postgres(tmp_path):
@@ -310,27 +320,31 @@ def test_engine_options_for_postgres(tmp_path):
         "CDC_DATABASE_SSLROOTCERT": str(ca),
         "CDC_DATABASE_DISABLE_PREPARED": "true",
     }
-    assert engine_options(env, "postgresql") == {
+    assert engine_options(options(env), "postgresql") == {
         "sslmode": "verify-full",
         "sslrootcert": str(ca),
         "prepare_threshold": None,
     }
-    assert engine_options({}, "postgresql") == {}
+    assert engine_options(options({}), "postgresql") == {}
     # IAM authentication needs TLS: require unless told otherwise.
-    iam = AccessOptions.from_env({"CDC_DATABASE_IAM_AUTH": "yes"})
+    iam = options({"CDC_DATABASE_IAM_AUTH": "yes", "AWS_REGION": REGION})
     assert engine_options(iam, "postgresql") == {"sslmode": "require"}
 
 
 def test_engine_options_for_mysql(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    assert engine_options({"CDC_DATABASE_SSLMODE": "disable"}, "mysql") == {"ssl_disabled": True}
-    assert engine_options({"CDC_DATABASE_SSLMODE": "require"}, "mysql") == {
+    assert engine_options(options({"CDC_DATABASE_SSLMODE": "disable"}), "mysql") == {
+        "ssl_disabled": True
+    }
+    assert engine_options(options({"CDC_DATABASE_SSLMODE": "require"}), "mysql") == {
         "ssl": {"check_hostname": False, "verify_mode": "none"}
     }
     env = {"CDC_DATABASE_SSLMODE": "verify-full", "CDC_DATABASE_SSLROOTCERT": str(ca)}
-    assert engine_options(env, "mariadb") == {"ssl": {"ca": str(ca), "check_hostname": True}}
-    assert engine_options({"CDC_DATABASE_DISABLE_PREPARED": "true"}, "mysql") == {}
+    assert engine_options(options(env), "mariadb") == {
+        "ssl": {"ca": str(ca), "check_hostname": True}
+    }
+    assert engine_options(options({"CDC_DATABASE_DISABLE_PREPARED": "true"}), "mysql") == {}
 
 
 # --- Secrets Manager and rotation --------------------------------------------------------
@@ -339,7 +353,7 @@ def test_engine_options_for_mysql(tmp_path):
 def test_the_secret_is_fetched_once_for_many_connections(aws, cluster, app_password):
     arn = aws.create_secret(Name="cdc/db", SecretString=rds_secret(cluster, APP_PASSWORD_1))["ARN"]
     fetcher = CountingFetcher()
-    access = DatabaseAccess.from_env(None, {"CDC_DATABASE_SECRET_ARN": arn}, fetch_secret=fetcher)
+    access = access_for(None, {"CDC_DATABASE_SECRET_ARN": arn}, fetch_secret=fetcher)
     assert access.url.password is None  # the password lives in the cache only
     engine = engine_for(access, poolclass=NullPool)  # every checkout is a new connection
     for _ in range(5):
@@ -356,7 +370,7 @@ def test_a_rotation_costs_one_failed_login_then_the_secret_is_fetched_again(
         "ARN"
     ]
     fetcher = CountingFetcher()
-    access = DatabaseAccess.from_env(None, {"CDC_DATABASE_SECRET_ARN": arn}, fetch_secret=fetcher)
+    access = access_for(None, {"CDC_DATABASE_SECRET_ARN": arn}, fetch_secret=fetcher)
     engine = engine_for(access, poolclass=NullPool)
     assert current_user(engine) == "cdc_app"
 
@@ -386,7 +400,7 @@ def test_a_batch_that_meets_a_rotation_is_applied_after_a_retry(aws, cluster, ap
         "ARN"
     ]
     fetcher = CountingFetcher()
-    access = DatabaseAccess.from_env(None, {"CDC_DATABASE_SECRET_ARN": arn}, fetch_secret=fetcher)
+    access = access_for(None, {"CDC_DATABASE_SECRET_ARN": arn}, fetch_secret=fetcher)
     engine = engine_for(access, poolclass=NullPool)
     replicator = Replicator(engine, Settings(database_url=access.url, schema="app"))
     assert replicator.process(event(insert({"Id": 1}, 10, {"v": "a"}))["Records"]).failed == 0
@@ -409,14 +423,14 @@ def test_rds_managed_secrets_take_host_port_and_name_from_the_environment(
     secret = json.dumps({"username": "cdc_app", "password": APP_PASSWORD_1})
     arn = aws.create_secret(Name="rds!db-1234", SecretString=secret)["ARN"]
     with pytest.raises(ConfigError, match=r"has no 'host'.*CDC_DATABASE_HOST"):
-        DatabaseAccess.from_env(None, {"CDC_DATABASE_SECRET_ARN": arn})
+        access_for(None, {"CDC_DATABASE_SECRET_ARN": arn})
     env = {
         "CDC_DATABASE_SECRET_ARN": arn,
         "CDC_DATABASE_HOST": "127.0.0.1",
         "CDC_DATABASE_PORT": str(cluster.port),
         "CDC_DATABASE_NAME": "postgres",
     }
-    access = DatabaseAccess.from_env(None, env)
+    access = access_for(None, env)
     assert (access.url.host, access.url.port, access.url.database) == (
         "127.0.0.1",
         cluster.port,
@@ -436,7 +450,7 @@ def test_the_environment_overrides_the_secrets_host(aws, cluster, app_password):
         "CDC_DATABASE_HOST": "127.0.0.1",
         "CDC_DATABASE_PORT": str(cluster.port),
     }
-    engine = engine_for(DatabaseAccess.from_env(None, env), poolclass=NullPool)
+    engine = engine_for(access_for(None, env), poolclass=NullPool)
     assert current_user(engine) == "cdc_app"
     engine.dispose()
 
@@ -444,10 +458,10 @@ def test_the_environment_overrides_the_secrets_host(aws, cluster, app_password):
 def test_secrets_manager_errors_name_the_variable(aws):
     arn = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:missing-AbCdEf"
     with pytest.raises(ConfigError, match=r"CDC_DATABASE_SECRET_ARN.*ResourceNotFoundException"):
-        DatabaseAccess.from_env(None, {"CDC_DATABASE_SECRET_ARN": arn})
+        access_for(None, {"CDC_DATABASE_SECRET_ARN": arn})
     bad = aws.create_secret(Name="cdc/bad", SecretString='{"username": "u", "host": "h"}')["ARN"]
     with pytest.raises(ConfigError, match=r"CDC_DATABASE_SECRET_ARN=arn:.* has no 'password'"):
-        DatabaseAccess.from_env(None, {"CDC_DATABASE_SECRET_ARN": bad})
+        access_for(None, {"CDC_DATABASE_SECRET_ARN": bad})
 
 
 def test_a_binary_secret_is_read_too(aws):
@@ -498,7 +512,7 @@ def test_the_iam_token_is_the_password_of_each_connection():
         "postgresql+psycopg", username="cdc_app", host="db.example", port=6432, database="d"
     )
     env = {"CDC_DATABASE_IAM_AUTH": "true", "AWS_REGION": "eu-west-1"}
-    access = DatabaseAccess.from_env(url, env, generate_token=generate, clock=lambda: now[0])
+    access = access_for(url, env, generate_token=generate, clock=lambda: now[0])
     assert access.connect_args == {"sslmode": "require"}
     assert access.credentials is not None
     cparams: dict[str, Any] = {"host": "db.example", "port": 6432, "user": "cdc_app", "dbname": "d"}
@@ -561,7 +575,7 @@ def ssl_in_use(engine: Engine) -> bool:
 def test_tls_settings_reach_the_driver(cluster):
     url = cluster.login_url()
     ca = str(cluster.ca)
-    verified = DatabaseAccess.from_env(
+    verified = access_for(
         url, {"CDC_DATABASE_SSLMODE": "verify-full", "CDC_DATABASE_SSLROOTCERT": ca}
     )
     engine = engine_for(verified)
@@ -572,22 +586,18 @@ def test_tls_settings_reach_the_driver(cluster):
     # (which checks the chain, not the name) accepts it.
     by_name = url.set(host="localhost")
     engine = engine_for(
-        DatabaseAccess.from_env(
-            by_name, {"CDC_DATABASE_SSLMODE": "verify-full", "CDC_DATABASE_SSLROOTCERT": ca}
-        )
+        access_for(by_name, {"CDC_DATABASE_SSLMODE": "verify-full", "CDC_DATABASE_SSLROOTCERT": ca})
     )
     with pytest.raises(OperationalError, match="does not match host name"):
         ssl_in_use(engine)
     engine.dispose()
     engine = engine_for(
-        DatabaseAccess.from_env(
-            by_name, {"CDC_DATABASE_SSLMODE": "verify-ca", "CDC_DATABASE_SSLROOTCERT": ca}
-        )
+        access_for(by_name, {"CDC_DATABASE_SSLMODE": "verify-ca", "CDC_DATABASE_SSLROOTCERT": ca})
     )
     assert ssl_in_use(engine)
     engine.dispose()
 
-    engine = engine_for(DatabaseAccess.from_env(url, {"CDC_DATABASE_SSLMODE": "disable"}))
+    engine = engine_for(access_for(url, {"CDC_DATABASE_SSLMODE": "disable"}))
     assert not ssl_in_use(engine)
     engine.dispose()
 
@@ -601,10 +611,10 @@ def prepared_statements_after_repeats(engine: Engine) -> int:
 
 def test_prepared_statements_can_be_turned_off_for_poolers(cluster):
     url = cluster.login_url()
-    default = engine_for(DatabaseAccess.from_env(url, {}))
+    default = engine_for(access_for(url, {}))
     assert prepared_statements_after_repeats(default) > 0  # psycopg prepares after 5 runs
     default.dispose()
-    pooled = engine_for(DatabaseAccess.from_env(url, {"CDC_DATABASE_DISABLE_PREPARED": "true"}))
+    pooled = engine_for(access_for(url, {"CDC_DATABASE_DISABLE_PREPARED": "true"}))
     assert prepared_statements_after_repeats(pooled) == 0
     pooled.dispose()
 
@@ -614,9 +624,11 @@ def test_prepared_statements_can_be_turned_off_for_poolers(cluster):
 
 def test_a_plain_url_needs_neither_boto3_nor_a_hook():
     code = (
-        "import sys; from sqlalchemy.engine import make_url; "
+        "import sys; "
+        "from cdc.config import load_settings; "
         "from cdc.credentials import DatabaseAccess; "
-        "a = DatabaseAccess.from_env(make_url('postgresql+psycopg://u@h/d'), {}); "
+        "s = load_settings({'CDC_DATABASE_URL': 'postgresql+psycopg://u@h/d'}); "
+        "a = DatabaseAccess.from_settings(s); "
         "assert a.credentials is None and a.connect_args == {}; "
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'"
     )
@@ -631,7 +643,7 @@ def test_iam_authentication_can_take_user_and_host_from_a_secret_without_a_passw
         "AWS_REGION": "eu-west-1",
     }
     generate = FakeTokens()
-    access = DatabaseAccess.from_env(
+    access = access_for(
         None, env, fetch_secret=lambda arn: secret, generate_token=generate, clock=lambda: 0.0
     )
     assert access.credentials is not None

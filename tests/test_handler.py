@@ -31,6 +31,7 @@ from cdc.apply import Replicator
 from cdc.decode import loads
 from cdc.errors import CdcError, ConfigError
 from tests.factories import FakeContext, insert, modify, record
+from tests.settings_cases import Bad, Good, attribute, bad_cases, good_cases
 
 EVENTS = Path(__file__).parent / "events"
 CLOSED_PORT_URL = "postgresql://postgres@127.0.0.1:1/x"
@@ -319,13 +320,76 @@ def test_records_without_event_time_are_accepted(lambda_env: str, pg_engine: Eng
 def test_a_bad_log_level_is_a_config_error_naming_the_variable():
     # GIVEN CDC_LOG_LEVEL set to something that is not a level
     env = {**os.environ, "CDC_LOG_LEVEL": "LOUD"}
-    # WHEN the handler module is imported (Lambda's init phase)
-    proc = subprocess.run(
-        [sys.executable, "-c", "import cdc.handler"], env=env, capture_output=True, text=True
+    # WHEN the handler is imported (Lambda's init phase) and invoked
+    code = (
+        "import cdc.handler\n"
+        "try:\n"
+        "    cdc.handler.handler({'Records': []}, None)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
     )
-    # THEN it fails naming the setting, with cdc's own error
-    assert proc.returncode != 0
-    assert "ConfigError" in proc.stderr and "CDC_LOG_LEVEL" in proc.stderr
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    # THEN the import is cheap and fine, and the first invocation fails naming the
+    # setting and the levels, with cdc's own error
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ConfigError CDC_LOG_LEVEL='LOUD'")
+    assert "DEBUG, INFO, WARNING, ERROR, CRITICAL" in proc.stdout
+
+
+# --- every setting, through the handler (issue 12 item 18) ---------------------------------
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name, value in env.items():
+        if value:
+            monkeypatch.setenv(name, value)
+        else:
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("case", bad_cases())
+def test_an_invalid_setting_fails_every_invocation_naming_it(
+    lambda_env: str, pg_engine: Engine, monkeypatch: pytest.MonkeyPatch, case: Bad
+) -> None:
+    # GIVEN a cold container whose environment has one invalid setting
+    set_env(monkeypatch, case.env)
+    cdc.handler.reset()
+    batch = {"Records": [insert({"Id": 1}, 100, {"a": "x"})]}
+    # WHEN it is invoked, twice
+    for _ in range(2):
+        with pytest.raises(ConfigError) as info:
+            cdc.handler.handler(batch, FakeContext())
+        # THEN each invocation fails with one line naming the setting and what it accepts
+        message = str(info.value)
+        assert case.variable in message and case.accepts in message
+        assert "\n" not in message
+    # AND nothing was written
+    with pg_engine.connect() as conn:
+        tables = conn.execute(
+            text("select count(*) from information_schema.tables where table_schema = :s"),
+            {"s": lambda_env},
+        ).scalar_one()
+    assert tables == 0
+
+
+@pytest.mark.parametrize("case", good_cases(handler=True))
+def test_a_valid_setting_reaches_the_handler(
+    lambda_env: str, pg_engine: Engine, monkeypatch: pytest.MonkeyPatch, case: Good
+) -> None:
+    # GIVEN a cold container whose environment has one setting in a valid spelling
+    set_env(monkeypatch, case.env)
+    cdc.handler.reset()
+    # WHEN it is invoked
+    response = cdc.handler.handler(
+        {"Records": [insert({"Id": 1}, 100, {"a": "x"}, table="Probe")]}, FakeContext()
+    )
+    # THEN the batch is applied, and the handler runs with the validated value
+    assert response == {"batchItemFailures": []}
+    assert attribute(cdc.handler.replicator().settings, case.attribute) == case.expected
+    assert [r.id for r in rows(pg_engine, lambda_env, "probe")] == [1]
+    assert logging.getLogger("cdc").level == logging.getLevelName(
+        cdc.handler.replicator().settings.log_level
+    )
 
 
 def test_garbage_collection_is_off_during_a_batch_and_restored_after(

@@ -25,6 +25,7 @@ from cdc.apply import Replicator
 from cdc.config import Settings, load_settings, parse_database_url
 from cdc.db import make_engine
 from cdc.decode import loads
+from tests.conftest import DATABASES
 from tests.factories import insert, modify, remove
 
 pytestmark = pytest.mark.postgres
@@ -68,7 +69,7 @@ class Target:
         return inspect(self.engine).has_table(table, schema=self.schema)
 
 
-@pytest.fixture(params=["postgresql", "mysql", "sqlite"])
+@pytest.fixture(params=[*DATABASES, "sqlite"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     if request.param == "postgresql":
         engine = request.getfixturevalue("pg_engine")

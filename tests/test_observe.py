@@ -19,9 +19,10 @@ import copy
 import io
 import json
 import math
+import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ from cdc.apply import BatchResult, Outcome, Replicator
 from cdc.config import Settings, parse_database_url
 from cdc.db import make_engine
 from cdc.mapping import TableConfig, TableOptions
-from cdc.observe import emf_documents, emit, log_line
+from cdc.observe import Invocation, emf_documents, emit, log_line, timestamp, trace_id
 from cdc.retry import Deadline
 from tests.factories import FakeContext, insert, modify, record, remove, stream_arn
 from tests.factories import event as lambda_event
@@ -342,18 +343,19 @@ def test_emf_timestamp(mixed: Any) -> None:
 def test_emit_writes_one_json_line_per_document(mixed: Any) -> None:
     result, _ = mixed
     out = io.StringIO()
-    emit(result, environ={}, out=out)
+    now = time.time()
+    emit(result, Settings(), out=out, now=now)
     text_out = out.getvalue()
     assert text_out.endswith("\n")
     lines = [json.loads(line) for line in text_out.splitlines()]
     assert len(lines) == 1 + 3
     log, *docs = lines
-    assert log == json.loads(json.dumps(log_line(result)))
+    assert log == json.loads(json.dumps(log_line(result, now=now, location=log["location"])))
     assert "_aws" not in log
     for doc in docs:
         assert_emf(doc)
     default_namespace = docs[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"]
-    assert isinstance(default_namespace, str) and default_namespace
+    assert default_namespace == "cdc"
     expected = [
         {k: v for k, v in d.items() if k != "_aws"}
         for d in emf_documents(result, default_namespace)
@@ -364,28 +366,131 @@ def test_emit_writes_one_json_line_per_document(mixed: Any) -> None:
 def test_emit_honours_cdc_metrics_off(mixed: Any) -> None:
     result, _ = mixed
     out = io.StringIO()
-    emit(result, environ={"CDC_METRICS": "off"}, out=out)
+    emit(result, Settings(metrics="off"), out=out)
     lines = out.getvalue().splitlines()
     assert len(lines) == 1
     assert "_aws" not in json.loads(lines[0])
     assert json.loads(lines[0])["records"] == 11
 
 
-def test_emit_honours_the_namespace_from_the_environment(
-    mixed: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_emit_honours_the_namespace(mixed: Any, capsys: pytest.CaptureFixture[str]) -> None:
     result, _ = mixed
-    monkeypatch.delenv("CDC_METRICS", raising=False)
-    monkeypatch.setenv("CDC_METRICS_NAMESPACE", "Shop/Replication")
-    emit(result)
+    emit(result, Settings(metrics_namespace="Shop/Replication"))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 4
     for doc in lines[1:]:
         assert_emf(doc, "Shop/Replication")
 
-    monkeypatch.setenv("CDC_METRICS", "off")
-    emit(result)
-    assert len(capsys.readouterr().out.splitlines()) == 1
+
+# --- the log line in Powertools' Logger keys (issue 12 item 20) ----------------------------
+
+POWERTOOLS_KEYS = [
+    "level",
+    "location",
+    "message",
+    "timestamp",
+    "service",
+    "cold_start",
+    "function_name",
+    "function_memory_size",
+    "function_arn",
+    "function_request_id",
+    "xray_trace_id",
+]
+BATCH_KEYS = {"records", "applied", "stale", "dead_lettered", "failed", "tables", "seconds"}
+TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+class LambdaContext:
+    """The attributes of Lambda's Python context object that the log line reads."""
+
+    def __init__(self, request_id: str, remaining_ms: int = 60_000) -> None:
+        self.function_name = "cdc-replica"
+        self.memory_limit_in_mb = "512"  # the runtime gives a string
+        self.invoked_function_arn = "arn:aws:lambda:eu-central-1:123456789012:function:cdc-replica"
+        self.aws_request_id = request_id
+        self._deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def test_log_line_has_powertools_keys_and_formats(mixed: Any) -> None:
+    # GIVEN a batch result and the invocation it belongs to
+    result, _ = mixed
+    context = LambdaContext("52fdfc07-2182-154f-163f-5f0f9a621d72")
+    invocation = Invocation.from_context(
+        context, service="orders-replica", cold_start=True, trace_header=TRACE_HEADER
+    )
+    # WHEN it is printed at 2021-05-03 11:47:12.494 UTC
+    out = io.StringIO()
+    emit(result, Settings(metrics="off"), invocation, out=out, now=1620042432.494)
+    line = sys._getframe().f_lineno - 1
+    (log,) = [json.loads(x) for x in out.getvalue().splitlines()]
+    # THEN Powertools' keys come first, in its order and formats
+    assert list(log)[: len(POWERTOOLS_KEYS)] == POWERTOOLS_KEYS
+    assert log["level"] == ("ERROR" if result.failed else "INFO")
+    assert log["location"] == f"test_log_line_has_powertools_keys_and_formats:{line}"
+    assert log["timestamp"] == "2021-05-03 11:47:12,494+0000"
+    assert log["service"] == "orders-replica"
+    assert log["cold_start"] is True
+    assert log["function_name"] == "cdc-replica"
+    assert log["function_memory_size"] == 512
+    assert log["function_arn"] == context.invoked_function_arn
+    assert log["function_request_id"] == "52fdfc07-2182-154f-163f-5f0f9a621d72"
+    assert log["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    # AND the batch's own fields are all still there
+    assert set(log) >= BATCH_KEYS
+    assert log["by_table"] == json.loads(json.dumps(log_line(result)["by_table"]))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0.0, "1970-01-01 00:00:00,000+0000"),
+        (1620042432.494, "2021-05-03 11:47:12,494+0000"),
+        (1700000000.0999, "2023-11-14 22:13:20,099+0000"),
+        (1704067199.9999, "2023-12-31 23:59:59,999+0000"),
+    ],
+)
+def test_timestamp_is_powertools_default_format_in_utc(seconds: float, expected: str) -> None:
+    assert timestamp(seconds) == expected
+    # The format Powertools documents, `%Y-%m-%d %H:%M:%S,%F%z` (%F: milliseconds)
+    parsed = datetime.strptime(expected.replace(",", "."), "%Y-%m-%d %H:%M:%S.%f%z")
+    assert parsed.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (TRACE_HEADER, "1-5759e988-bd862e3fe1be46a994272793"),
+        ("Parent=53995c3f42cd8ad8;Root=1-abc;Sampled=0", "1-abc"),
+        ("Root=1-abc", "1-abc"),
+        ("Parent=53995c3f42cd8ad8", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_trace_id_is_the_root_of_the_header(header: str | None, expected: str | None) -> None:
+    assert trace_id(header) == expected
+
+
+def test_a_context_without_lambda_attributes_leaves_their_keys_out(mixed: Any) -> None:
+    # GIVEN a context object that has only the deadline (a test, another runtime)
+    result, _ = mixed
+    invocation = Invocation.from_context(
+        FakeContext(), service="cdc", cold_start=False, trace_header=None
+    )
+    # WHEN the line is built THEN the keys without a value are left out, as Powertools does
+    log = log_line(result, invocation)
+    assert [k for k in POWERTOOLS_KEYS if k in log] == [
+        "level",
+        "message",
+        "timestamp",
+        "service",
+        "cold_start",
+    ]
+    assert log["cold_start"] is False
 
 
 # --- an outage ---------------------------------------------------------------------------------
@@ -587,3 +692,32 @@ def test_handler_prints_log_and_metrics_and_checkpoints_the_batch(
         orders["records_dead_lettered"],
     ) == (3, 2, 1)
     assert int(orders["last_sequence"]) == BASE + 7
+
+
+def test_the_handler_logs_the_invocation_in_powertools_keys(
+    lambda_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a cold container with a service name, invoked by Lambda with a trace header
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "orders-replica")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE_HEADER)
+    lambda_handler.reset()
+    logs = []
+    # WHEN it is invoked twice
+    for n, request_id in enumerate(["req-1", "req-2"]):
+        before = time.time()
+        lambda_handler.handler(lambda_event(insert({"Id": n}, BASE + n)), LambdaContext(request_id))
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+        (log,) = [x for x in lines if "_aws" not in x]
+        logs.append(log)
+        stamp = datetime.strptime(log["timestamp"].replace(",", "."), "%Y-%m-%d %H:%M:%S.%f%z")
+        assert before - 1 <= stamp.timestamp() <= time.time() + 1
+    # THEN each line names its request, the first one a cold start, and where it was made
+    assert [x["function_request_id"] for x in logs] == ["req-1", "req-2"]
+    assert [x["cold_start"] for x in logs] == [True, False]
+    for log in logs:
+        assert list(log)[: len(POWERTOOLS_KEYS)] == POWERTOOLS_KEYS
+        assert log["service"] == "orders-replica"
+        assert log["function_name"] == "cdc-replica"
+        assert log["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+        assert log["location"].startswith("handler:")
+        assert log["records"] == log["applied"] == 1

@@ -23,6 +23,7 @@ from cdc.cli import main
 from cdc.config import load_settings, parse_database_url
 from cdc.db import make_engine
 from cdc.decode import loads
+from tests.conftest import servers
 from tests.factories import insert, remove
 
 pytestmark = pytest.mark.postgres
@@ -54,7 +55,7 @@ class Target:
             return [dict(r) for r in conn.execute(text(sql)).mappings()]
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@pytest.fixture(params=[*servers("postgresql"), "sqlite"])
 def target(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Target]:

@@ -41,6 +41,7 @@ from cdc.decode import loads
 from cdc.errors import ConfigError
 from cdc.migrate import target_metadata
 from cdc.naming import snake
+from tests.conftest import DATABASES
 from tests.factories import insert, modify, record
 
 pytestmark = pytest.mark.postgres
@@ -113,7 +114,7 @@ def _mysql_target(request: pytest.FixtureRequest) -> Iterator[Target]:
             conn.execute(DropSchema(schema))
 
 
-@pytest.fixture(params=["postgresql", "mysql", "sqlite"])
+@pytest.fixture(params=[*DATABASES, "sqlite"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     if request.param == "postgresql":
         yield _pg_target(request)
@@ -128,7 +129,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     engine.dispose()
 
 
-@pytest.fixture(params=["postgresql", "mysql"])
+@pytest.fixture(params=DATABASES)
 def server(request: pytest.FixtureRequest) -> Iterator[Target]:
     """A database server (schemas, identifier limits): PostgreSQL and MariaDB/MySQL."""
     if request.param == "postgresql":

@@ -96,9 +96,7 @@ def run(
         workers=min(args.workers, args.segments),
     )
     # One connection per worker thread, plus one for the progress table.
-    engine = engine_for(
-        settings.database_url, pool_size=options.workers + 1, max_overflow=options.workers
-    )
+    engine = engine_for(settings, pool_size=options.workers + 1, max_overflow=options.workers)
     progress: Progress
     if sys.stderr.isatty() and not args.json:
         progress = BarProgress(source.name, source.item_count)

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    engine = engine_for(settings.database_url)
+    engine = engine_for(settings)
     ensure_bookkeeping(engine, settings.schema)
     if args.dlq_command == "list":
         return list_letters(engine, settings, args)

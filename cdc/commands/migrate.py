@@ -25,7 +25,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from cdc.db import engine_for
     from cdc.migrate import upgrade
 
-    upgrade(engine_for(settings.database_url), settings, args.revision, sql=args.sql)
+    upgrade(engine_for(settings), settings, args.revision, sql=args.sql)
     if not args.sql:
         print(f"migrated {settings.masked_url()} to {args.revision}")
     return 0

@@ -54,7 +54,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             f"--older-than {args.older_than} is shorter than the stream's 24-hour retention: "
             "a redelivered older record could bring a purged row back (use --force to insist)"
         )
-    engine = engine_for(settings.database_url)
+    engine = engine_for(settings)
     ensure_bookkeeping(engine, settings.schema)
     cutoff = datetime.now(UTC) - args.older_than
     tombstones = tables(settings.schema)["cdc_tombstones"]

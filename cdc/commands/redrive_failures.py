@@ -85,7 +85,7 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
 
     clients = clients or aws.Clients(args.region)
     sqs = clients.sqs(args.region or _queue_region(args.queue_url))
-    engine = engine_for(settings.database_url)
+    engine = engine_for(settings)
     replicator = Replicator(engine, settings)
     outcomes: list[Outcome] = []
     seen: set[str] = set()

@@ -68,7 +68,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     files: Sequence[Path] = args.files
     batches = [(path, read_event(path)) for path in files]  # all readable before writing
-    replicator = Replicator(engine_for(settings.database_url), settings)
+    replicator = Replicator(engine_for(settings), settings)
     totals = {"records": 0, "applied": 0, "stale": 0, "dead_lettered": 0, "failed": 0}
     for path, records in batches:
         result = replicator.process(records)

@@ -84,7 +84,7 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
         )
     clients = clients or aws.Clients()
     reader = StreamReader(clients.streams(arn.region or None), args.stream_arn)
-    engine = engine_for(settings.database_url)
+    engine = engine_for(settings)
     stop = threading.Event()
     tail = Tail(
         reader,

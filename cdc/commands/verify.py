@@ -67,7 +67,7 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
     clients = clients or aws.Clients(args.region)
     client = clients.dynamodb(args.region or arn_region)
     source = aws.describe_table(client, name)
-    engine = engine_for(settings.database_url)
+    engine = engine_for(settings)
     try:
         report = Verifier(
             client,

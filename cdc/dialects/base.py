@@ -54,6 +54,8 @@ class Dialect:
     names: ClassVar[tuple[str, ...]] = ()
     max_identifier_bytes: ClassVar[int] = 63
     supports_schemas: ClassVar[bool] = True
+    # Whether replica tables made by an earlier cdc may need `upgrade_table`.
+    upgrades_tables: ClassVar[bool] = False
 
     # --- types ------------------------------------------------------------------------
 
@@ -277,6 +279,11 @@ class Dialect:
 
     def ensure_schema(self, conn: Connection, schema: str) -> None:
         """Create `schema` if the database has schemas and it is missing."""
+
+    def upgrade_table(self, conn: Connection, table: Table) -> list[str]:
+        """Bring a replica table an earlier cdc made up to what cdc makes now (README
+        "Databases"); returns what changed. Nothing to do unless `upgrades_tables`."""
+        return []
 
 
 def row_dict(
