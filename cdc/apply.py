@@ -38,7 +38,7 @@ from cdc.mapping import (
 )
 from cdc.migrate import column_problems
 from cdc.plan import TablePlan, plan
-from cdc.records import Change, parse_record, sequence_of
+from cdc.records import Change, failure_identifiers, parse_record
 from cdc.retry import WRITE_BATCH, Deadline, RetryPolicy
 
 log = logging.getLogger("cdc")
@@ -98,16 +98,10 @@ class BatchResult:
 
     @property
     def item_failures(self) -> list[str]:
-        """Lambda's itemIdentifiers: the SequenceNumber of each record not handled.
-
-        A failed record with no usable SequenceNumber is reported as "", which Lambda
-        takes as a failure of the whole batch: the only way to not lose it.
-        """
-        return [
-            sequence_of(self.records[i]) or ""
-            for i, o in enumerate(self.outcomes)
-            if o is Outcome.FAILED
-        ]
+        """Lambda's itemIdentifiers: the SequenceNumber of each record not handled (see
+        `failure_identifiers` for a record without a usable one)."""
+        failed = (i for i, o in enumerate(self.outcomes) if o is Outcome.FAILED)
+        return failure_identifiers(self.records, failed)
 
     def response(self) -> dict[str, list[dict[str, str]]]:
         return {"batchItemFailures": [{"itemIdentifier": s} for s in self.item_failures]}

@@ -20,7 +20,7 @@ from cdc.config import DEFAULT_CLI_URL, load_settings
 from cdc.dberrors import describe
 from cdc.errors import CdcError
 
-_DURATION = re.compile(r"(\d+)([smhd])")
+_DURATION = re.compile(r"([0-9]+)([smhd])")  # ASCII digits only
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 

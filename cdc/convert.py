@@ -34,7 +34,8 @@ KINDS = (
     "numeric[]",
 )
 TIME_FORMATS = ("auto", "iso", "epoch_s", "epoch_ms")
-_NUMERIC = re.compile(r"numeric\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+# ASCII only: `\d` alone matches every Unicode digit (fullwidth, Arabic-Indic, ...).
+_NUMERIC = re.compile(r"numeric\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", re.ASCII)
 _INT_RANGES = {
     "smallint": (-(2**15), 2**15 - 1),
     "integer": (-(2**31), 2**31 - 1),
@@ -148,20 +149,16 @@ def converter(column: str, ctype: ColumnType, time_format: str = "auto") -> Conv
             except (TypeError, ValueError):
                 raise fail(path, av, "not an ISO-8601 date (YYYY-MM-DD)") from None
         if kind == "text[]":
-            if tag == "SS" or (
-                tag == "L" and all(isinstance(v, dict) and "S" in v for v in payload or [])
-            ):
-                return (
-                    to_plain(av, path)
-                    if tag == "SS"
-                    else [to_plain(v, f"{path}[{i}]") for i, v in enumerate(payload)]
-                )
+            if tag in ("SS", "L"):  # decoded first: a malformed value is a decode error
+                values = to_plain(av, path)
+                if all(type(v) is str for v in values):
+                    return values
             raise fail(path, av, "expected a string set (SS) or a list of strings")
         if kind == "numeric[]":
-            if tag == "NS":
-                return to_plain(av, path)
-            if tag == "L" and all(isinstance(v, dict) and "N" in v for v in payload or []):
-                return [to_plain(v, f"{path}[{i}]") for i, v in enumerate(payload)]
+            if tag in ("NS", "L"):
+                values = to_plain(av, path)
+                if all(type(v) is Decimal for v in values):
+                    return values
             raise fail(path, av, "expected a number set (NS) or a list of numbers")
         raise AssertionError(f"unhandled column kind {kind}")
 

@@ -27,8 +27,14 @@ from cdc.errors import DecodeError
 MAX_DIGITS = 38
 MIN_EXPONENT = -130
 MAX_EXPONENT = 125
-# Decimal() also accepts "NaN", "Infinity", " 1 " and "1_000"; DynamoDB does not.
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+# M and L values nest at most 32 levels deep in DynamoDB (an attribute holding a map or a
+# list is level 1). Deeper input is malformed, and refusing it also keeps every recursive
+# walk over a value (here, in the mappings, in the JSON encoders) far from Python's and
+# the databases' own limits.
+MAX_DEPTH = 32
+# Decimal() also accepts "NaN", "Infinity", " 1 " and "1_000", and `\d` (like int() and
+# Decimal()) accepts every Unicode digit (Arabic-Indic, fullwidth, ...); DynamoDB numbers are ASCII.
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 def parse_number(text: object, path: str) -> Decimal:
@@ -127,41 +133,51 @@ def _check_map(payload: object, path: str) -> dict[str, Any]:
 Decoder = Callable[[Any, str], Any]
 
 
-def _make_decoder(plain: bool) -> Decoder:
-    """Build one recursive decoder; `plain` selects the JSON form over Python values."""
+def _make_decoder(plain: bool) -> Callable[[Any, str, int], Any]:
+    """Build one recursive decoder; `plain` selects the JSON form over Python values.
+    `depth` is the nesting level of the container holding the value (an item: 0)."""
 
-    def decode(av: Any, path: str) -> Any:
+    def decode(av: Any, path: str, depth: int = 0) -> Any:
         tag, payload = _split(av, path)
+        if tag == "M" or tag == "L":
+            if depth >= MAX_DEPTH:
+                raise DecodeError(
+                    path, f"{tag} value nested deeper than DynamoDB's {MAX_DEPTH} levels"
+                )
+            return m(payload, path, depth + 1) if tag == "M" else l_(payload, path, depth + 1)
         handler = handlers.get(tag)
         if handler is None:
             raise DecodeError(path, f"unknown type descriptor {_show(tag)}")
         return handler(payload, path)
 
-    def m(payload: Any, path: str) -> dict[str, Any]:
+    def m(payload: Any, path: str, depth: int) -> dict[str, Any]:
         return {
-            _name(k, path): decode(v, f"{path}.{k}") for k, v in _check_map(payload, path).items()
+            _name(k, path): decode(v, f"{path}.{k}", depth)
+            for k, v in _check_map(payload, path).items()
         }
 
-    def l_(payload: Any, path: str) -> list[Any]:
-        return [decode(v, f"{path}[{i}]") for i, v in enumerate(_check_list(payload, path, "L"))]
+    def l_(payload: Any, path: str, depth: int) -> list[Any]:
+        return [
+            decode(v, f"{path}[{i}]", depth) for i, v in enumerate(_check_list(payload, path, "L"))
+        ]
 
     def ns(payload: Any, path: str) -> Any:
         values = [
             parse_number(v, f"{path}[{i}]") for i, v in enumerate(_check_list(payload, path, "NS"))
         ]
-        return sorted(values) if plain else set(values)
+        return unique_numbers(values) if plain else set(values)
 
     def ss(payload: Any, path: str) -> Any:
         values = [
             _check_str(v, f"{path}[{i}]", "SS")
             for i, v in enumerate(_check_list(payload, path, "SS"))
         ]
-        return sorted(values) if plain else set(values)
+        return sorted(set(values)) if plain else set(values)
 
     def bs(payload: Any, path: str) -> Any:
         items = _check_list(payload, path, "BS")
         decoded = [parse_binary(v, f"{path}[{i}]") for i, v in enumerate(items)]
-        return sorted(items) if plain else set(decoded)
+        return unique_binaries(items, decoded) if plain else set(decoded)
 
     def b(payload: Any, path: str) -> Any:
         decoded = parse_binary(payload, path)
@@ -173,13 +189,42 @@ def _make_decoder(plain: bool) -> Decoder:
         "B": b,
         "BOOL": _check_bool,
         "NULL": _check_null,
-        "M": m,
-        "L": l_,
         "SS": ss,
         "NS": ns,
         "BS": bs,
     }
     return decode
+
+
+# --- sets ---------------------------------------------------------------------------
+# DynamoDB never sends a set with two equal members, but hand-written and some SDKs'
+# sample events do. Every path decodes them alike, as boto3 does: members that are equal
+# values are one member (`1` and `1.0` are one number; two base64 spellings of the same
+# bytes are one binary). A member that stands alone keeps its text as delivered, like
+# any N or B value; equal members become the one canonical spelling of their value, so
+# the result does not depend on their order.
+
+
+def unique_numbers(values: list[Decimal]) -> list[Decimal]:
+    """NS members in plain form: sorted numerically, equal numbers once."""
+    out: list[Decimal] = []
+    for value in sorted(values):  # stable: equal numbers stay together
+        if not out or out[-1] != value:
+            out.append(value)
+        elif out[-1].as_tuple() != value.as_tuple():  # two spellings of one number
+            from cdc.types import canonical_number  # (cdc.types imports this module)
+
+            out[-1] = Decimal(canonical_number(value))
+    return out
+
+
+def unique_binaries(texts: list[str], decoded: list[bytes]) -> list[str]:
+    """BS members in plain form: sorted base64 texts, equal bytes once."""
+    spellings: dict[bytes, str] = {}
+    for text, value in zip(texts, decoded, strict=True):
+        if spellings.setdefault(value, text) != text:
+            spellings[value] = base64.b64encode(value).decode("ascii")
+    return sorted(spellings.values())
 
 
 _to_plain = _make_decoder(plain=True)
@@ -188,12 +233,12 @@ _to_python = _make_decoder(plain=False)
 
 def to_plain(av: Any, path: str = "value") -> Any:
     """One AttributeValue → its plain-JSON form (Decimal numbers, base64 binary)."""
-    return _to_plain(av, path)
+    return _to_plain(av, path, 0)
 
 
 def to_python(av: Any, path: str = "value") -> Any:
     """One AttributeValue → Python values, as boto3's TypeDeserializer would give."""
-    return _to_python(av, path)
+    return _to_python(av, path, 0)
 
 
 def image_to_plain(image: Any, path: str) -> dict[str, Any]:
@@ -205,7 +250,7 @@ def image_to_plain(image: Any, path: str) -> dict[str, Any]:
             pass  # something is wrong: the careful decoder below says exactly what
     if type(image) is not dict:
         raise DecodeError(path, f"expected an item object, got {_show(image)}")
-    return {_name(name, path): _to_plain(av, f"{path}.{name}") for name, av in image.items()}
+    return {_name(name, path): _to_plain(av, f"{path}.{name}", 0) for name, av in image.items()}
 
 
 # --- the fast path --------------------------------------------------------------------
@@ -219,7 +264,8 @@ class _Invalid(Exception):
     pass
 
 
-def _fast_map(image: dict[str, Any]) -> dict[str, Any]:
+def _fast_map(image: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+    """`depth`: the map's nesting level (an item: 0), as in the careful decoder."""
     out: dict[str, Any] = {}
     for name, av in image.items():
         if not name.isascii():
@@ -233,7 +279,7 @@ def _fast_map(image: dict[str, Any]) -> dict[str, Any]:
         elif tag == "N" and type(payload) is str:
             out[name] = fast_number(payload)
         else:
-            out[name] = _fast_plain(av)
+            out[name] = _fast_plain(av, depth)
     return out
 
 
@@ -250,7 +296,7 @@ def fast_number(text: str) -> Decimal:
 _SIMPLE_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
-def _fast_plain(av: Any) -> Any:
+def _fast_plain(av: Any, depth: int) -> Any:
     if type(av) is not dict:
         raise _Invalid
     (tag,) = av  # ValueError unless exactly one type descriptor
@@ -262,11 +308,11 @@ def _fast_plain(av: Any) -> Any:
         if type(payload) is str:
             return fast_number(payload)
     elif tag == "M":
-        if type(payload) is dict:
-            return _fast_map(payload)
+        if type(payload) is dict and depth < MAX_DEPTH:
+            return _fast_map(payload, depth + 1)
     elif tag == "L":
-        if type(payload) is list:
-            return [_fast_plain(v) for v in payload]
+        if type(payload) is list and depth < MAX_DEPTH:
+            return [_fast_plain(v, depth + 1) for v in payload]
     elif tag == "BOOL":
         if type(payload) is bool:
             return payload
@@ -309,8 +355,9 @@ def _json_number(text: Any) -> Any:
     return _Fragment(str(parse_number(text, "")))  # not canonical text: via Decimal
 
 
-def _json_map(image: dict[str, Any]) -> dict[str, Any]:
-    # The common types inline: a call per value is a third of the cost.
+def _json_map(image: dict[str, Any], depth: int) -> dict[str, Any]:
+    # The common types inline: a call per value is a third of the cost. `depth`: the
+    # map's nesting level (an item: 0), as in the careful decoder.
     out: dict[str, Any] = {}
     for name, av in image.items():
         if type(av) is not dict:
@@ -328,14 +375,14 @@ def _json_map(image: dict[str, Any]) -> dict[str, Any]:
             and _canonical_number(payload)
         ):
             out[name] = _Fragment(payload)
-        elif tag == "M" and type(payload) is dict:
-            out[name] = _json_map(payload)
+        elif tag == "M" and type(payload) is dict and depth < MAX_DEPTH:
+            out[name] = _json_map(payload, depth + 1)
         else:
-            out[name] = _json_value(tag, payload)
+            out[name] = _json_value(tag, payload, depth)
     return out
 
 
-def _json_list(values: list[Any]) -> list[Any]:
+def _json_list(values: list[Any], depth: int) -> list[Any]:
     out: list[Any] = []
     for av in values:
         if type(av) is not dict:
@@ -352,17 +399,17 @@ def _json_list(values: list[Any]) -> list[Any]:
         ):
             out.append(_Fragment(payload))
         else:
-            out.append(_json_value(tag, payload))
+            out.append(_json_value(tag, payload, depth))
     return out
 
 
-def _json_value(tag: str, payload: Any) -> Any:
+def _json_value(tag: str, payload: Any, depth: int) -> Any:
     if tag == "M":
-        if type(payload) is dict:
-            return _json_map(payload)
+        if type(payload) is dict and depth < MAX_DEPTH:
+            return _json_map(payload, depth + 1)
     elif tag == "L":
-        if type(payload) is list:
-            return _json_list(payload)
+        if type(payload) is list and depth < MAX_DEPTH:
+            return _json_list(payload, depth + 1)
     elif tag == "BOOL":
         if type(payload) is bool:
             return payload
@@ -379,7 +426,7 @@ def image_to_json(image: Any, path: str) -> str:
     image, path))`, faster, for when only the text is wanted (document mode)."""
     if type(image) is dict:
         try:
-            return orjson.dumps(_json_map(image)).decode("utf-8")
+            return orjson.dumps(_json_map(image, 0)).decode("utf-8")
         except (_Invalid, DecodeError, ValueError, TypeError):
             # TypeError: orjson refusing a lone surrogate; ValueError: unpacking
             pass  # the careful decoder below says exactly what is wrong, or handles it
@@ -414,6 +461,28 @@ def loads(text: str | bytes) -> Any:
     import json
 
     return json.loads(text, parse_float=Decimal, parse_int=Decimal)
+
+
+class JsonFloat(float):
+    """A float parsed from JSON text that remembers the text (`1e400`, `1.10`), so a
+    record written back into a dead letter keeps every number as delivered: a float
+    cannot tell `1.10` from `1.1`, and `1e400` is infinite. It is a float everywhere
+    else, so the rest of cdc reads the record as Lambda's runtime would parse it."""
+
+    json_text: str
+
+    def __new__(cls, text: str) -> JsonFloat:
+        value = super().__new__(cls, text)
+        value.json_text = text
+        return value
+
+
+def loads_event(text: str) -> Any:
+    """Parse an event as Lambda's Python runtime does (`json.loads`), each non-integer
+    number (and NaN, Infinity) a `JsonFloat` keeping its text. Integers are exact."""
+    import json
+
+    return json.loads(text, parse_float=JsonFloat, parse_constant=JsonFloat)
 
 
 def find_nul(value: Any, path: str) -> str | None:

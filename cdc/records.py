@@ -9,6 +9,7 @@ mapping decodes them, because only then is it known which attributes matter.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +19,13 @@ from cdc.errors import DecodeError, MalformedRecord
 
 EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
 KEY_TYPES = frozenset({"S", "N", "B"})
+MAX_KEY_ATTRIBUTES = 2  # a partition key and an optional sort key
 MAX_SEQUENCE_DIGITS = 40
 _SEQUENCE = re.compile(r"[0-9]{1,40}")
-# arn:PARTITION:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL
+# arn:PARTITION:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL, in printable ASCII (the
+# label is a timestamp): the ARN is stored in checkpoints, so it must be storable text.
 _STREAM_ARN = re.compile(
-    r"arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/([^/]+)/stream/([^/]+)"
+    r"arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/([^/]+)/stream/([!-.0-~]+)"
 )
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 
@@ -90,6 +93,28 @@ def sequence_of(record: object) -> str | None:
     return None
 
 
+def failure_identifiers(records: Sequence[object], failed: Iterable[int]) -> list[str]:
+    """Lambda's itemIdentifiers for the records at the indexes `failed` (not handled:
+    to be delivered again). A dead-lettered record is handled and needs none.
+
+    Lambda retries a shard's batch from the lowest sequence number reported. A failed
+    record without a usable SequenceNumber is covered by the nearest record before it
+    that has one (retrying a record already applied is harmless: the guard finds it
+    stale); with none before it, "" makes Lambda retry the whole batch, the only way
+    left not to lose it.
+    """
+    identifiers: dict[str, None] = {}  # in order, each once
+    for index in failed:
+        identifier = ""
+        for earlier in range(index, -1, -1):
+            sequence = sequence_of(records[earlier])
+            if sequence is not None:
+                identifier = sequence
+                break
+        identifiers[identifier] = None
+    return list(identifiers)
+
+
 def parse_record(record: object, index: int) -> Change:
     if not isinstance(record, dict):
         raise MalformedRecord(f"record is a {type(record).__name__}, not an object")
@@ -97,7 +122,7 @@ def parse_record(record: object, index: int) -> Change:
     if source != "aws:dynamodb":
         raise MalformedRecord(f"eventSource is {source!r}, expected 'aws:dynamodb'")
     event_name = record.get("eventName")
-    if event_name not in EVENT_NAMES:
+    if type(event_name) is not str or event_name not in EVENT_NAMES:  # (a list is unhashable)
         raise MalformedRecord(f"eventName {event_name!r} is not INSERT, MODIFY or REMOVE")
     arn = record.get("eventSourceARN")
     table = table_from_stream_arn(arn)
@@ -119,6 +144,13 @@ def parse_record(record: object, index: int) -> Change:
     keys = dynamodb.get("Keys")
     if not isinstance(keys, dict) or not keys:
         raise MalformedRecord("dynamodb.Keys is missing or empty")
+    if len(keys) > MAX_KEY_ATTRIBUTES:
+        # Before any table is made from them: a replica table keyed on three columns
+        # would be wrong for every record of the source table.
+        raise MalformedRecord(
+            f"dynamodb.Keys has {len(keys)} attributes ({', '.join(map(repr, sorted(keys)))}); "
+            "a DynamoDB key has one or two (partition and sort key)"
+        )
     key_types: dict[str, str] = {}
     key_values: dict[str, Any] = {}
     for name, av in keys.items():

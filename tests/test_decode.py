@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -469,6 +470,10 @@ _leaves = st.one_of(
     st.just({"B": "AAEC/w=="}),
     st.builds(lambda ts: {"SS": ts}, st.lists(st.text(max_size=3), min_size=1, max_size=3)),
     st.builds(lambda ts: {"NS": ts}, st.lists(_number_texts, min_size=1, max_size=3)),
+    # duplicate members: equal numbers spelled alike or not, equal strings, equal bytes
+    st.builds(lambda t: {"NS": [t, t, "1", "1.0"]}, _number_texts),
+    st.builds(lambda s: {"SS": [s, s]}, st.text(max_size=3)),
+    st.just({"BS": ["AA==", "AB==", "AA=="]}),
     st.sampled_from([{"N": 1}, {"S": None}, {"NULL": False}, {"BOOL": 1}, {"X": 1}, {}, []]),
     st.just({"S": "x", "N": "1"}),
 )
@@ -501,3 +506,82 @@ def test_image_to_json_is_exactly_the_careful_text(image):
 )
 def test_image_to_json_numbers_are_canonical_decimal_text(text):
     assert image_to_json({"n": {"N": text}}, "NewImage") == f'{{"n":{Decimal(text)}}}'
+
+
+# --- sets with duplicate members (issue 12, item 16) -----------------------------------
+# DynamoDB never sends them; hand-written and some SDKs' sample events do. One rule on
+# every path, as boto3's TypeDeserializer has it: equal members are one member.
+
+
+@pytest.mark.parametrize(
+    ("av", "plain", "python"),
+    [
+        ({"SS": ["b", "a", "b"]}, ["a", "b"], {"a", "b"}),
+        ({"SS": ["x", "x", "x"]}, ["x"], {"x"}),
+        # `1` and `1.0` are one number, written once in its canonical spelling whatever
+        # the order; a lone member keeps its text, as any N does
+        ({"NS": ["1", "1.0", "2"]}, [Decimal(1), Decimal(2)], {Decimal(1), Decimal(2)}),
+        ({"NS": ["1.0", "1"]}, [Decimal(1)], {Decimal(1)}),
+        ({"NS": ["1E+2", "100", "100.00"]}, [Decimal(100)], {Decimal(100)}),
+        ({"NS": ["1.50", "1.50"]}, [Decimal("1.50")], {Decimal("1.5")}),
+        ({"NS": ["-0", "0", "0.0"]}, [Decimal(0)], {Decimal(0)}),
+        ({"NS": ["10", "9", "10"]}, [Decimal(9), Decimal(10)], {Decimal(9), Decimal(10)}),
+        # two base64 spellings of one byte ("AB==" has non-zero padding bits) are one
+        # binary, written canonically
+        ({"BS": ["AA==", "AA=="]}, ["AA=="], {b"\x00"}),
+        ({"BS": ["AB==", "AA==", "/w=="]}, ["/w==", "AA=="], {b"\x00", b"\xff"}),
+    ],
+    ids=lambda v: json.dumps(v) if isinstance(v, dict) else "",
+)
+def test_set_members_are_de_duplicated_on_every_path(av, plain, python):
+    # GIVEN a set with duplicate members WHEN it is decoded by each path
+    # THEN equal members are one member, and the paths agree
+    assert to_plain(av) == plain
+    assert [str(v) for v in to_plain(av)] == [str(v) for v in plain]
+    assert to_python(av) == python
+    image = {"s": av, "nested": {"M": {"in_list": {"L": [av]}}}}
+    text = dumps({"s": plain, "nested": {"in_list": [plain]}})
+    assert image_to_json(image, "NewImage") == text
+    assert dumps(image_to_plain(image, "NewImage")) == text
+    # AND the plain form holds exactly boto3's members
+    assert len(to_plain(av)) == len(to_python(av))
+
+
+def test_duplicates_in_a_set_are_one_member_whatever_their_order():
+    members = ["1", "1.0", "1.00", "2", "2.0"]
+    texts = set()
+    for turn in range(len(members)):
+        rotated = members[turn:] + members[:turn]
+        texts.add(dumps(to_plain({"NS": rotated})))
+        texts.add(image_to_json({"n": {"NS": list(reversed(rotated))}}, "NewImage"))
+    assert texts == {"[1,2]", '{"n":[1,2]}'}
+
+
+_sets_with_duplicates = st.one_of(
+    st.lists(st.sampled_from(["a", "b", "B", "ä", ""]), min_size=1, max_size=6).map(
+        lambda xs: {"SS": xs}
+    ),
+    st.lists(
+        st.sampled_from(
+            ["1", "1.0", "01", "1E0", "10E-1", "-0", "0", "2.50", "2.5", "1E+2", "100"]
+        ),
+        min_size=1,
+        max_size=6,
+    ).map(lambda xs: {"NS": xs}),
+    st.lists(st.sampled_from(["AA==", "AB==", "AAE=", "/w==", "/x=="]), min_size=1, max_size=6).map(
+        lambda xs: {"BS": xs}
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.sampled_from(["a", "b", "c"]), _sets_with_duplicates, max_size=3))
+def test_image_to_json_is_exactly_the_careful_text_with_duplicate_set_members(image):
+    # GIVEN an item whose sets repeat members WHEN each path decodes it THEN the
+    # texts are byte for byte the same, every set without duplicates
+    text = image_to_json(image, "NewImage")
+    assert text == dumps(image_to_plain(image, "NewImage"))
+    for name, av in image.items():
+        members = loads(text)[name]
+        assert len(members) == len(to_python(av)) == len(set(members))
+        assert members == sorted(members)

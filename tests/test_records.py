@@ -386,6 +386,12 @@ def test_stream_arns_of_every_partition_are_accepted(arn):
         " arn:aws:dynamodb:us-east-1:123456789012:table/Orders/stream/2024",
         "",
         None,
+        # the label is printable ASCII (a timestamp): the ARN is stored as checkpoint text
+        "arn:aws:dynamodb:us-east-1:123456789012:table/Orders/stream/2024\ud800",
+        "arn:aws:dynamodb:us-east-1:123456789012:table/Orders/stream/2024\x00",
+        "arn:aws:dynamodb:us-east-1:123456789012:table/Orders/stream/2024 01",
+        "arn:aws:dynamodb:us-east-1:123456789012:table/Orders/stream/2024-\u0661",
+        "arn:aws:dynamodb:us-east-1:\u0661\u0662\u0663456789012:table/Orders/stream/2024",
     ],
 )
 def test_anything_but_a_dynamodb_stream_arn_is_malformed(arn):
@@ -553,3 +559,18 @@ def test_parse_record_does_not_modify_the_record():
     before = copy.deepcopy(rec)
     parse_record(rec, 0)
     assert rec == before
+
+
+@pytest.mark.parametrize("count", [3, 4])
+def test_more_than_two_key_attributes_are_malformed(count):
+    # GIVEN a record with more key attributes than DynamoDB allows (a partition key and
+    # an optional sort key)
+    keys = {f"k{i}": f"v{i}" for i in range(count)}
+    rec = insert(keys, "4421584500000000017450439091")
+    # WHEN it is parsed THEN it is malformed, naming the attributes
+    with pytest.raises(MalformedRecord) as info:
+        parse_record(rec, 0)
+    assert f"has {count} attributes" in str(info.value)
+    assert "'k0', 'k1', 'k2'" in str(info.value)
+    # AND one or two are fine
+    assert len(parse_record(insert({"k0": "a", "k1": 1}, "1"), 0).key_values) == 2

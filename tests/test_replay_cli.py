@@ -382,3 +382,92 @@ def test_migrate_sql_leaves_the_database_untouched(
     assert "cdc_dead_letters" in proc.stdout
     assert pg_schema in proc.stdout  # the SQL targets the configured schema
     assert _tables(pg_engine, pg_schema) == set()
+
+
+# --- a byte-order mark, and the raw record kept as the file has it (issue 12) --------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+def dead_letter_rows(db: Path) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(db)
+    try:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("select * from cdc_dead_letters order by id")]
+    finally:
+        conn.close()
+
+
+def test_replay_accepts_a_file_starting_with_a_byte_order_mark(
+    workdir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a sample event saved by a Windows tool: UTF-8 with a byte-order mark
+    with_bom = workdir / "bom.json"
+    with_bom.write_bytes(BOM + (workdir / DEVGUIDE).read_bytes())
+    # WHEN it is replayed THEN it is read like the same file without the mark
+    code, out, err = run_main(capfd, "replay", str(with_bom))
+    assert code == 0, err
+    assert counts(out, "bom.json") == {"applied": 1, "stale": 1, "dead_lettered": 0, "failed": 0}
+    assert only_row(workdir / "cdc.db")["seq"] == 222
+
+
+def test_replay_accepts_a_byte_order_mark_on_stdin(workdir: Path) -> None:
+    # GIVEN the same event, with a byte-order mark, piped to `cdc replay -`
+    data = BOM + (workdir / DEVGUIDE).read_bytes()
+    # WHEN it is replayed from stdin
+    proc = subprocess.run(
+        [sys.executable, "-m", "cdc", "replay", "-"],
+        cwd=workdir,
+        env=clean_env({"PYTHONIOENCODING": "latin-1"}),  # stdin is read as bytes
+        input=data,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    # THEN it is applied
+    assert proc.returncode == 0, proc.stderr
+    assert counts(proc.stdout.decode()) == {
+        "applied": 1,
+        "stale": 1,
+        "dead_lettered": 0,
+        "failed": 0,
+    }
+    assert only_row(workdir / "cdc.db")["seq"] == 222
+
+
+def test_replay_of_a_file_that_is_not_utf8_is_a_clear_error(workdir: Path) -> None:
+    # GIVEN an event file in UTF-16 (as some editors save JSON)
+    utf16 = workdir / "utf16.json"
+    utf16.write_bytes((workdir / DEVGUIDE).read_text().encode("utf-16"))
+    # WHEN it is replayed THEN one line says so, exit 2, no traceback
+    proc = run_module(workdir, "replay", str(utf16))
+    assert proc.returncode == 2, proc.stderr
+    assert "is not UTF-8 text" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_dead_letter_keeps_the_numbers_of_the_file_as_written(
+    workdir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN an event whose record has numbers a float cannot keep as written: an
+    # event time of 1e400 (infinite as a float, so the record is malformed) and 1.10
+    text = (workdir / DEVGUIDE).read_text()
+    event = json.loads(text)
+    record = event["Records"][0]
+    record["dynamodb"]["ApproximateCreationDateTime"] = "__TIME__"
+    record["dynamodb"]["SizeBytes"] = "__SIZE__"
+    raw = json.dumps(event).replace('"__TIME__"', "1e400").replace('"__SIZE__"', "1.10")
+    path = workdir / "numbers.json"
+    path.write_text(raw, encoding="utf-8")
+    # WHEN it is replayed
+    code, out, err = run_main(capfd, "replay", str(path))
+    # THEN the record is dead-lettered, and its raw record has the numbers as the file
+    # has them: 1e400 (not null) and 1.10 (not 1.1)
+    assert code == 0, err
+    assert counts(out)["dead_lettered"] == 1
+    (letter,) = dead_letter_rows(workdir / "cdc.db")
+    assert '"ApproximateCreationDateTime":1e400' in letter["raw_record"]
+    assert '"SizeBytes":1.10' in letter["raw_record"]
+    kept = json.loads(letter["raw_record"])
+    assert kept["dynamodb"]["ApproximateCreationDateTime"] == float("inf")
+    assert kept["eventSourceARN"] == record["eventSourceARN"]

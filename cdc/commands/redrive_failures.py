@@ -166,7 +166,7 @@ def batch_info(body: str) -> dict[str, Any]:
         if not isinstance(info.get(name), str) or not info[name]:
             raise ValueError(f"DDBStreamBatchInfo has no {name}")
     for name in ("startSequenceNumber", "endSequenceNumber"):
-        if not info[name].isdigit():
+        if not (info[name].isascii() and info[name].isdigit()):  # ASCII digits only
             raise ValueError(f"DDBStreamBatchInfo.{name} {info[name]!r} is not a sequence number")
     return info
 

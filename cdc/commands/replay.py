@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cdc.config import Settings
+from cdc.decode import loads_event
 from cdc.errors import CdcError
 
 NAME = "replay"
@@ -30,13 +31,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_event(path: Path) -> list[Any]:
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as exc:
         raise CdcError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        event = json.loads(text)
+        # utf-8-sig: files saved by Windows tools start with a byte-order mark, which
+        # RFC 8259 lets a parser ignore.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CdcError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    try:
+        # Numbers keep their text, so a dead letter keeps the record exactly as the
+        # file has it (`1.10`, `1e400`); the records are otherwise what Lambda's
+        # runtime would parse from the same JSON.
+        event = loads_event(text)
     except json.JSONDecodeError as exc:
         raise CdcError(f"{path} is not JSON: {exc}") from None
+    except RecursionError:
+        raise CdcError(f"{path} is nested too deeply to be a Lambda event") from None
     if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
         raise CdcError(f"{path} is not a Lambda event: expected an object with a 'Records' list")
     records: list[Any] = event["Records"]
