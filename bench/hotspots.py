@@ -276,8 +276,8 @@ def breakdown(
     # Time the pure part inside the handler's own call (an instance attribute over the
     # bound method), the values built lazily while writing and the waits for pipelined
     # upserts (class-level); all removed afterwards. What cdc no longer has reads n/a.
-    from cdc import mapping
-    from cdc.dialects import postgresql
+    from cdc.core import mapping
+    from cdc.sql.backends.registry import postgresql
 
     prepared: list[float] = []
     built: list[float] = []
@@ -347,10 +347,13 @@ def breakdown(
 
 # (test on the file name or function name, owner), first match wins.
 _OWNERS: tuple[tuple[Callable[[str, str], bool], str], ...] = (
-    (lambda f, n: "/cdc/decode.py" in f, "cdc decode (cdc/decode.py)"),
-    (lambda f, n: "/cdc/records.py" in f, "cdc record parsing (cdc/records.py)"),
-    (lambda f, n: "/cdc/mapping.py" in f or "/cdc/plan.py" in f, "cdc mapping + plan"),
-    (lambda f, n: "/cdc/dialects/" in f, "cdc statement building (cdc/dialects)"),
+    (lambda f, n: "/cdc/core/decode.py" in f, "cdc decode (cdc/core/decode.py)"),
+    (
+        lambda f, n: "/cdc/sources/dynamodb_streams/records.py" in f,
+        "cdc record parsing (cdc/sources/dynamodb_streams/records.py)",
+    ),
+    (lambda f, n: "/cdc/core/mapping.py" in f or "/cdc/core/plan.py" in f, "cdc mapping + plan"),
+    (lambda f, n: "/cdc/sql/backends/" in f, "cdc statement building (cdc/sql/backends)"),
     (lambda f, n: "/cdc/" in f, "cdc apply/handler/bookkeeping"),
     (lambda f, n: "orjson" in n, "JSON encode (orjson.dumps)"),
     (lambda f, n: "/sqlalchemy/sql/" in f, "SQLAlchemy statement build + compile"),

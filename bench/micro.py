@@ -60,7 +60,7 @@ def decode_timings(images: list[dict[str, Any]], number: int, repeat: int) -> De
     }
     errors: list[str] = []
     try:
-        from cdc.decode import image_to_json, image_to_plain
+        from cdc.core.decode import image_to_json, image_to_plain
 
         def cdc_decode() -> None:
             for image in images:

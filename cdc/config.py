@@ -20,9 +20,9 @@ from typing import Any, Literal, get_args
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from cdc.convert import TIME_FORMATS, parse_type
-from cdc.errors import ConfigError
-from cdc.mapping import (
+from cdc.core.convert import TIME_FORMATS, parse_type
+from cdc.core.errors import ConfigError
+from cdc.core.mapping import (
     ColumnConfig,
     Deletes,
     NulPolicy,
@@ -31,7 +31,7 @@ from cdc.mapping import (
     TtlDeletes,
     Unmapped,
 )
-from cdc.naming import fit, snake
+from cdc.core.naming import fit, snake
 
 DEFAULT_CLI_URL = "sqlite:///cdc.db"
 

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
 from sqlalchemy.types import TypeDecorator
 
-from cdc.migrate import describe_differences, target_metadata
+from cdc.sql.migrations import describe_differences, target_metadata
 
 log = logging.getLogger("cdc.migrate")
 config = context.config
@@ -37,7 +37,7 @@ def _engine_and_settings() -> tuple[Any, Any]:
     if settings is None:
         settings = load_settings(default_url="sqlite:///cdc.db")
     if engine is None:
-        from cdc.db import make_engine
+        from cdc.sql.engines import make_engine
 
         engine = make_engine(settings.database_url)
     return engine, settings

@@ -28,10 +28,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from cdc.apply import Replicator
 from cdc.config import Settings, parse_database_url
-from cdc.db import make_engine
-from cdc.mapping import TableOptions
+from cdc.core.mapping import TableOptions
+from cdc.sql.engines import make_engine
+from cdc.sql.replicator import Replicator
 
 # The database servers tests can be parametrised over, by the names users write.
 _SERVERS = {
@@ -199,7 +199,7 @@ class TestDatabase:
         self.settings = Settings(database_url=engine.url, schema=schema)
 
     def settings_with(self, **tables: Any) -> Settings:
-        from cdc.mapping import TableConfig
+        from cdc.core.mapping import TableConfig
 
         configs = {
             source: value if isinstance(value, TableConfig) else TableConfig(source, options=value)
@@ -273,7 +273,7 @@ def clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """cdc's AWS clients against moto's in-process DynamoDB, Streams and SQS."""
     from moto import mock_aws
 
-    from cdc.aws import Clients
+    from cdc.aws.clients import Clients
 
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import Engine, MetaData, Table, Text, cast, select
 
 from cdc import handler as lambda_handler
-from cdc.apply import Replicator
 from cdc.config import Settings, parse_database_url
-from cdc.db import make_engine
-from cdc.retry import Deadline
+from cdc.core.deadline import Deadline
+from cdc.sql.engines import make_engine
+from cdc.sql.replicator import Replicator
 from tests.conftest import DATABASES, _drop_schema, _fresh_schema
 from tests.factories import FakeContext
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, MetaData, Table, inspect, select, text
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.config import parse_database_url
-from cdc.db import make_engine
+from cdc.sql.engines import make_engine
 from tests.conftest import DATABASES
 
 

@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdc.config import load_settings
-from cdc.convert import ConversionError, converter, parse_type
-from cdc.decode import (
+from cdc.core.convert import ConversionError, converter, parse_type
+from cdc.core.decode import (
     fast_number,
     image_to_json,
     image_to_plain,
@@ -28,8 +28,8 @@ from cdc.decode import (
     to_plain,
     to_python,
 )
-from cdc.errors import ConfigError, DecodeError, MalformedRecord
-from cdc.records import parse_record, sequence_of
+from cdc.core.errors import ConfigError, DecodeError, MalformedRecord
+from cdc.sources.dynamodb_streams.records import parse_record, sequence_of
 from tests.every_database import EVERY_DATABASE, Database, open_database
 from tests.factories import insert, record
 
@@ -228,7 +228,7 @@ def test_an_on_failure_record_with_non_ascii_sequence_numbers_is_refused(sequenc
     # is written in non-ASCII digits
     import json
 
-    from cdc.commands.redrive_failures import batch_info
+    from cdc.sources.dynamodb_streams.on_failure import batch_info
 
     info = {
         "streamArn": "arn:aws:dynamodb:eu-central-1:123456789012:table/Orders/stream/x",
@@ -245,7 +245,7 @@ def test_an_on_failure_record_with_non_ascii_sequence_numbers_is_refused(sequenc
 def test_a_duration_in_non_ascii_digits_is_refused(text: str) -> None:
     import argparse
 
-    from cdc.cli import parse_duration
+    from cdc.app.cli import parse_duration
 
     assert parse_duration("48h").total_seconds() == 48 * 3600
     with pytest.raises(argparse.ArgumentTypeError, match="is not a duration"):

@@ -19,8 +19,8 @@ from botocore.exceptions import (
     SSLError,
 )
 
-from cdc import aws
-from cdc.aws import AwsErrorKind, classify, explain
+from cdc.aws import clients as aws
+from cdc.aws.clients import AwsErrorKind, classify, explain
 
 ENDPOINT = "http://127.0.0.1:9"
 

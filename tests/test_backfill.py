@@ -19,22 +19,19 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, text
 
-from cdc import cli
-from cdc.apply import Replicator
-from cdc.aws import Clients, describe_table
-from cdc.backfill import (
-    Backfill,
-    BackfillError,
-    BackfillOptions,
-    LineProgress,
-    RateLimiter,
-    backfill_record,
-)
-from cdc.bookkeeping import tables
-from cdc.commands import backfill as backfill_command
-from cdc.decode import loads
-from cdc.streams import StreamReader, Tail
-from cdc.verify import Verifier
+from cdc.app import cli
+from cdc.app.commands import backfill as backfill_command
+from cdc.app.progress import LineProgress
+from cdc.aws.clients import Clients, describe_table
+from cdc.aws.scans import RateLimiter
+from cdc.core.decode import loads
+from cdc.jobs.backfill import Backfill, BackfillError, BackfillOptions
+from cdc.jobs.tail import Tail
+from cdc.jobs.verify import Verifier
+from cdc.sources.dynamodb_streams.reader import StreamReader
+from cdc.sources.snapshots import backfill_record
+from cdc.sql.bookkeeping import tables
+from cdc.sql.replicator import Replicator
 
 REGION = "eu-central-1"
 BIG = "12345678901234567890123456789012345678"  # 38 significant digits: exact or bust
@@ -469,7 +466,7 @@ def test_a_tombstone_keeps_a_hard_deleted_row_from_coming_back(
     # GIVEN a table with hard deletes whose item 1 the stream deleted after the backfill
     # scanned it (the backfill's page still carries it)
     from cdc.config import Settings
-    from cdc.mapping import TableConfig, TableOptions
+    from cdc.core.mapping import TableConfig, TableOptions
 
     hard = TableConfig("Orders", options=TableOptions(deletes="hard"))
     settings = Settings(
@@ -517,6 +514,6 @@ def test_a_setup_mistake_in_the_segments_is_raised_once_for_the_cli(
     source = describe_table(client, "Orders")
     with pytest.raises(ClientError) as raised:
         Backfill(client, source, pg_engine, pg_settings, BackfillOptions(segments=4)).run()
-    from cdc.aws import explain
+    from cdc.aws.clients import explain
 
     assert (explain(raised.value) or "").startswith("AWS denied Scan")

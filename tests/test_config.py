@@ -17,8 +17,8 @@ from cdc.config import (
     load_settings,
     parse_database_url,
 )
-from cdc.errors import ConfigError
-from cdc.mapping import TableOptions
+from cdc.core.errors import ConfigError
+from cdc.core.mapping import TableOptions
 from tests.settings_cases import (
     CA_BUNDLE,
     EXAMPLE_MAPPING,
@@ -407,8 +407,8 @@ def test_the_example_mapping_in_the_repository_is_valid(dialect_name):
 
     from sqlalchemy import MetaData
 
-    from cdc.dialects import dialect_for
-    from cdc.mapping import typed_spec
+    from cdc.sql.backends.registry import dialect_for
+    from cdc.sql.replica import typed_spec
 
     example = Path(__file__).resolve().parent.parent / "examples" / "mapping.toml"
     # WHEN it is loaded and its typed tables are built for a database

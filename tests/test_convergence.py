@@ -39,10 +39,10 @@ from sqlalchemy import MetaData, Table, Text, cast, create_engine, inspect, sele
 from sqlalchemy.engine import URL
 
 import cdc.handler
-from cdc.apply import Replicator
 from cdc.config import Settings, parse_database_url
-from cdc.db import make_engine
-from cdc.decode import loads
+from cdc.core.decode import loads
+from cdc.sql.engines import make_engine
+from cdc.sql.replicator import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import FakeContext, stream_arn
 

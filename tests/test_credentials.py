@@ -20,20 +20,20 @@ from sqlalchemy import Engine, NullPool, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
-from cdc.apply import Replicator
+from cdc.aws.credentials import SecretsManager
 from cdc.config import DatabaseOptions, Settings, load_settings
-from cdc.credentials import (
+from cdc.core.errors import ConfigError
+from cdc.sql.credentials import (
     Credentials,
     DatabaseAccess,
-    SecretsManager,
     TokenCache,
     engine_options,
     is_auth_failure,
     parse_secret,
     url_from_secret,
 )
-from cdc.db import make_engine
-from cdc.errors import ConfigError
+from cdc.sql.engines import make_engine
+from cdc.sql.replicator import Replicator
 from tests.factories import event, insert
 from tests.pgcluster import TempCluster, _find
 
@@ -626,7 +626,7 @@ def test_a_plain_url_needs_neither_boto3_nor_a_hook():
     code = (
         "import sys; "
         "from cdc.config import load_settings; "
-        "from cdc.credentials import DatabaseAccess; "
+        "from cdc.sql.credentials import DatabaseAccess; "
         "s = load_settings({'CDC_DATABASE_URL': 'postgresql+psycopg://u@h/d'}); "
         "a = DatabaseAccess.from_settings(s); "
         "assert a.credentials is None and a.connect_args == {}; "

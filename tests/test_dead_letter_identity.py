@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from cdc.bookkeeping import DeadLetter
-from cdc.records import parse_record
+from cdc.core.outcomes import DeadLetter
+from cdc.sources.dynamodb_streams.records import parse_record
 from tests.every_database import EVERY_DATABASE, Database, open_database
 from tests.factories import insert, modify
 from tests.test_backfill import backfill, item, make_table, tail_once

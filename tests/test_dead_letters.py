@@ -36,9 +36,9 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.schema import AddConstraint
 
 from cdc import handler as lambda_handler
-from cdc.apply import Replicator
 from cdc.config import Settings, load_settings
-from cdc.retry import Deadline
+from cdc.core.deadline import Deadline
+from cdc.sql.replicator import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import (
     FakeContext,

@@ -12,7 +12,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdc.decode import (
+from cdc.core.decode import (
     dumps,
     dumps_bytes,
     find_nul,
@@ -25,7 +25,7 @@ from cdc.decode import (
     to_plain,
     to_python,
 )
-from cdc.errors import DecodeError, RecordError
+from cdc.core.errors import DecodeError, RecordError
 
 DIGITS_38 = "12345678901234567890123456789012345678"
 DIGITS_39 = "123456789012345678901234567890123456789"

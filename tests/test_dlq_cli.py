@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from cdc.apply import Replicator
-from cdc.cli import main
+from cdc.app.cli import main
 from cdc.config import load_settings
-from cdc.retry import Deadline
+from cdc.core.deadline import Deadline
+from cdc.sql.replicator import Replicator
 from tests.factories import FakeContext, insert, modify
 
 pytestmark = pytest.mark.postgres
@@ -77,7 +77,7 @@ def fix_orders_nul(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def process(records: list[Any]) -> Any:
     """Apply a batch the way the service does, with the environment's settings."""
     settings = load_settings()
-    from cdc.db import make_engine
+    from cdc.sql.engines import make_engine
 
     assert settings.database_url is not None
     engine = make_engine(settings.database_url)

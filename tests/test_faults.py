@@ -28,10 +28,10 @@ from sqlalchemy import Engine, MetaData, Table, Text, cast, event, select, text
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc import handler as lambda_handler
-from cdc.apply import Replicator
 from cdc.config import Settings, parse_database_url
-from cdc.db import make_engine
-from cdc.retry import Deadline
+from cdc.core.deadline import Deadline
+from cdc.sql.engines import make_engine
+from cdc.sql.replicator import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import FakeContext, insert, modify, remove
 from tests.factories import event as lambda_event

@@ -27,9 +27,9 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.pool import Pool
 
 import cdc.handler
-from cdc.apply import Replicator
-from cdc.decode import loads
-from cdc.errors import CdcError, ConfigError
+from cdc.core.decode import loads
+from cdc.core.errors import CdcError, ConfigError
+from cdc.sql.replicator import Replicator
 from tests.factories import FakeContext, insert, modify, record
 from tests.settings_cases import Bad, Good, attribute, bad_cases, good_cases
 

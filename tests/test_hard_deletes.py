@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import JSON, Engine, MetaData, Table, Text, cast, inspect, select
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from cdc.apply import Replicator
 from cdc.config import Settings, load_settings, parse_database_url
-from cdc.db import make_engine
-from cdc.decode import loads
+from cdc.core.decode import loads
+from cdc.sql.engines import make_engine
+from cdc.sql.replicator import Replicator
 from tests.conftest import DATABASES
 from tests.factories import insert, modify, remove
 

@@ -32,13 +32,14 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from cdc.apply import Outcome, Replicator
-from cdc.aws import Clients
+from cdc.aws.clients import Clients
+from cdc.aws.hydrate import BATCH_GET_LIMIT, Hydrator
 from cdc.config import Settings
-from cdc.decode import loads
-from cdc.hydrate import BATCH_GET_LIMIT, Hydrator
-from cdc.mapping import TableConfig, TableOptions
-from cdc.retry import Deadline
+from cdc.core.deadline import Deadline
+from cdc.core.decode import loads
+from cdc.core.mapping import TableConfig, TableOptions
+from cdc.core.outcomes import Outcome
+from cdc.sql.replicator import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import REGION, insert, record, stream_arn
 
@@ -714,7 +715,7 @@ def test_importing_the_handler_does_not_import_boto3(tmp_path: Path) -> None:
         import cdc.handler
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "moto"))
         assert not loaded, loaded
-        assert "cdc.hydrate" not in sys.modules
+        assert "cdc.aws.hydrate" not in sys.modules
         print("ok")
         """,
         tmp_path,
@@ -731,10 +732,11 @@ def test_boto3_is_imported_only_when_a_hydrating_table_needs_an_item(tmp_path: P
         f"""
         import sys, traceback
         sys.path.insert(0, {str(REPO)!r})
-        from cdc.apply import Outcome, Replicator
+        from cdc.core.outcomes import Outcome
+        from cdc.sql.replicator import Replicator
         from cdc.config import Settings, parse_database_url
-        from cdc.db import make_engine
-        from cdc.mapping import TableConfig, TableOptions
+        from cdc.sql.engines import make_engine
+        from cdc.core.mapping import TableConfig, TableOptions
         from tests.factories import insert, record
 
         attempts = []
@@ -768,13 +770,13 @@ def test_boto3_is_imported_only_when_a_hydrating_table_needs_an_item(tmp_path: P
         expected = [Outcome.APPLIED, Outcome.APPLIED, Outcome.DEAD_LETTERED]
         assert result.outcomes == expected, result.outcomes
         assert not attempts and not loaded(), (attempts, loaded())
-        assert "cdc.hydrate" not in sys.modules
+        assert "cdc.aws.hydrate" not in sys.modules
 
         result = rep.process([record("INSERT", {{"Id": 4}}, 10**20 + 4)])
         assert attempts, "hydration never imported boto3"
         name, stack = attempts[0]
         files = [frame.filename.replace("\\\\", "/") for frame in stack]
-        assert any(f.endswith("cdc/hydrate.py") for f in files), files
+        assert any(f.endswith("cdc/aws/hydrate.py") for f in files), files
         # No boto3, no read: the record is reported, never applied or dead-lettered.
         assert result.outcomes == [Outcome.FAILED], result.outcomes
         print("ok")

@@ -30,9 +30,10 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, select
 
-from cdc.apply import BatchResult, Replicator
 from cdc.config import Settings, parse_database_url
-from cdc.db import make_engine
+from cdc.core.outcomes import BatchResult
+from cdc.sql.engines import make_engine
+from cdc.sql.replicator import Replicator
 from tests.conftest import DATABASES, TestDatabase, _drop_schema, _fresh_schema
 from tests.factories import insert, modify, remove, stream_arn
 from tests.test_dead_letters import (

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, MetaData, Table, Text, cast, select
 
-from cdc.apply import Replicator
 from cdc.config import load_settings, parse_database_url
-from cdc.db import make_engine
+from cdc.sql.engines import make_engine
+from cdc.sql.replicator import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import insert
 

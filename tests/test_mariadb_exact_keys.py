@@ -32,13 +32,13 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, func, insert, se
 from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from cdc.apply import Replicator
-from cdc.bookkeeping import tables as bookkeeping_tables
 from cdc.config import Settings, load_settings, parse_database_url
-from cdc.db import make_engine
-from cdc.migrate import alembic_config, ensure_bookkeeping
-from cdc.migrate import upgrade as migrate_upgrade
-from cdc.types import SequenceNumber, UtcDateTime
+from cdc.sql.bookkeeping import tables as bookkeeping_tables
+from cdc.sql.engines import make_engine
+from cdc.sql.migrations import alembic_config, ensure_bookkeeping
+from cdc.sql.migrations import upgrade as migrate_upgrade
+from cdc.sql.replicator import Replicator
+from cdc.sql.types import SequenceNumber, UtcDateTime
 from tests.conftest import DATABASES, TestDatabase
 from tests.factories import insert as insert_record
 from tests.factories import remove
@@ -297,7 +297,7 @@ def test_cdc_migrate_upgrades_an_earlier_database(maria: tuple[Engine, str]) -> 
     old_replica_table(engine, schema)
     assert json_checks(engine, schema, "orders") == ["item"]
     # AND a migration interrupted after converting one table (MySQL DDL commits as it goes)
-    from cdc.dialects.mysql import upgrade_table
+    from cdc.sql.backends.mysql import upgrade_table
 
     with engine.begin() as conn:
         upgrade_table(conn, schema, "cdc_checkpoints", ["stream_arn", "shard_id"], owned_only=False)
@@ -338,7 +338,7 @@ def test_an_earlier_replica_table_is_upgraded_on_first_use(maria: tuple[Engine, 
 
 
 def test_a_table_that_is_not_cdcs_is_left_alone(maria: tuple[Engine, str]) -> None:
-    from cdc.dialects.mysql import upgrade_table
+    from cdc.sql.backends.mysql import upgrade_table
 
     engine, schema = maria
     with engine.begin() as conn:
@@ -416,7 +416,7 @@ def test_offline_sql_converts_the_bookkeeping_tables(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from cdc.cli import main
+    from cdc.app.cli import main
 
     for name in ("CDC_CONFIG", "CDC_SCHEMA", "CDC_DATABASE_SECRET_ARN"):
         monkeypatch.delenv(name, raising=False)

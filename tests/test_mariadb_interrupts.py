@@ -24,11 +24,11 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError, PendingRollbackError
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from cdc.apply import Replicator
 from cdc.config import Settings
-from cdc.db import make_engine
-from cdc.dberrors import ErrorKind, classify
-from cdc.retry import Deadline
+from cdc.core.deadline import Deadline
+from cdc.sql.engines import make_engine
+from cdc.sql.errors import ErrorKind, classify
+from cdc.sql.replicator import Replicator
 from tests.conftest import DATABASES
 from tests.factories import FakeContext, insert
 
@@ -93,7 +93,7 @@ def locked(maria: tuple[Engine, str], own_engine: Engine) -> Iterator[Callable[[
 
 
 def test_session_limits_follow_the_time_left() -> None:
-    from cdc.db import mysql_session_limits
+    from cdc.sql.engines import mysql_session_limits
 
     assert mysql_session_limits(3.0, True) == {
         "max_statement_time": 2.0,

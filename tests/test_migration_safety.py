@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, MetaData, event, inspect
 
-from cdc.apply import Replicator
-from cdc.cli import main
+from cdc.app.cli import main
 from cdc.config import Settings, parse_database_url
-from cdc.db import make_engine
-from cdc.migrate import alembic_config, upgrade
+from cdc.sql.engines import make_engine
+from cdc.sql.migrations import alembic_config, upgrade
+from cdc.sql.replicator import Replicator
 from tests.factories import insert
 from tests.places import Place, place_fixture  # noqa: F401
 

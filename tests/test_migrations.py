@@ -24,9 +24,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, inspect, text
 
-from cdc.apply import Replicator
-from cdc.cli import main
+from cdc.app.cli import main
 from cdc.config import load_settings
+from cdc.sql.replicator import Replicator
 from tests.factories import insert
 
 pytestmark = pytest.mark.postgres

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdc.errors import CdcError, NameCollision
-from cdc.naming import NameTable, fit, short_hash, snake
+from cdc.core.errors import CdcError, NameCollision
+from cdc.core.naming import NameTable, fit, short_hash, snake
 
 SNAKE_SHAPE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
 HASHED = re.compile(r"x_[0-9a-f]{8}")

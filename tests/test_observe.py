@@ -29,12 +29,13 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from cdc import handler as lambda_handler
-from cdc.apply import BatchResult, Outcome, Replicator
+from cdc.app.observe import Invocation, emf_documents, emit, log_line, timestamp, trace_id
 from cdc.config import Settings, parse_database_url
-from cdc.db import make_engine
-from cdc.mapping import TableConfig, TableOptions
-from cdc.observe import Invocation, emf_documents, emit, log_line, timestamp, trace_id
-from cdc.retry import Deadline
+from cdc.core.deadline import Deadline
+from cdc.core.mapping import TableConfig, TableOptions
+from cdc.core.outcomes import BatchResult, Outcome
+from cdc.sql.engines import make_engine
+from cdc.sql.replicator import Replicator
 from tests.factories import FakeContext, insert, modify, record, remove, stream_arn
 from tests.factories import event as lambda_event
 

@@ -36,7 +36,7 @@ RUN_HANDLER = """
 import json, os, sys
 task = os.environ["TASK"]
 sys.path.insert(0, task)
-from cdc.handler import handler
+from cdc.app.handler import handler
 
 class Context:
     def get_remaining_time_in_millis(self):

@@ -14,19 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import MetaData
 
-from cdc.decode import loads
-from cdc.dialects import dialect_for
-from cdc.errors import RecordError
-from cdc.mapping import (
-    BOOKKEEPING_COLUMNS,
-    ITEM,
-    DocumentTables,
-    RowVersion,
-    TableOptions,
-    TableSpec,
-)
-from cdc.plan import TablePlan, plan
-from cdc.records import parse_record
+from cdc.core.decode import loads
+from cdc.core.errors import RecordError
+from cdc.core.mapping import BOOKKEEPING_COLUMNS, ITEM, RowVersion, TableOptions, TableSpec
+from cdc.core.plan import TablePlan, plan
+from cdc.sources.dynamodb_streams.records import parse_record
+from cdc.sql.backends.registry import dialect_for
+from cdc.sql.replica import DocumentTables
 from tests.factories import av, insert, modify, record, remove
 
 EVENTS = Path(__file__).parent / "events"

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, MetaData, Table, text, update
 
-from cdc.apply import Replicator
-from cdc.cli import main
+from cdc.app.cli import main
 from cdc.config import load_settings, parse_database_url
-from cdc.db import make_engine
-from cdc.decode import loads
+from cdc.core.decode import loads
+from cdc.sql.engines import make_engine
+from cdc.sql.replicator import Replicator
 from tests.conftest import servers
 from tests.factories import insert, remove
 

@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from cdc.apply import Replicator
-from cdc.bookkeeping import raw_json, storable
 from cdc.config import Settings, load_settings
-from cdc.errors import MalformedRecord
-from cdc.records import failure_identifiers, parse_record
-from cdc.retry import Deadline
+from cdc.core.deadline import Deadline
+from cdc.core.errors import MalformedRecord
+from cdc.core.rawjson import raw_json, storable
+from cdc.sources.dynamodb_streams.records import failure_identifiers, parse_record
+from cdc.sql.replicator import Replicator
 from tests.every_database import EVERY_DATABASE, Database, open_database
 from tests.factories import FakeContext, insert, stream_arn
 from tests.test_dead_letters import ensure_bookkeeping, refuse_dead_letters
@@ -231,7 +231,7 @@ def test_nesting_deeper_than_dynamodb_allows_is_a_decode_dead_letter(
 
 def test_thirty_two_levels_decode() -> None:
     # GIVEN an item nested exactly 32 levels: DynamoDB allows it
-    from cdc.decode import dumps, image_to_json, image_to_plain
+    from cdc.core.decode import dumps, image_to_json, image_to_plain
 
     image = {"Id": {"N": "1"}, "deep": nested(32)}
     # THEN both decoders accept it and agree
@@ -336,8 +336,8 @@ def test_a_set_column_converter_given_a_non_list_raises_decode_error(
     kind: str, payload: Any
 ) -> None:
     # GIVEN a text[] or numeric[] column's converter and an L whose payload is no list
-    from cdc.convert import converter, parse_type
-    from cdc.errors import DecodeError
+    from cdc.core.convert import converter, parse_type
+    from cdc.core.errors import DecodeError
 
     convert = converter("c", parse_type(kind))
     # WHEN it converts THEN it is a decode error naming the attribute (it was a

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from cdc.errors import DecodeError, MalformedRecord, RecordError
-from cdc.records import Change, parse_record, sequence_of, table_from_stream_arn
+from cdc.core.change import Change
+from cdc.core.errors import DecodeError, MalformedRecord, RecordError
+from cdc.sources.dynamodb_streams.records import parse_record, sequence_of, table_from_stream_arn
 from tests.factories import insert, record, remove, stream_arn
 
 EVENTS = Path(__file__).parent / "events"

@@ -14,10 +14,10 @@ import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import text
 
-from cdc import cli
-from cdc.aws import Clients
-from cdc.commands import redrive_failures as command
-from cdc.commands.redrive_failures import batch_info
+from cdc.app import cli
+from cdc.app.commands import redrive_failures as command
+from cdc.aws.clients import Clients
+from cdc.sources.dynamodb_streams.on_failure import batch_info
 
 REGION = "eu-central-1"
 

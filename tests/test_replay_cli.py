@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, inspect, text
 
-import cdc.cli
-from cdc.decode import loads
+import cdc.app.cli
+from cdc.core.decode import loads
 
 EVENTS = Path(__file__).parent / "events"
 DEVGUIDE = "tests/events/stream-sample-devguide.json"
@@ -67,9 +67,9 @@ def run_module(workdir: Path, *args: str, env: dict[str, str] | None = None) -> 
 
 
 def run_main(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """`cdc ARGS` in this process, through `cdc.cli.main`."""
+    """`cdc ARGS` in this process, through `cdc.app.cli.main`."""
     capfd.readouterr()
-    code = cdc.cli.main(list(args))
+    code = cdc.app.cli.main(list(args))
     out, err = capfd.readouterr()
     return code, out, err
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from cdc.apply import Outcome, Replicator
-from cdc.cli import main
+from cdc.app.cli import main
 from cdc.config import Settings, load_settings
-from cdc.errors import ConfigError
-from cdc.migrate import Capacity, capacity, holds
+from cdc.core.errors import ConfigError
+from cdc.core.outcomes import Outcome
+from cdc.sql.migrations import Capacity, capacity, holds
+from cdc.sql.replicator import Replicator
 from tests.factories import insert
 from tests.places import Place, place_fixture  # noqa: F401
 

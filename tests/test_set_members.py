@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from cdc.config import load_settings
-from cdc.decode import loads
-from cdc.retry import Deadline
+from cdc.core.deadline import Deadline
+from cdc.core.decode import loads
 from tests.every_database import EVERY_DATABASE, Database, open_database
 from tests.factories import FakeContext, insert
 

@@ -34,13 +34,13 @@ import pytest
 from sqlalchemy import Engine, MetaData, Table, Text, cast, inspect, select
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from cdc.apply import Replicator
 from cdc.config import Settings, load_settings, parse_database_url
-from cdc.db import make_engine
-from cdc.decode import loads
-from cdc.errors import ConfigError
-from cdc.migrate import target_metadata
-from cdc.naming import snake
+from cdc.core.decode import loads
+from cdc.core.errors import ConfigError
+from cdc.core.naming import snake
+from cdc.sql.engines import make_engine
+from cdc.sql.migrations import target_metadata
+from cdc.sql.replicator import Replicator
 from tests.conftest import DATABASES
 from tests.factories import insert, modify, record
 

@@ -25,11 +25,11 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from cdc.apply import Replicator
-from cdc.cli import main
+from cdc.app.cli import main
 from cdc.config import load_settings, parse_database_url
-from cdc.db import make_engine
-from cdc.migrate import alembic_config
+from cdc.sql.engines import make_engine
+from cdc.sql.migrations import alembic_config
+from cdc.sql.replicator import Replicator
 from tests.factories import insert
 from tests.places import Place, place_fixture  # noqa: F401
 

@@ -13,12 +13,13 @@ import time
 import pytest
 from sqlalchemy import text
 
-from cdc import cli
-from cdc.apply import Replicator
-from cdc.aws import describe_table
-from cdc.backfill import Backfill, BackfillOptions, backfill_record
-from cdc.commands import verify as verify_command
-from cdc.verify import Verifier, _in_sample, same
+from cdc.app import cli
+from cdc.app.commands import verify as verify_command
+from cdc.aws.clients import describe_table
+from cdc.jobs.backfill import Backfill, BackfillOptions
+from cdc.jobs.verify import Verifier, _in_sample, same
+from cdc.sources.snapshots import backfill_record
+from cdc.sql.replicator import Replicator
 
 REGION = "eu-central-1"
 BIG = "12345678901234567890123456789012345678"
@@ -272,7 +273,7 @@ def test_typed_mapping_is_compared_column_by_column(
 def sessions_table(clients, db, items):
     """`Sessions` (id S) with TTL on `expires`, replicated by a backfill into `db` with
     ttl_deletes = "ignore"; returns (settings, source)."""
-    from cdc.mapping import TableOptions
+    from cdc.core.mapping import TableOptions
 
     ddb = clients.dynamodb()
     ddb.create_table(
@@ -294,7 +295,7 @@ def sessions_table(clients, db, items):
 
 
 def test_rows_kept_by_ttl_deletes_ignore_are_counted_apart(clients, db, capsys):
-    from cdc.commands.verify import print_report
+    from cdc.app.commands.verify import print_report
     from tests.factories import remove
 
     now = int(time.time())

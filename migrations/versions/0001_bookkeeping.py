@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import cdc.types
-from cdc.migrate import create_index, create_table
+from cdc.sql.migrations import create_index, create_table
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None

@@ -55,7 +55,7 @@ def upgrade() -> None:
     if context.is_offline_mode():
         _offline()
         return
-    from cdc.dialects.mysql import owned_tables, upgrade_table
+    from cdc.sql.backends.mysql import owned_tables, upgrade_table
 
     conn = op.get_bind()
     schema = _schema()
@@ -70,8 +70,8 @@ def _offline() -> None:
     """`cdc migrate --sql`: the tables cannot be inspected, so the SQL converts the
     bookkeeping columns unconditionally (the collation follows the URL: `mariadb://`
     for MariaDB). Replica tables are converted by the service on first use."""
-    from cdc.schema import metadata
-    from cdc.types import ExactString
+    from cdc.sql.schema import metadata
+    from cdc.sql.types import ExactString
 
     for table, columns in BOOKKEEPING.items():
         for name in columns:

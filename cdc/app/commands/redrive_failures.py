@@ -1,0 +1,221 @@
+"""`cdc redrive-failures QUEUE_URL`: re-apply batches Lambda gave up on.
+
+When an event source mapping runs out of retries (MaximumRetryAttempts,
+MaximumRecordAgeInSeconds), it sends an "invocation record" to its on-failure
+destination and moves on. The record does not hold the stream records, only where they
+are (`DDBStreamBatchInfo`):
+
+    {"requestContext": {"condition": "RetryAttemptsExhausted", ...},
+     "DDBStreamBatchInfo": {"shardId": "shardId-...", "startSequenceNumber": "8000...62",
+       "endSequenceNumber": "8000...62", "batchSize": 1, "streamArn": "arn:aws:dynamodb:...",
+       "approximateArrivalOfFirstRecord": "...", "approximateArrivalOfLastRecord": "..."}}
+
+so the records must be read back from the stream while it still retains them (24 hours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from cdc.config import Settings
+from cdc.sources.dynamodb_streams.on_failure import batch_info
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+
+    from cdc.aws.clients import Clients
+    from cdc.sql.replicator import Replicator
+
+NAME = "redrive-failures"
+HELP = "re-read and apply the batches in a Lambda on-failure SQS queue"
+DESCRIPTION = (
+    "Read the invocation records the event source mapping sent to its on-failure SQS "
+    "destination, read those records back from the stream (AT_SEQUENCE_NUMBER), apply "
+    "them, and delete each message once its records are committed. Messages whose "
+    "records the stream no longer retains (older than 24 hours) are reported and kept: "
+    "run `cdc backfill` and `cdc verify` to repair what they lost. Exits 1 if any message "
+    "was kept."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("queue_url", metavar="QUEUE_URL", help="the on-failure SQS queue URL")
+    parser.add_argument(
+        "--max-messages", type=int, metavar="N", help="stop after N messages (default: all)"
+    )
+    parser.add_argument(
+        "--wait-seconds",
+        type=int,
+        default=1,
+        choices=range(21),
+        metavar="S",
+        help="SQS long-poll wait per receive, 0-20 (default 1)",
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=300,
+        metavar="S",
+        help="hide a received message this long (default 300): a kept message comes back "
+        "for the next run, not this one",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show what would be redriven; change nothing"
+    )
+    parser.add_argument("--region", help="AWS region (default: from the queue URL)")
+
+
+@dataclass
+class Outcome:
+    message_id: str
+    redriven: bool
+    reason: str = ""
+    records: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None = None) -> int:
+    from cdc.app.engines import engine_for
+    from cdc.aws import clients as aws
+    from cdc.sql.replicator import Replicator
+
+    clients = clients or aws.Clients(args.region)
+    sqs = clients.sqs(args.region or _queue_region(args.queue_url))
+    engine = engine_for(settings)
+    replicator = Replicator(engine, settings)
+    outcomes: list[Outcome] = []
+    seen: set[str] = set()
+    peeked: list[str] = []  # --dry-run: made visible again at the end
+    try:
+        while args.max_messages is None or len(outcomes) < args.max_messages:
+            wanted = 10 if args.max_messages is None else min(10, args.max_messages - len(outcomes))
+            try:
+                response = aws.call(
+                    sqs.receive_message,
+                    QueueUrl=args.queue_url,
+                    MaxNumberOfMessages=wanted,
+                    WaitTimeSeconds=args.wait_seconds,
+                    VisibilityTimeout=args.visibility_timeout,
+                    attempts=aws.STARTUP_ATTEMPTS if not seen else 8,
+                    quiet=not seen,
+                )
+            except Exception as exc:
+                if aws.error_code(exc) in aws.NOT_FOUND_CODES:
+                    raise aws.AwsSetupError(
+                        f"SQS queue {args.queue_url} does not exist: check the queue URL "
+                        "(the event source mapping's on-failure destination) and --region"
+                    ) from None
+                raise
+            messages = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
+            if not messages:
+                break
+            for message in messages:
+                seen.add(message["MessageId"])
+                outcome = redrive_message(message, replicator, clients, dry_run=args.dry_run)
+                if args.dry_run:
+                    peeked.append(message["ReceiptHandle"])
+                elif outcome.redriven:
+                    aws.call(
+                        sqs.delete_message,
+                        QueueUrl=args.queue_url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                    )
+                outcomes.append(outcome)
+                print(_line(outcome, args.dry_run))
+    finally:
+        for handle in peeked:  # leave them as they were, for the next reader
+            aws.call(
+                sqs.change_message_visibility,
+                QueueUrl=args.queue_url,
+                ReceiptHandle=handle,
+                VisibilityTimeout=0,
+            )
+        engine.dispose()
+    kept = [o for o in outcomes if not o.redriven]
+    verb = "would redrive" if args.dry_run else "redrove"
+    print(
+        f"{verb} {len(outcomes) - len(kept)} of {len(outcomes)} messages "
+        f"({sum(o.records for o in outcomes if o.redriven)} records); {len(kept)} kept"
+    )
+    print(f"database: {settings.masked_url()}", file=sys.stderr)
+    return 1 if kept else 0
+
+
+def redrive_message(
+    message: MessageTypeDef, replicator: Replicator, clients: Clients, *, dry_run: bool = False
+) -> Outcome:
+    """Read one failed batch back from the stream and apply it. `redriven` is True only
+    when every record was committed (applied, found stale, or dead-lettered)."""
+    from cdc.aws import clients as aws
+    from cdc.sources.dynamodb_streams.reader import (
+        RecordsTrimmed,
+        ShardNotFound,
+        StreamError,
+        StreamReader,
+    )
+
+    outcome = Outcome(message["MessageId"], redriven=False)
+    try:
+        info = batch_info(message.get("Body", ""))
+    except ValueError as exc:
+        outcome.reason = str(exc)
+        return outcome
+    arn, shard = info["streamArn"], info["shardId"]
+    first, last = info["startSequenceNumber"], info["endSequenceNumber"]
+    where = f"{shard} {first}..{last}"
+    reader = StreamReader(clients.streams(aws.region_of(arn)), arn)
+    try:
+        records = reader.read_range(shard, first, last)
+    except RecordsTrimmed:
+        outcome.reason = (
+            f"{where}: the records are past the stream's 24-hour retention and lost; "
+            "repair with `cdc backfill` and `cdc verify`"
+        )
+        return outcome
+    except ShardNotFound:
+        outcome.reason = f"{where}: the stream or shard no longer exists (disabled, or expired)"
+        return outcome
+    except StreamError as exc:
+        outcome.reason = f"{where}: {exc}"
+        return outcome
+    outcome.records = len(records)
+    if not records:
+        outcome.reason = f"{where}: no records found in that range"
+        return outcome
+    if dry_run:
+        outcome.redriven = True
+        return outcome
+    # shard_id "": these are the Lambda mapping's records, and its checkpoint row; a
+    # `cdc tail` checkpoint for the shard must not jump ahead because of a redrive.
+    result = replicator.process(records)
+    outcome.summary = result.summary()
+    if result.failed:
+        outcome.reason = f"{where}: {result.failed} records not committed ({result.error})"
+        return outcome
+    outcome.redriven = True
+    return outcome
+
+
+def _line(outcome: Outcome, dry_run: bool) -> str:
+    if not outcome.redriven:
+        return f"kept {outcome.message_id}: {outcome.reason}"
+    if dry_run:
+        return f"would redrive {outcome.message_id}: {outcome.records} records"
+    s = outcome.summary
+    return (
+        f"redrove {outcome.message_id}: {outcome.records} records: {s['applied']} applied, "
+        f"{s['stale']} stale, {s['dead_lettered']} dead-lettered; message deleted"
+    )
+
+
+def _queue_region(url: str) -> str | None:
+    """`https://sqs.eu-west-1.amazonaws.com/123456789012/name` → eu-west-1."""
+    host = urlparse(url).hostname or ""
+    parts = host.split(".")
+    if len(parts) >= 3 and parts[0] == "sqs":
+        return parts[1]
+    return None

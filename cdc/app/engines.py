@@ -1,0 +1,26 @@
+"""The engine the settings describe, with the AWS credential sources wired in (the
+entry points call this; the sql package itself knows no AWS)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from cdc.sql.engines import make_engine
+
+if TYPE_CHECKING:
+    from cdc.config import Settings
+
+
+def engine_for(settings: Settings, **overrides: Any) -> Engine:
+    """The engine for the configured database: the settings' URL (CDC_DATABASE_URL),
+    or their Secrets Manager secret (CDC_DATABASE_SECRET_ARN), with the connection
+    options they ask for (IAM authentication, TLS, no prepared statements: see
+    cdc.credentials). boto3 is imported only when a secret or IAM auth is configured."""
+    from cdc.sql.credentials import DatabaseAccess
+
+    access = DatabaseAccess.from_settings(settings)
+    engine = make_engine(access.url, connect_args=access.connect_args, **overrides)
+    access.attach(engine)
+    return engine

@@ -1,0 +1,122 @@
+"""Hydration for KEYS_ONLY and OLD_IMAGE streams: INSERT and MODIFY records carry no
+NewImage, so the item is read back from the table with a consistent `BatchGetItem`.
+
+The item read is the table's *current* state, which may be newer than the record; the
+records that follow in the stream carry the later changes, and the sequence guard keeps
+the replica converging either way. An item gone by the time it is read was deleted
+since: its REMOVE follows in the stream, so the record is left to it (counted stale).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cdc.aws.clients import Clients, call, image_from_wire, image_to_wire, region_of
+from cdc.core.change import Change
+from cdc.core.deadline import Deadline
+from cdc.core.decode import dumps
+from cdc.core.errors import CdcError
+
+log = logging.getLogger("cdc.hydrate")
+
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem request (DynamoDB's limit)
+WRITE_RESERVE_S = 3.0  # of the Lambda deadline, kept for writing the batch after hydrating
+UNPROCESSED_ATTEMPTS = 8
+
+
+class HydrationError(CdcError):
+    """DynamoDB could not be read (throttled, unreachable): the records are reported for
+    redelivery, never dead-lettered."""
+
+
+class Hydrator:
+    def __init__(
+        self,
+        clients: Clients | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.clients = clients or Clients()
+        self.sleep = sleep
+
+    def items_for(
+        self, changes: Sequence[Change], deadline: Deadline | None = None
+    ) -> dict[int, dict[str, Any] | None]:
+        """The current item (wire form) for each change's key, by change index; None
+        where the item no longer exists. Raises HydrationError when DynamoDB cannot be
+        read in time (leaving `WRITE_RESERVE_S` of the deadline for the database)."""
+        sleep = self._sleep_within(deadline or Deadline())
+        by_table: dict[tuple[str, str | None], list[Change]] = {}
+        for change in changes:
+            by_table.setdefault((change.source_table, region_of(change.stream_arn)), []).append(
+                change
+            )
+        found: dict[int, dict[str, Any] | None] = {}
+        for (table, region), group in by_table.items():
+            unique: dict[str, dict[str, Any]] = {}
+            for change in group:
+                unique.setdefault(_key_id(change.keys), change.keys)
+            items = self._batch_get(table, region, list(unique.values()), sleep)
+            for change in group:
+                found[change.index] = items.get(_key_id(change.keys))
+        return found
+
+    def _sleep_within(self, deadline: Deadline) -> Callable[[float], None]:
+        """A sleep that refuses to overrun the invocation: better to report the records
+        for redelivery than to time out, which fails the whole batch."""
+
+        def sleep(seconds: float) -> None:
+            remaining = deadline.remaining()
+            if remaining is not None and remaining - seconds < WRITE_RESERVE_S:
+                raise HydrationError("out of time waiting for DynamoDB to hydrate items")
+            self.sleep(seconds)
+
+        return sleep
+
+    def _batch_get(
+        self,
+        table: str,
+        region: str | None,
+        keys: list[dict[str, Any]],
+        sleep: Callable[[float], None],
+    ) -> dict[str, dict[str, Any]]:
+        client = self.clients.dynamodb(region)
+        items: dict[str, dict[str, Any]] = {}
+        key_names = set(keys[0]) if keys else set()
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            pending: list[dict[str, Any]] = [
+                image_from_wire(k) for k in keys[start : start + BATCH_GET_LIMIT]
+            ]
+            for attempt in range(UNPROCESSED_ATTEMPTS):
+                try:
+                    response = call(
+                        client.batch_get_item,
+                        sleep=sleep,
+                        RequestItems={table: {"Keys": pending, "ConsistentRead": True}},
+                    )
+                except HydrationError:
+                    raise
+                except Exception as exc:
+                    raise HydrationError(
+                        f"cannot read {table!r} from DynamoDB to hydrate: {exc}"
+                    ) from exc
+                for item in response.get("Responses", {}).get(table, []):
+                    wire = image_to_wire(item)
+                    items[_key_id({k: wire[k] for k in key_names if k in wire})] = wire
+                pending = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+                if not pending:
+                    break
+                # DynamoDB returns unprocessed keys when throttled: back off, then ask again.
+                sleep(min(5.0, 0.05 * 2**attempt))
+            else:
+                raise HydrationError(
+                    f"DynamoDB left {len(pending)} keys of {table!r} unprocessed after "
+                    f"{UNPROCESSED_ATTEMPTS} attempts"
+                )
+        return items
+
+
+def _key_id(keys: dict[str, Any]) -> str:
+    return dumps(dict(sorted(keys.items())))

@@ -1,0 +1,257 @@
+"""A DynamoDB stream record (Lambda event shape) → a validated `Change`. Pure.
+
+Validation follows DESIGN §6: anything that is not a DynamoDB stream record raises
+`MalformedRecord` with a message that says what is wrong, so the record can be
+dead-lettered and a person can act on it. Images are validated later, when the table's
+mapping decodes them, because only then is it known which attributes matter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cdc.core.change import Change
+from cdc.core.decode import check_unicode, fast_number, parse_binary, parse_number
+from cdc.core.errors import DecodeError, MalformedRecord, RecordError
+
+EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
+KEY_TYPES = frozenset({"S", "N", "B"})
+MAX_KEY_ATTRIBUTES = 2  # a partition key and an optional sort key
+MAX_SEQUENCE_DIGITS = 40
+_SEQUENCE = re.compile(r"[0-9]{1,40}")
+# arn:PARTITION:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL, in printable ASCII (the
+# label is a timestamp): the ARN is stored in checkpoints, so it must be storable text.
+_STREAM_ARN = re.compile(
+    r"arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/([^/]+)/stream/([!-.0-~]+)"
+)
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+
+
+def table_from_stream_arn(arn: object) -> str:
+    """The table name inside a DynamoDB stream ARN, validated (cached: a batch carries
+    one or a few ARNs, a thousand times)."""
+    if isinstance(arn, str):
+        table = _ARN_TABLES.get(arn)
+        if table is not None:
+            return table
+    table = _table_from_stream_arn(arn)
+    if len(_ARN_TABLES) < 10_000:
+        _ARN_TABLES[str(arn)] = table
+    return table
+
+
+_ARN_TABLES: dict[str, str] = {}
+
+
+def _table_from_stream_arn(arn: object) -> str:
+    match = _STREAM_ARN.fullmatch(arn) if isinstance(arn, str) else None
+    if match is None:
+        raise MalformedRecord(f"eventSourceARN {arn!r} is not a DynamoDB stream ARN")
+    table = match.group(1)
+    if _TABLE_NAME.fullmatch(table) is None:
+        raise MalformedRecord(
+            f"eventSourceARN names table {table!r}, which DynamoDB would not allow "
+            "(3-255 characters of A-Z a-z 0-9 _ . -)"
+        )
+    return table
+
+
+def sequence_of(record: object) -> str | None:
+    """The record's SequenceNumber if it has a usable one (for reporting failures)."""
+    if isinstance(record, dict):
+        dynamodb = record.get("dynamodb")
+        if isinstance(dynamodb, dict):
+            seq = dynamodb.get("SequenceNumber")
+            if isinstance(seq, str) and _SEQUENCE.fullmatch(seq):
+                return seq
+    return None
+
+
+def failure_identifiers(records: Sequence[object], failed: Iterable[int]) -> list[str]:
+    """Lambda's itemIdentifiers for the records at the indexes `failed` (not handled:
+    to be delivered again). A dead-lettered record is handled and needs none.
+
+    Lambda retries a shard's batch from the lowest sequence number reported. A failed
+    record without a usable SequenceNumber is covered by the nearest record before it
+    that has one (retrying a record already applied is harmless: the guard finds it
+    stale); with none before it, "" makes Lambda retry the whole batch, the only way
+    left not to lose it.
+    """
+    identifiers: dict[str, None] = {}  # in order, each once
+    for index in failed:
+        identifier = ""
+        for earlier in range(index, -1, -1):
+            sequence = sequence_of(records[earlier])
+            if sequence is not None:
+                identifier = sequence
+                break
+        identifiers[identifier] = None
+    return list(identifiers)
+
+
+def parse_record(record: object, index: int) -> Change:
+    if not isinstance(record, dict):
+        raise MalformedRecord(f"record is a {type(record).__name__}, not an object")
+    source = record.get("eventSource")
+    if source != "aws:dynamodb":
+        raise MalformedRecord(f"eventSource is {source!r}, expected 'aws:dynamodb'")
+    event_name = record.get("eventName")
+    if type(event_name) is not str or event_name not in EVENT_NAMES:  # (a list is unhashable)
+        raise MalformedRecord(f"eventName {event_name!r} is not INSERT, MODIFY or REMOVE")
+    arn = record.get("eventSourceARN")
+    table = table_from_stream_arn(arn)
+    dynamodb = record.get("dynamodb")
+    if not isinstance(dynamodb, dict):
+        raise MalformedRecord("record has no 'dynamodb' object")
+
+    seq_text = dynamodb.get("SequenceNumber")
+    if not (
+        type(seq_text) is str
+        and 0 < len(seq_text) <= MAX_SEQUENCE_DIGITS
+        and seq_text.isdigit()
+        and seq_text.isascii()
+    ):
+        raise MalformedRecord(
+            f"dynamodb.SequenceNumber {seq_text!r} is not a decimal string of 1-40 digits"
+        )
+
+    keys = dynamodb.get("Keys")
+    if not isinstance(keys, dict) or not keys:
+        raise MalformedRecord("dynamodb.Keys is missing or empty")
+    if len(keys) > MAX_KEY_ATTRIBUTES:
+        # Before any table is made from them: a replica table keyed on three columns
+        # would be wrong for every record of the source table.
+        raise MalformedRecord(
+            f"dynamodb.Keys has {len(keys)} attributes ({', '.join(map(repr, sorted(keys)))}); "
+            "a DynamoDB key has one or two (partition and sort key)"
+        )
+    key_types: dict[str, str] = {}
+    key_values: dict[str, Any] = {}
+    for name, av in keys.items():
+        key_types[name], key_values[name] = _check_key(name, av)
+
+    new_image = _image(dynamodb, "NewImage")
+    old_image = _image(dynamodb, "OldImage")
+    identity = record.get("userIdentity")
+    is_ttl = (
+        event_name == "REMOVE"
+        and isinstance(identity, dict)
+        and identity.get("type") == "Service"
+        and identity.get("principalId") == "dynamodb.amazonaws.com"
+    )
+    return Change(
+        index=index,
+        sequence=int(seq_text),
+        sequence_number=seq_text,
+        stream_arn=str(arn),
+        source_table=table,
+        event_name=str(event_name),
+        keys=keys,
+        key_types=key_types,
+        key_values=key_values,
+        new_image=new_image,
+        old_image=old_image,
+        event_time=_event_time(dynamodb.get("ApproximateCreationDateTime")),
+        is_ttl_expiry=is_ttl,
+    )
+
+
+def _check_key(name: str, av: object) -> tuple[str, Any]:
+    """(type descriptor, value) of one key attribute, validated: str, Decimal or bytes."""
+    if type(av) is dict and len(av) == 1 and name.isascii():  # the common, valid case
+        (tag,) = av
+        payload = av[tag]
+        if tag == "S" and type(payload) is str and payload and payload.isascii():
+            return tag, payload
+        if tag == "N" and type(payload) is str:
+            try:
+                return tag, fast_number(payload)
+            except DecodeError:
+                pass  # the careful path below names the attribute
+    return _check_key_carefully(name, av)
+
+
+def _check_key_carefully(name: str, av: object) -> tuple[str, Any]:
+    path = f"Keys.{name}"
+    if not isinstance(av, dict) or len(av) != 1:
+        raise DecodeError(path, f"expected an AttributeValue with one type descriptor, got {av!r}")
+    ((tag, payload),) = av.items()
+    if tag not in KEY_TYPES:
+        raise DecodeError(path, f"key attributes are S, N or B; got {tag!r}")
+    if not name.isascii():
+        check_unicode(name, "Keys attribute name")
+    if tag == "S":
+        if not isinstance(payload, str) or payload == "":
+            raise DecodeError(path, f"S key value {payload!r} is not a non-empty string")
+        if not payload.isascii():
+            check_unicode(payload, path)
+        return tag, payload
+    if tag == "N":
+        return tag, parse_number(payload, path)
+    value = parse_binary(payload, path)
+    if not value:
+        raise DecodeError(path, "B key value is empty; DynamoDB keys are never empty")
+    return tag, value
+
+
+def _image(dynamodb: dict[str, Any], name: str) -> dict[str, Any] | None:
+    image = dynamodb.get(name)
+    if image is None:
+        return None
+    if not isinstance(image, dict):
+        raise MalformedRecord(f"dynamodb.{name} is a {type(image).__name__}, not an object")
+    return image
+
+
+_EVENT_TIMES: dict[object, datetime] = {}
+
+
+def _event_time(value: object) -> datetime | None:
+    """ApproximateCreationDateTime: epoch seconds in Lambda events (milliseconds or
+    microseconds in some other producers, told apart by magnitude). Optional. Cached:
+    a batch's records share a few distinct seconds."""
+    if value is None:
+        return None
+    cached = _EVENT_TIMES.get(value) if type(value) is int else None
+    if cached is not None:
+        return cached
+    moment = _parse_event_time(value)
+    if type(value) is int and len(_EVENT_TIMES) < 4096:
+        _EVENT_TIMES[value] = moment
+    return moment
+
+
+def _parse_event_time(value: object) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MalformedRecord(f"dynamodb.ApproximateCreationDateTime {value!r} is not a number")
+    seconds = float(value)
+    if seconds > 1e14:
+        seconds /= 1e6
+    elif seconds > 1e11:
+        seconds /= 1e3
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise MalformedRecord(
+            f"dynamodb.ApproximateCreationDateTime {value!r} is not a valid time"
+        ) from None
+
+
+def hints(record: Any) -> dict[str, str]:
+    """What can still be read off a malformed record, to help a person find it."""
+    if not isinstance(record, dict):
+        return {}
+    hints: dict[str, str] = {}
+    arn = record.get("eventSourceARN")
+    if isinstance(arn, str):
+        hints["stream_arn"] = arn
+        with contextlib.suppress(RecordError):
+            hints["source_table"] = table_from_stream_arn(arn)
+    name = record.get("eventName")
+    if isinstance(name, str):
+        hints["event_name"] = name
+    return hints

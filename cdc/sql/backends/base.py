@@ -1,0 +1,334 @@
+"""The dialect interface and the parts PostgreSQL and SQLite share (ON CONFLICT)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Date,
+    Double,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    select,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.types import TypeEngine
+
+from cdc.core.convert import ColumnType
+from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec, key_hash
+from cdc.core.plan import split_by_values
+from cdc.sql.types import ExactNumber, JsonDocument, UtcDateTime
+
+# SQLAlchemy only reports rowcount for UPDATE/DELETE unless asked; we count the rows
+# an upsert changed (the others were stale).
+_ROWCOUNT = {"preserve_rowcount": True}
+# Bound values per IN list / multi-row VALUES statement: below every database's limit.
+MAX_BINDS = 30000
+
+
+class Incoming(Protocol):
+    """The values of the row being inserted, as the database names them in an upsert
+    (`excluded.x` on Postgres and SQLite, an alias or `VALUES(x)` on MySQL)."""
+
+    def __getitem__(self, name: str) -> ColumnElement[Any]: ...
+
+
+Assign = Callable[[Incoming], Mapping[str, ColumnElement[Any]]]
+Guard = Callable[[Incoming], ColumnElement[bool]]
+
+
+class Dialect:
+    names: ClassVar[tuple[str, ...]] = ()
+    max_identifier_bytes: ClassVar[int] = 63
+    supports_schemas: ClassVar[bool] = True
+    # Whether replica tables made by an earlier cdc may need `upgrade_table`.
+    upgrades_tables: ClassVar[bool] = False
+
+    # --- types ------------------------------------------------------------------------
+
+    def key_type(self, tag: str) -> TypeEngine[Any]:
+        """Column type of a document-mode key attribute of DynamoDB type S, N or B."""
+        types: dict[str, TypeEngine[Any]] = {
+            "S": Text(),
+            "N": ExactNumber(key=True),
+            "B": LargeBinary(),
+        }
+        return types[tag]
+
+    def column_type(self, ctype: ColumnType, key: bool) -> TypeEngine[Any]:
+        """Column type of a typed mapping's column."""
+        kind = ctype.kind
+        simple: dict[str, TypeEngine[Any]] = {
+            "text": Text(),
+            "bigint": BigInteger(),
+            "integer": Integer(),
+            "smallint": SmallInteger(),
+            "boolean": Boolean(),
+            "double": Double(),
+            "timestamptz": UtcDateTime(),
+            "date": Date(),
+            "jsonb": JsonDocument(),
+            "bytea": LargeBinary(),
+            "text[]": JsonDocument(),  # a JSON array where the database has no arrays
+            "numeric[]": JsonDocument(),
+        }
+        if kind == "numeric":
+            return ExactNumber(ctype.precision, ctype.scale, key=key)
+        return simple[kind]
+
+    def table_options(self) -> dict[str, str]:
+        """Dialect-specific `Table(...)` keyword arguments for replica tables."""
+        return {}
+
+    # --- statements -------------------------------------------------------------------
+
+    def insert(self, table: Table) -> Insert:
+        raise NotImplementedError
+
+    def merge(
+        self,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]] | None,
+        assign: Assign,
+        guard: Guard | None = None,
+        conflict: Sequence[str] | None = None,
+    ) -> Insert:
+        """INSERT `rows`; on a conflict on `conflict` (default: the primary key), update
+        as `assign` says, if `guard` holds.
+
+        `assign` and `guard` see the stored row through `table.c` and the incoming one
+        through their argument. With `rows=None` the statement has no inline values: execute
+        it with the rows as parameters, and SQLAlchemy compiles it once (a statement with
+        inline multi-row VALUES is compiled anew every time).
+        """
+        raise NotImplementedError
+
+    def rows_per_statement(self, table: Table) -> int:
+        """How many rows one multi-row VALUES statement may carry (bind limits)."""
+        return max(1, MAX_BINDS // max(1, len(table.columns)))
+
+    # --- writing row versions -----------------------------------------------------------
+
+    def chunk_rows(self, rows: int) -> int:
+        """How many of a table's `rows` versions `write_chunks` should get at a time;
+        their values are built one chunk at a time. One chunk unless the dialect can
+        overlap building a chunk with writing the previous one."""
+        return rows
+
+    def write_chunks(
+        self,
+        conn: Connection,
+        spec: TableSpec,
+        chunks: Iterator[list[RowVersion]],
+        applied_at: datetime,
+        tombstones: Table,
+    ) -> int:
+        """`write_rows` for row versions that arrive in chunks, in key order (each
+        chunk's values are built when it is taken from `chunks`)."""
+        rows = [row for chunk in chunks for row in chunk]
+        return self.write_rows(conn, spec, rows, applied_at, tombstones) if rows else 0
+
+    def write_rows(
+        self,
+        conn: Connection,
+        spec: TableSpec,
+        rows: Sequence[RowVersion],
+        applied_at: datetime,
+        tombstones: Table,
+    ) -> int:
+        """Apply row versions (one per key) under the sequence guard; returns how many
+        rows changed (the rest were stale).
+
+        Soft deletes are upserts like any other. With `deletes = "hard"` a delete removes
+        the row and leaves a tombstone, and an upsert must be newer than the key's
+        tombstone (and clears it), so a late older INSERT cannot bring the row back.
+        """
+        if spec.options.deletes != "hard":
+            return self._upsert_versions(conn, spec, rows, applied_at)
+        upserts = [r for r in rows if not r.deleted]
+        deletes = [r for r in rows if r.deleted]
+        name = spec.qualified_name
+        changed = 0
+        if upserts:
+            hashes = {id(r): key_hash(r.key)[0] for r in upserts}
+            buried = self._tombstone_sequences(conn, tombstones, name, list(hashes.values()))
+            alive = [r for r in upserts if buried.get(hashes[id(r)], -1) < r.sequence]
+            if alive:
+                changed += self._upsert_versions(conn, spec, alive, applied_at)
+                self._clear_tombstones(
+                    conn,
+                    tombstones,
+                    name,
+                    [hashes[id(r)] for r in alive if hashes[id(r)] in buried],
+                )
+        if deletes:
+            changed += self._hard_delete(conn, spec, deletes, applied_at, tombstones)
+        return changed
+
+    def _upsert_versions(
+        self, conn: Connection, spec: TableSpec, rows: Sequence[RowVersion], applied_at: datetime
+    ) -> int:
+        count = 0
+        with_values, without_values = split_by_values(rows)
+        if with_values:
+            count += self._upsert(conn, spec, with_values, spec.value_names, applied_at)
+        if without_values:
+            count += self._upsert(conn, spec, without_values, (), applied_at)
+        return count
+
+    def _upsert(
+        self,
+        conn: Connection,
+        spec: TableSpec,
+        rows: Sequence[RowVersion],
+        value_names: Sequence[str],
+        applied_at: datetime,
+    ) -> int:
+        """Guarded upsert setting `value_names` and the bookkeeping columns, as
+        multi-row VALUES statements."""
+        dicts = [row_dict(spec, r, value_names, applied_at) for r in rows]
+        assigned = (*value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT)
+        step = self.rows_per_statement(spec.table)
+        count = 0
+        for start in range(0, len(dicts), step):
+            stmt = self.merge(
+                spec.table,
+                dicts[start : start + step],
+                assign=lambda new: {c: new[c] for c in assigned},
+                guard=lambda new: spec.table.c[SEQ] < new[SEQ],
+            )
+            count += conn.execute(stmt, execution_options=_ROWCOUNT).rowcount
+        return count
+
+    def _hard_delete(
+        self,
+        conn: Connection,
+        spec: TableSpec,
+        rows: Sequence[RowVersion],
+        applied_at: datetime,
+        tombstones: Table,
+    ) -> int:
+        table = spec.table
+        condition = and_(
+            *(table.c[name] == bindparam(f"k_{i}") for i, name in enumerate(spec.key_names)),
+            table.c[SEQ] < bindparam("seq"),
+        )
+        params = [
+            {**{f"k_{i}": value for i, value in enumerate(r.key)}, "seq": r.sequence} for r in rows
+        ]
+        conn.execute(delete(table).where(condition), params)
+        marks = []
+        for r in rows:
+            digest, text = key_hash(r.key)
+            marks.append(
+                {
+                    "table_name": spec.qualified_name,
+                    "key_hash": digest,
+                    "key": text,
+                    "sequence": r.sequence,
+                    "deleted_at": applied_at,
+                }
+            )
+        count = 0
+        step = self.rows_per_statement(tombstones)
+        for start in range(0, len(marks), step):
+            stmt = self.merge(
+                tombstones,
+                marks[start : start + step],
+                assign=lambda new: {"sequence": new["sequence"], "deleted_at": new["deleted_at"]},
+                guard=lambda new: tombstones.c.sequence < new["sequence"],
+            )
+            count += conn.execute(stmt, execution_options=_ROWCOUNT).rowcount
+        return count
+
+    def _tombstone_sequences(
+        self, conn: Connection, tombstones: Table, name: str, hashes: Sequence[str]
+    ) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(hashes), MAX_BINDS):
+            chunk = hashes[start : start + MAX_BINDS]
+            query = select(tombstones.c.key_hash, tombstones.c.sequence).where(
+                tombstones.c.table_name == name, tombstones.c.key_hash.in_(chunk)
+            )
+            found.update({h: int(s) for h, s in conn.execute(query)})
+        return found
+
+    def _clear_tombstones(
+        self, conn: Connection, tombstones: Table, name: str, hashes: Sequence[str]
+    ) -> None:
+        for start in range(0, len(hashes), MAX_BINDS):
+            chunk = hashes[start : start + MAX_BINDS]
+            conn.execute(
+                delete(tombstones).where(
+                    tombstones.c.table_name == name, tombstones.c.key_hash.in_(chunk)
+                )
+            )
+
+    def ensure_schema(self, conn: Connection, schema: str) -> None:
+        """Create `schema` if the database has schemas and it is missing."""
+
+    def upgrade_table(self, conn: Connection, table: Table) -> list[str]:
+        """Bring a replica table an earlier cdc made up to what cdc makes now (README
+        "Databases"); returns what changed. Nothing to do unless `upgrades_tables`."""
+        return []
+
+
+def row_dict(
+    spec: TableSpec, row: RowVersion, value_names: Sequence[str], applied_at: datetime
+) -> dict[str, Any]:
+    values: dict[str, Any] = dict(zip(spec.key_names, row.key, strict=True))
+    if value_names:
+        assert row.values is not None
+        for name in value_names:
+            values[name] = row.values.get(name)
+    values[SEQ] = row.sequence
+    values[DELETED] = row.deleted
+    values[EVENT_TIME] = row.event_time
+    values[APPLIED_AT] = applied_at
+    return values
+
+
+class OnConflictDialect(Dialect):
+    """Postgres and SQLite share `INSERT … ON CONFLICT (key) DO UPDATE … WHERE`."""
+
+    def merge(
+        self,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]] | None,
+        assign: Assign,
+        guard: Guard | None = None,
+        conflict: Sequence[str] | None = None,
+    ) -> Insert:
+        stmt = self.insert(table) if rows is None else self.insert(table).values(list(rows))
+        return self._on_conflict(stmt, table, assign, guard, conflict)
+
+    def _on_conflict(
+        self,
+        stmt: Any,
+        table: Table,
+        assign: Assign,
+        guard: Guard | None,
+        conflict: Sequence[str] | None = None,
+    ) -> Insert:
+        excluded = stmt.excluded
+        keys: list[Column[Any]] = (
+            list(table.primary_key.columns) if conflict is None else [table.c[c] for c in conflict]
+        )
+        return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+            index_elements=keys,
+            set_=dict(assign(excluded)),
+            where=guard(excluded) if guard is not None else None,
+        )

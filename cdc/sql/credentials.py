@@ -1,0 +1,448 @@
+"""Database credentials and connection options for running on AWS.
+
+What the configuration can ask for, on top of a plain `CDC_DATABASE_URL` (cdc.config
+reads and validates these variables; this module takes them from `Settings`):
+
+* `CDC_DATABASE_SECRET_ARN`: a Secrets Manager secret in the RDS JSON format
+  (`username`, `password`, `host`, `port`, `dbname`, `engine`). It is fetched once per
+  process (a warm Lambda container keeps it) and fetched again after the database
+  rejects it: Secrets Manager rotated the password. `CDC_DATABASE_HOST`,
+  `CDC_DATABASE_PORT` and `CDC_DATABASE_NAME` override (or supply) the secret's host,
+  port and dbname: RDS-managed master secrets hold only username and password, and a
+  connection through RDS Proxy uses the proxy's endpoint, not the instance's.
+* `CDC_DATABASE_IAM_AUTH=true`: RDS IAM authentication. The password is a token from
+  `rds.generate_db_auth_token` (a local signature, no network call), valid 15 minutes
+  and renewed after 10. Connections already open outlive their token; only new ones
+  need a fresh one. IAM authentication needs TLS, so sslmode defaults to `require`.
+* `CDC_DATABASE_SSLMODE` (libpq's modes) and `CDC_DATABASE_SSLROOTCERT` (a CA bundle
+  file, e.g. the RDS global bundle shipped in the Lambda package).
+* `CDC_DATABASE_DISABLE_PREPARED=true`: no server-side prepared statements, for RDS
+  Proxy (prepared statements pin a client to one database connection) and PgBouncer in
+  transaction mode (a prepared statement lives on a server connection the next
+  transaction may not get).
+
+Everything happens in one SQLAlchemy `do_connect` listener, so a connection the pool
+makes after a rotation, a token expiry or a failover gets current credentials.
+boto3 is imported only when a secret or IAM authentication is configured, and only
+when first needed. Passwords and tokens are never logged nor put in messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import URL
+
+from cdc.aws.credentials import RdsTokens, SecretsManager
+from cdc.config import (
+    DATABASE_URL,
+    HOST,
+    IAM_AUTH,
+    SECRET_ARN,
+    DatabaseOptions,
+    Settings,
+    check_database_options,
+    parse_port,
+)
+from cdc.core.errors import ConfigError
+
+log = logging.getLogger("cdc")
+
+# RDS IAM tokens are valid for 15 minutes; take a new one well before that, so a token
+# is never used in its last minutes (clock skew, a slow connect).
+TOKEN_RENEW_AFTER_S = 10 * 60
+
+# The RDS secret's `engine` → SQLAlchemy driver. Aurora secrets say aurora-postgresql /
+# aurora-mysql (or plain "aurora" for Aurora MySQL 1). PyMySQL's mysql dialect detects
+# MariaDB servers itself.
+_DRIVERS = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "aurora-postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "aurora-mysql": "mysql+pymysql",
+    "aurora": "mysql+pymysql",
+}
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+_SECRET_FORMAT = "the RDS JSON format: username, password, host, port, dbname, engine"  # noqa: S105
+
+# What the database says when the credentials are wrong (rotated password, expired
+# token). libpq reports connection failures without a SQLSTATE, so the message decides.
+_PG_AUTH_SQLSTATES = frozenset({"28P01", "28000"})
+_AUTH_MESSAGES = ("password authentication failed", "pam authentication failed")
+_MYSQL_ACCESS_DENIED = 1045
+
+SecretFetcher = Callable[[str], str]
+"""ARN → the secret's text (SecretString)."""
+TokenGenerator = Callable[[str, int, str, str], str]
+"""(host, port, user, region) → an RDS IAM authentication token."""
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, repr=False)
+class DatabaseSecret:
+    username: str
+    password: str | None
+    host: str | None
+    port: int | None
+    dbname: str | None
+    engine: str | None
+
+    def __repr__(self) -> str:  # never show the password, even in a traceback
+        return (
+            f"DatabaseSecret(username={self.username!r}, password=***, host={self.host!r}, "
+            f"port={self.port!r}, dbname={self.dbname!r}, engine={self.engine!r})"
+        )
+
+    @property
+    def drivername(self) -> str:
+        return _driver_for(self.engine)
+
+
+def _driver_for(engine: str | None) -> str:
+    """A secret without `engine` is taken as PostgreSQL (cdc's first-class database)."""
+    driver = _DRIVERS.get((engine or "postgres").lower())
+    if driver is None:
+        raise ConfigError(
+            f"the database secret names engine {engine!r}; cdc supports "
+            "postgres, aurora-postgresql, mysql, aurora-mysql and mariadb"
+        )
+    return driver
+
+
+def parse_secret(
+    value: str | bytes | Mapping[str, Any],
+    *,
+    where: str = "the database secret",
+    require_password: bool = True,
+    require_host: bool = True,
+) -> DatabaseSecret:
+    """Read and check a secret in the RDS JSON format. Errors name the key that is
+    missing or wrong and never echo the secret's text."""
+    if isinstance(value, str | bytes):
+        try:
+            data = json.loads(value)
+        except ValueError:
+            raise ConfigError(f"{where} is not JSON; expected {_SECRET_FORMAT}") from None
+    else:
+        data = value
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} is not a JSON object; expected {_SECRET_FORMAT}")
+
+    def text(key: str, required: bool, hint: str = "") -> str | None:
+        raw = data.get(key)
+        if raw is None or raw == "":
+            if required:
+                raise ConfigError(f"{where} has no {key!r}; expected {_SECRET_FORMAT}{hint}")
+            return None
+        if not isinstance(raw, str):
+            raise ConfigError(f"{where}: {key!r} must be a string")
+        return raw
+
+    username = text("username", True)
+    assert username is not None
+    password = text("password", require_password)
+    host = text("host", require_host, f" (or set {HOST})")
+    dbname = text("dbname", False)
+    engine = text("engine", False)
+    port_value = data.get("port")
+    port: int | None = None
+    if port_value is not None and port_value != "":
+        port = parse_port(port_value, f"{where}: 'port'")
+    _driver_for(engine)  # an unsupported engine is an error now, not at the first connect
+    return DatabaseSecret(username, password, host, port, dbname, engine)
+
+
+def url_from_secret(
+    secret: str | bytes | Mapping[str, Any] | DatabaseSecret,
+    driver: str | None = None,
+    *,
+    include_password: bool = True,
+) -> URL:
+    """The SQLAlchemy URL a secret describes: engine "postgres" → postgresql+psycopg,
+    "mysql"/"mariadb" → mysql+pymysql, unless `driver` names one."""
+    if not isinstance(secret, DatabaseSecret):
+        secret = parse_secret(secret)
+    drivername = driver or secret.drivername
+    return URL.create(
+        drivername,
+        username=secret.username,
+        password=secret.password if include_password else None,
+        host=secret.host,
+        port=secret.port,
+        database=secret.dbname,
+    )
+
+
+def is_auth_failure(error: BaseException) -> bool:
+    """The database rejected the credentials (rather than being unreachable)."""
+    error = getattr(error, "orig", None) or error
+    if getattr(error, "sqlstate", None) in _PG_AUTH_SQLSTATES:
+        return True
+    args = getattr(error, "args", ())
+    if args and args[0] == _MYSQL_ACCESS_DENIED and type(error).__module__.startswith("pymysql"):
+        return True
+    message = str(error).lower()
+    return any(m in message for m in _AUTH_MESSAGES)
+
+
+def engine_options(options: DatabaseOptions, backend: str) -> dict[str, Any]:
+    """The driver's connect args for TLS and prepared statements on `backend`
+    (SQLAlchemy's backend name: postgresql, mysql, mariadb, sqlite)."""
+    check_database_options(options, backend)
+    args: dict[str, Any] = {}
+    if backend == "postgresql":
+        if options.sslmode is not None:
+            args["sslmode"] = options.sslmode
+        if options.sslrootcert is not None:
+            args["sslrootcert"] = options.sslrootcert
+        if options.disable_prepared:
+            args["prepare_threshold"] = None  # psycopg: never PREPARE on the server
+    elif backend in ("mysql", "mariadb"):
+        # PyMySQL has no server-side prepared statements, nor opportunistic TLS
+        # (allow/prefer connect in clear text).
+        mode, ca = options.sslmode, options.sslrootcert
+        if mode == "disable":
+            args["ssl_disabled"] = True
+        elif mode == "require":
+            args["ssl"] = {"check_hostname": False, "verify_mode": "none"}
+        elif mode in ("verify-ca", "verify-full"):
+            args["ssl"] = {"ca": ca, "check_hostname": mode == "verify-full"}
+    return args
+
+
+# --- caches ----------------------------------------------------------------------------
+
+
+class SecretCache:
+    """The secret, fetched on first use and kept until `invalidate`."""
+
+    def __init__(
+        self,
+        arn: str,
+        fetch: SecretFetcher | None = None,
+        *,
+        require_password: bool = True,
+        require_host: bool = True,
+    ) -> None:
+        self.arn = arn
+        self._fetch = fetch or SecretsManager()
+        self._require_password = require_password
+        self._require_host = require_host
+        self._lock = threading.Lock()
+        self._value: DatabaseSecret | None = None
+
+    def get(self) -> DatabaseSecret:
+        with self._lock:
+            if self._value is None:
+                text = self._fetch(self.arn)
+                self._value = parse_secret(
+                    text,
+                    where=f"the secret {SECRET_ARN}={self.arn}",
+                    require_password=self._require_password,
+                    require_host=self._require_host,
+                )
+                log.info("fetched the database secret %s (user %s)", self.arn, self._value.username)
+            return self._value
+
+    def invalidate(self, used: DatabaseSecret | None = None) -> None:
+        """Forget the secret, so the next `get` fetches it again. With `used`, only if
+        the cache still holds that one (another thread may have refreshed it already)."""
+        with self._lock:
+            if used is None or self._value is used:
+                self._value = None
+
+
+class TokenCache:
+    """RDS IAM tokens per (host, port, user), renewed `renew_after` seconds after they
+    were made. Wall-clock time, as the token's signature is."""
+
+    def __init__(
+        self,
+        region: str,
+        generate: TokenGenerator | None = None,
+        *,
+        clock: Clock = time.time,
+        renew_after: float = TOKEN_RENEW_AFTER_S,
+    ) -> None:
+        self.region = region
+        self._generate = generate or RdsTokens()
+        self._clock = clock
+        self._renew_after = renew_after
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, int, str], tuple[str, float]] = {}
+
+    def get(self, host: str, port: int, user: str) -> str:
+        key = (host, port, user)
+        now = self._clock()
+        with self._lock:
+            cached = self._tokens.get(key)
+            if cached is not None and now - cached[1] < self._renew_after:
+                return cached[0]
+            token = self._generate(host, port, user, self.region)
+            self._tokens[key] = (token, now)
+            log.debug("made an RDS IAM authentication token for %s@%s:%s", user, host, port)
+            return token
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+
+# --- the connect hook ------------------------------------------------------------------
+
+
+class Credentials:
+    """Fills in the connect parameters of each new connection (a `do_connect` listener)
+    and forgets the secret or token the database rejected."""
+
+    def __init__(
+        self,
+        backend: str,
+        *,
+        secret: SecretCache | None = None,
+        tokens: TokenCache | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        dbname: str | None = None,
+    ) -> None:
+        self.backend = backend
+        self.secret = secret
+        self.tokens = tokens
+        self._overrides = {"host": host, "port": port, "dbname": dbname}
+        self._dbname_key = "dbname" if backend == "postgresql" else "database"
+
+    def apply(self, cparams: dict[str, Any]) -> DatabaseSecret | None:
+        """Set user, password, host, port and database in `cparams`; returns the secret
+        used, if any."""
+        used: DatabaseSecret | None = None
+        if self.secret is not None:
+            used = self.secret.get()
+            cparams["user"] = used.username
+            if used.password is not None:
+                cparams["password"] = used.password
+            for key, value in (("host", used.host), ("port", used.port), ("dbname", used.dbname)):
+                if value is not None:
+                    cparams[self._key(key)] = value
+        for key, value in self._overrides.items():
+            if value is not None:
+                cparams[self._key(key)] = value
+        if self.tokens is not None:
+            host, user = cparams.get("host"), cparams.get("user")
+            if not host or not user:
+                raise ConfigError(
+                    f"{IAM_AUTH}=true needs the database host and user (in CDC_DATABASE_URL "
+                    f"or the secret {SECRET_ARN})"
+                )
+            port = int(cparams.get("port") or _DEFAULT_PORTS.get(self.backend, 5432))
+            cparams["password"] = self.tokens.get(str(host), port, str(user))
+        return used
+
+    def _key(self, key: str) -> str:
+        return self._dbname_key if key == "dbname" else key
+
+    def do_connect(
+        self, dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> Any:
+        used = self.apply(cparams)
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            if not is_auth_failure(exc):
+                raise
+            if self.tokens is not None:
+                log.warning(
+                    "the database rejected the IAM token for user %s; making a new one",
+                    cparams.get("user"),
+                )
+                self.tokens.invalidate()
+            if self.secret is not None:
+                log.warning(
+                    "the database rejected user %s; fetching the secret %s again on the next "
+                    "connection attempt (rotated?)",
+                    cparams.get("user"),
+                    self.secret.arn,
+                )
+                self.secret.invalidate(used)
+            raise
+
+
+def attach(engine: Engine, credentials: Credentials) -> None:
+    """Install `credentials` as the engine's connect hook. It makes the connection
+    itself (to see authentication failures), so attach it after other `do_connect`
+    listeners."""
+    event.listen(engine, "do_connect", credentials.do_connect)
+
+
+@dataclass(frozen=True)
+class DatabaseAccess:
+    """Everything to build an engine for the configured database: its URL (without a
+    password when one comes from a secret or a token), the driver's connect args, and
+    the connect hook, if any."""
+
+    url: URL
+    connect_args: Mapping[str, Any]
+    credentials: Credentials | None
+    options: DatabaseOptions
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        fetch_secret: SecretFetcher | None = None,
+        generate_token: TokenGenerator | None = None,
+        clock: Clock = time.time,
+    ) -> DatabaseAccess:
+        """The database `settings` name: their URL, or their secret (fetched here, once:
+        the hook reuses it), with their connection options."""
+        url, options = settings.database_url, settings.database
+        secret: SecretCache | None = None
+        if url is None:
+            if settings.secret_arn is None:
+                raise ConfigError(f"no database configured: set {DATABASE_URL} or {SECRET_ARN}")
+            secret = SecretCache(
+                settings.secret_arn,
+                fetch_secret,
+                require_password=not options.iam_auth,
+                require_host=options.host is None,
+            )
+            url = url_from_secret(secret.get(), include_password=False)
+            url = url.set(
+                host=options.host or url.host,
+                port=options.port or url.port,
+                database=options.dbname or url.database,
+            )
+        elif settings.secret_arn is not None:
+            raise ConfigError(f"set either {DATABASE_URL} or {SECRET_ARN}, not both")
+        backend = url.get_backend_name()
+        tokens: TokenCache | None = None
+        if options.iam_auth:
+            if options.region is None:
+                raise ConfigError(f"{IAM_AUTH}=true needs the AWS region: set AWS_REGION")
+            tokens = TokenCache(options.region, generate_token, clock=clock)
+            url = url.set(password=None)
+        connect_args = engine_options(options, backend)
+        credentials = None
+        if secret is not None or tokens is not None:
+            credentials = Credentials(
+                backend,
+                secret=secret,
+                tokens=tokens,
+                host=options.host,
+                port=options.port,
+                dbname=options.dbname,
+            )
+        return cls(url, connect_args, credentials, options)
+
+    def attach(self, engine: Engine) -> None:
+        if self.credentials is not None:
+            attach(engine, self.credentials)

@@ -1,0 +1,169 @@
+"""Replica table specs bound to SQLAlchemy tables: the document layout (DocumentTables),
+the bookkeeping columns every replica table carries, and typed tables from the mapping file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Boolean, Column, MetaData, Table
+from sqlalchemy.types import TypeEngine
+
+from cdc.core.change import Change
+from cdc.core.convert import ColumnType, converter
+from cdc.core.decode import to_python
+from cdc.core.errors import ConfigError, NameCollision, RecordError
+from cdc.core.mapping import (
+    APPLIED_AT,
+    BOOKKEEPING_COLUMNS,
+    DELETED,
+    EVENT_TIME,
+    EXTRA,
+    ITEM,
+    SEQ,
+    ColumnConfig,
+    KeyColumn,
+    TableConfig,
+    TableOptions,
+    TableSpec,
+    config_where,
+    document_values,
+    is_reserved_table,
+    typed_values_factory,
+)
+from cdc.core.naming import NameTable, fit, snake
+from cdc.sql.types import JsonDocument, SequenceNumber, UtcDateTime
+
+
+@dataclass
+class DocumentTables:
+    """Builds document-mode `TableSpec`s on first sight of a source table."""
+
+    metadata: MetaData
+    schema: str | None
+    max_identifier_bytes: int
+    key_type: Callable[[str], TypeEngine[Any]]
+    options_for: Callable[[str], TableOptions]
+    table_options: Mapping[str, str] = field(default_factory=dict)
+    table_names: NameTable = field(default_factory=lambda: NameTable("source tables"))
+    names_for: Callable[[str], tuple[str | None, str | None]] = lambda source: (None, None)
+
+    def spec_for(self, change: Change) -> TableSpec:
+        source = change.source_table
+        configured_name, configured_schema = self.names_for(source)
+        name = configured_name or fit(snake(source), self.max_identifier_bytes, source)
+        schema = configured_schema or self.schema
+        try:
+            self.table_names.claim(f"{schema}.{name}" if schema else name, source)
+        except NameCollision as exc:
+            raise RecordError(str(exc), kind="name_collision") from None
+        columns = NameTable(
+            f"attributes of table {source!r}",
+            reserved={n: f"<cdc column {n}>" for n in (ITEM, *BOOKKEEPING_COLUMNS)},
+        )
+        keys = []
+        for attribute in sorted(change.keys):
+            column = fit(snake(attribute), self.max_identifier_bytes, attribute)
+            try:
+                columns.claim(column, attribute)
+            except NameCollision as exc:
+                raise RecordError(str(exc), kind="name_collision") from None
+            tag = next(iter(change.keys[attribute]))
+            keys.append(KeyColumn(attribute, column, tag, to_python))
+        table = Table(
+            name,
+            self.metadata,
+            *(Column(k.column, self.key_type(k.tag or "S"), primary_key=True) for k in keys),
+            Column(ITEM, JsonDocument()),
+            *bookkeeping_columns(),
+            schema=schema,
+            extend_existing=True,
+            comment=f"cdc replica of DynamoDB table {source}",
+            **dict[str, Any](self.table_options),
+        )
+        return TableSpec(source, table, tuple(keys), self.options_for(source), document_values)
+
+
+def bookkeeping_columns() -> list[Column[Any]]:
+    return [
+        Column(SEQ, SequenceNumber(), nullable=False),
+        Column(DELETED, Boolean(), nullable=False),
+        Column(EVENT_TIME, UtcDateTime()),
+        Column(APPLIED_AT, UtcDateTime(), nullable=False),
+    ]
+
+
+def typed_spec(
+    config: TableConfig,
+    metadata: MetaData,
+    default_schema: str | None,
+    max_identifier_bytes: int,
+    column_type: Callable[[ColumnType, bool], TypeEngine[Any]],
+    table_options: Mapping[str, str] | None = None,
+) -> TableSpec:
+    """The replica table of a typed mapping. Raises ConfigError on name collisions."""
+    source = config.source
+    name = fit(config.table or snake(source), max_identifier_bytes, source)
+    if is_reserved_table(name):
+        raise ConfigError(
+            f"{config_where(config)}: the replica table {name!r} would take a name cdc "
+            "reserves for its bookkeeping tables (cdc_*, alembic_version); set `table`"
+        )
+    reserved = {n: f"<cdc column {n}>" for n in BOOKKEEPING_COLUMNS}
+    if config.unmapped == "extra":
+        reserved[EXTRA] = "<cdc column extra>"
+    names = NameTable(f"columns of table {source!r}: attributes", reserved=reserved)
+    resolved: dict[str, ColumnConfig] = {}
+    for column in config.columns:
+        identifier = fit(column.column, max_identifier_bytes, column.attribute)
+        try:
+            names.claim(identifier, column.attribute)
+        except NameCollision as exc:
+            raise ConfigError(f"{config_where(config)}: {exc}") from None
+        resolved[column.attribute] = ColumnConfig(
+            column.attribute, identifier, column.type, column.required, column.time_format
+        )
+    key_columns = []
+    sql_columns: list[Column[Any]] = []
+    for attribute in config.keys:
+        column = resolved[attribute]
+        key_columns.append(
+            KeyColumn(
+                attribute,
+                column.column,
+                None,
+                converter(column.column, column.type, column.time_format),
+            )
+        )
+        sql_columns.append(Column(column.column, column_type(column.type, True), primary_key=True))
+    for attribute, column in resolved.items():
+        if attribute in config.keys:
+            continue
+        sql_columns.append(
+            Column(column.column, column_type(column.type, False), nullable=not column.required)
+        )
+    if config.unmapped == "extra":
+        sql_columns.append(Column(EXTRA, JsonDocument()))
+    table = Table(
+        name,
+        metadata,
+        *sql_columns,
+        *bookkeeping_columns(),
+        schema=config.schema or default_schema,
+        extend_existing=True,
+        comment=f"cdc replica of DynamoDB table {source}",
+        **dict[str, Any](table_options or {}),
+    )
+    effective = TableConfig(
+        source,
+        config.options,
+        name,
+        config.schema,
+        config.keys,
+        tuple(resolved[c.attribute] for c in config.columns),
+        config.unmapped,
+    )
+    return TableSpec(
+        source, table, tuple(key_columns), config.options, typed_values_factory(effective)
+    )
