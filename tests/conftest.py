@@ -30,8 +30,8 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.config import Settings, parse_database_url
 from cdc.core.mapping import TableOptions
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
-from cdc.sql.replicator import Replicator
 
 # The database servers tests can be parametrised over, by the names users write.
 _SERVERS = {

@@ -15,8 +15,8 @@ from sqlalchemy import Engine, MetaData, Table, Text, cast, select
 from cdc import handler as lambda_handler
 from cdc.config import Settings, parse_database_url
 from cdc.core.deadline import Deadline
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
-from cdc.sql.replicator import Replicator
 from tests.conftest import DATABASES, _drop_schema, _fresh_schema
 from tests.factories import FakeContext
 

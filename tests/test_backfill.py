@@ -26,12 +26,12 @@ from cdc.aws.clients import Clients, describe_table
 from cdc.aws.scans import RateLimiter
 from cdc.core.decode import loads
 from cdc.jobs.backfill import Backfill, BackfillError, BackfillOptions
+from cdc.jobs.replicate import Replicator
 from cdc.jobs.tail import Tail
 from cdc.jobs.verify import Verifier
 from cdc.sources.dynamodb_streams.reader import StreamReader
 from cdc.sources.snapshots import backfill_record
 from cdc.sql.bookkeeping import tables
-from cdc.sql.replicator import Replicator
 
 REGION = "eu-central-1"
 BIG = "12345678901234567890123456789012345678"  # 38 significant digits: exact or bust

@@ -41,8 +41,8 @@ from sqlalchemy.engine import URL
 import cdc.handler
 from cdc.config import Settings, parse_database_url
 from cdc.core.decode import loads
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
-from cdc.sql.replicator import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import FakeContext, stream_arn
 

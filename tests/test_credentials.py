@@ -20,9 +20,10 @@ from sqlalchemy import Engine, NullPool, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
-from cdc.aws.credentials import SecretsManager
+from cdc.aws.credentials import RdsTokens, SecretsManager
 from cdc.config import DatabaseOptions, Settings, load_settings
 from cdc.core.errors import ConfigError
+from cdc.jobs.replicate import Replicator
 from cdc.sql.credentials import (
     Credentials,
     DatabaseAccess,
@@ -33,7 +34,6 @@ from cdc.sql.credentials import (
     url_from_secret,
 )
 from cdc.sql.engines import make_engine
-from cdc.sql.replicator import Replicator
 from tests.factories import event, insert
 from tests.pgcluster import TempCluster, _find
 
@@ -176,9 +176,12 @@ class CountingFetcher:
 
 
 def access_for(url: URL | None, env: dict[str, str], **kwargs: Any) -> DatabaseAccess:
-    """What the service builds from its environment (read by cdc.config) and `url`."""
+    """What the service builds from its environment (read by cdc.config) and `url`, with
+    the service's AWS credential sources (cdc/app/engines.py) unless `kwargs` name others."""
     if url is not None:
         env = {**env, "CDC_DATABASE_URL": url.render_as_string(hide_password=False)}
+    kwargs.setdefault("fetch_secret", SecretsManager())
+    kwargs.setdefault("generate_token", RdsTokens())
     return DatabaseAccess.from_settings(load_settings(env), **kwargs)
 
 
@@ -476,7 +479,9 @@ def test_a_binary_secret_is_read_too(aws):
 
 
 def test_iam_tokens_come_from_boto3(aws):
-    tokens = TokenCache(REGION)  # the default generator: boto3's rds client (moto credentials)
+    tokens = TokenCache(
+        REGION, RdsTokens()
+    )  # the service's generator: boto3's rds client (moto credentials)
     token = tokens.get("db.cluster-x.us-east-1.rds.amazonaws.com", 5432, "cdc_app")
     assert token.startswith("db.cluster-x.us-east-1.rds.amazonaws.com:5432/?")
     for part in ("Action=connect", "DBUser=cdc_app", "X-Amz-Expires=900", "X-Amz-Signature="):

@@ -38,7 +38,7 @@ from sqlalchemy.schema import AddConstraint
 from cdc import handler as lambda_handler
 from cdc.config import Settings, load_settings
 from cdc.core.deadline import Deadline
-from cdc.sql.replicator import Replicator
+from cdc.jobs.replicate import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import (
     FakeContext,

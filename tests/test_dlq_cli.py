@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from cdc.app.cli import main
 from cdc.config import load_settings
 from cdc.core.deadline import Deadline
-from cdc.sql.replicator import Replicator
+from cdc.jobs.replicate import Replicator
 from tests.factories import FakeContext, insert, modify
 
 pytestmark = pytest.mark.postgres

@@ -30,8 +30,8 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 from cdc import handler as lambda_handler
 from cdc.config import Settings, parse_database_url
 from cdc.core.deadline import Deadline
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
-from cdc.sql.replicator import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import FakeContext, insert, modify, remove
 from tests.factories import event as lambda_event

@@ -29,7 +29,7 @@ from sqlalchemy.pool import Pool
 import cdc.handler
 from cdc.core.decode import loads
 from cdc.core.errors import CdcError, ConfigError
-from cdc.sql.replicator import Replicator
+from cdc.jobs.replicate import Replicator
 from tests.factories import FakeContext, insert, modify, record
 from tests.settings_cases import Bad, Good, attribute, bad_cases, good_cases
 

@@ -23,8 +23,8 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.config import Settings, load_settings, parse_database_url
 from cdc.core.decode import loads
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
-from cdc.sql.replicator import Replicator
 from tests.conftest import DATABASES
 from tests.factories import insert, modify, remove
 

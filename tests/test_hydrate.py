@@ -39,7 +39,7 @@ from cdc.core.deadline import Deadline
 from cdc.core.decode import loads
 from cdc.core.mapping import TableConfig, TableOptions
 from cdc.core.outcomes import Outcome
-from cdc.sql.replicator import Replicator
+from cdc.jobs.replicate import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import REGION, insert, record, stream_arn
 
@@ -733,7 +733,7 @@ def test_boto3_is_imported_only_when_a_hydrating_table_needs_an_item(tmp_path: P
         import sys, traceback
         sys.path.insert(0, {str(REPO)!r})
         from cdc.core.outcomes import Outcome
-        from cdc.sql.replicator import Replicator
+        from cdc.jobs.replicate import Replicator
         from cdc.config import Settings, parse_database_url
         from cdc.sql.engines import make_engine
         from cdc.core.mapping import TableConfig, TableOptions

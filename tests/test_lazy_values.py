@@ -32,8 +32,8 @@ from sqlalchemy import Engine, select
 
 from cdc.config import Settings, parse_database_url
 from cdc.core.outcomes import BatchResult
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
-from cdc.sql.replicator import Replicator
 from tests.conftest import DATABASES, TestDatabase, _drop_schema, _fresh_schema
 from tests.factories import insert, modify, remove, stream_arn
 from tests.test_dead_letters import (

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import Engine, MetaData, Table, Text, cast, select
 
 from cdc.config import load_settings, parse_database_url
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
-from cdc.sql.replicator import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import insert
 

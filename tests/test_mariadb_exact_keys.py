@@ -33,11 +33,11 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.config import Settings, load_settings, parse_database_url
+from cdc.jobs.replicate import Replicator
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
 from cdc.sql.engines import make_engine
 from cdc.sql.migrations import alembic_config, ensure_bookkeeping
 from cdc.sql.migrations import upgrade as migrate_upgrade
-from cdc.sql.replicator import Replicator
 from cdc.sql.types import SequenceNumber, UtcDateTime
 from tests.conftest import DATABASES, TestDatabase
 from tests.factories import insert as insert_record

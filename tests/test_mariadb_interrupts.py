@@ -26,9 +26,9 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.config import Settings
 from cdc.core.deadline import Deadline
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from cdc.sql.errors import ErrorKind, classify
-from cdc.sql.replicator import Replicator
 from tests.conftest import DATABASES
 from tests.factories import FakeContext, insert
 

@@ -16,9 +16,9 @@ from sqlalchemy import Engine, MetaData, event, inspect
 
 from cdc.app.cli import main
 from cdc.config import Settings, parse_database_url
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from cdc.sql.migrations import alembic_config, upgrade
-from cdc.sql.replicator import Replicator
 from tests.factories import insert
 from tests.places import Place, place_fixture  # noqa: F401
 

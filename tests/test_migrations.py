@@ -26,7 +26,7 @@ from sqlalchemy import Engine, inspect, text
 
 from cdc.app.cli import main
 from cdc.config import load_settings
-from cdc.sql.replicator import Replicator
+from cdc.jobs.replicate import Replicator
 from tests.factories import insert
 
 pytestmark = pytest.mark.postgres

@@ -34,8 +34,8 @@ from cdc.config import Settings, parse_database_url
 from cdc.core.deadline import Deadline
 from cdc.core.mapping import TableConfig, TableOptions
 from cdc.core.outcomes import BatchResult, Outcome
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
-from cdc.sql.replicator import Replicator
 from tests.factories import FakeContext, insert, modify, record, remove, stream_arn
 from tests.factories import event as lambda_event
 

@@ -27,8 +27,8 @@ from cdc.config import Settings, load_settings
 from cdc.core.deadline import Deadline
 from cdc.core.errors import MalformedRecord
 from cdc.core.rawjson import raw_json, storable
+from cdc.jobs.replicate import Replicator
 from cdc.sources.dynamodb_streams.records import failure_identifiers, parse_record
-from cdc.sql.replicator import Replicator
 from tests.every_database import EVERY_DATABASE, Database, open_database
 from tests.factories import FakeContext, insert, stream_arn
 from tests.test_dead_letters import ensure_bookkeeping, refuse_dead_letters

@@ -13,7 +13,13 @@ import pytest
 
 from cdc.core.change import Change
 from cdc.core.errors import DecodeError, MalformedRecord, RecordError
-from cdc.sources.dynamodb_streams.records import parse_record, sequence_of, table_from_stream_arn
+from cdc.core.outcomes import BatchResult, DeadLetter, Outcome
+from cdc.sources.dynamodb_streams.records import (
+    LAMBDA_RECORDS,
+    parse_record,
+    sequence_of,
+    table_from_stream_arn,
+)
 from tests.factories import insert, record, remove, stream_arn
 
 EVENTS = Path(__file__).parent / "events"
@@ -575,3 +581,26 @@ def test_more_than_two_key_attributes_are_malformed(count):
     assert "'k0', 'k1', 'k2'" in str(info.value)
     # AND one or two are fine
     assert len(parse_record(insert({"k0": "a", "k1": 1}, "1"), 0).key_values) == 2
+
+
+# --- the source seam: what the replicator asks of a record format -------------------
+
+
+def test_lambda_records_is_the_record_format_of_dynamodb_stream_records():
+    rec = insert({"Id": 1}, "123")
+    assert LAMBDA_RECORDS.parse(rec, 0) == parse_record(rec, 0)
+    assert LAMBDA_RECORDS.sequence_of(rec) == "123"
+    assert LAMBDA_RECORDS.failure_identifiers([rec], [0]) == ["123"]
+    assert LAMBDA_RECORDS.hints({"eventName": "INSERT"}) == {"event_name": "INSERT"}
+
+
+def test_failures_and_dead_letters_name_records_through_their_source():
+    rec = insert({"Id": 1}, "123")
+    failed = BatchResult([Outcome.FAILED], [rec], source=LAMBDA_RECORDS)
+    assert failed.item_failures == ["123"]
+    # Without a source nothing can name the failed record: the whole batch comes again.
+    assert BatchResult([Outcome.FAILED], [rec]).item_failures == [""]
+    assert BatchResult([Outcome.APPLIED], [rec]).item_failures == []
+    letter = DeadLetter(0, rec, "malformed", "why", source=LAMBDA_RECORDS)
+    assert letter.sequence_number == "123"
+    assert DeadLetter(0, rec, "malformed", "why").sequence_number is None

@@ -23,8 +23,8 @@ from cdc.app.cli import main
 from cdc.config import Settings, load_settings
 from cdc.core.errors import ConfigError
 from cdc.core.outcomes import Outcome
+from cdc.jobs.replicate import Replicator
 from cdc.sql.migrations import Capacity, capacity, holds
-from cdc.sql.replicator import Replicator
 from tests.factories import insert
 from tests.places import Place, place_fixture  # noqa: F401
 

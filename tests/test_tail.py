@@ -24,10 +24,10 @@ from sqlalchemy import select, text
 from cdc.app import cli
 from cdc.core.decode import loads
 from cdc.core.outcomes import BatchResult, Outcome
+from cdc.jobs.replicate import Replicator
 from cdc.jobs.tail import Tail
 from cdc.sources.dynamodb_streams.reader import Shard, StreamReader, lambda_record, ready_shards
 from cdc.sql.bookkeeping import tables
-from cdc.sql.replicator import Replicator
 
 REGION = "eu-central-1"
 ARN = f"arn:aws:dynamodb:{REGION}:123456789012:table/Orders/stream/2026-01-01T00:00:00.000"

@@ -38,9 +38,9 @@ from cdc.config import Settings, load_settings, parse_database_url
 from cdc.core.decode import loads
 from cdc.core.errors import ConfigError
 from cdc.core.naming import snake
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from cdc.sql.migrations import target_metadata
-from cdc.sql.replicator import Replicator
 from tests.conftest import DATABASES
 from tests.factories import insert, modify, record
 

@@ -27,9 +27,9 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.app.cli import main
 from cdc.config import load_settings, parse_database_url
+from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from cdc.sql.migrations import alembic_config
-from cdc.sql.replicator import Replicator
 from tests.factories import insert
 from tests.places import Place, place_fixture  # noqa: F401
 

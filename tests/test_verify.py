@@ -17,9 +17,9 @@ from cdc.app import cli
 from cdc.app.commands import verify as verify_command
 from cdc.aws.clients import describe_table
 from cdc.jobs.backfill import Backfill, BackfillOptions
+from cdc.jobs.replicate import Replicator
 from cdc.jobs.verify import Verifier, _in_sample, same
 from cdc.sources.snapshots import backfill_record
-from cdc.sql.replicator import Replicator
 
 REGION = "eu-central-1"
 BIG = "12345678901234567890123456789012345678"

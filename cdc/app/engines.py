@@ -17,10 +17,13 @@ def engine_for(settings: Settings, **overrides: Any) -> Engine:
     """The engine for the configured database: the settings' URL (CDC_DATABASE_URL),
     or their Secrets Manager secret (CDC_DATABASE_SECRET_ARN), with the connection
     options they ask for (IAM authentication, TLS, no prepared statements: see
-    cdc.credentials). boto3 is imported only when a secret or IAM auth is configured."""
+    cdc/sql/credentials.py). boto3 is imported only when a secret or IAM auth is used."""
+    from cdc.aws.credentials import RdsTokens, SecretsManager
     from cdc.sql.credentials import DatabaseAccess
 
-    access = DatabaseAccess.from_settings(settings)
+    access = DatabaseAccess.from_settings(
+        settings, fetch_secret=SecretsManager(), generate_token=RdsTokens()
+    )
     engine = make_engine(access.url, connect_args=access.connect_args, **overrides)
     access.attach(engine)
     return engine

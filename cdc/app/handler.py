@@ -21,7 +21,7 @@ from cdc.app.observe import Invocation, emit
 from cdc.config import load_settings
 from cdc.core.deadline import Deadline
 from cdc.core.errors import InvalidInvocation
-from cdc.sql.replicator import Replicator
+from cdc.jobs.replicate import Replicator
 
 log = logging.getLogger("cdc")
 

@@ -1,11 +1,12 @@
-"""The source-neutral change: one item version of one table, with its key, images,
-sequence number and event time."""
+"""The source-neutral change (one item version of one table, with its key, images,
+sequence number and event time) and the RecordFormat a source provides to make them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass costs 4x as much to build
@@ -29,3 +30,27 @@ class Change:
     @property
     def is_remove(self) -> bool:
         return self.event_name == "REMOVE"
+
+
+class RecordFormat(Protocol):
+    """The seam between a source and the replicator: how one source's raw records become
+    Changes, and what the source needs to hear back about the ones that failed.
+    cdc.sources.dynamodb_streams.records.LAMBDA_RECORDS is the DynamoDB Streams one."""
+
+    def parse(self, record: Any, index: int) -> Change:
+        """The record as a Change; a RecordError (dead-lettered) if it is not one."""
+        ...
+
+    def sequence_of(self, record: Any) -> str | None:
+        """The record's position in its stream if it has a usable one."""
+        ...
+
+    def hints(self, record: Any) -> dict[str, str]:
+        """What can still be read off a record that did not parse (source_table,
+        stream_arn, event_name), to help a person find it."""
+        ...
+
+    def failure_identifiers(self, records: Sequence[Any], failed: Iterable[int]) -> list[str]:
+        """What to report for the records at the indexes `failed` so the source
+        delivers them again."""
+        ...

@@ -16,9 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
-
-from sqlalchemy import Table
+from typing import Any, Generic, Literal, TypeVar
 
 from cdc.core.change import Change
 from cdc.core.convert import ColumnType, ConversionError, Converter, converter
@@ -127,20 +125,27 @@ class RowVersion:
 ValuesOf = Callable[[dict[str, Any], str, TableOptions], dict[str, Any]]
 
 
-class TableSpec:
-    """One replica table: its SQLAlchemy `Table`, key columns and options, and the
-    conversion of a record into a `RowVersion` for it."""
+TableT = TypeVar("TableT")
+
+
+class TableSpec(Generic[TableT]):
+    """One replica table: the table itself (for the SQL databases a SQLAlchemy `Table`:
+    cdc/sql/replica.py), its key columns and options, and the conversion of a record
+    into a `RowVersion` for it."""
 
     def __init__(
         self,
         source_table: str,
-        table: Table,
+        table: TableT,
+        qualified_name: str,
+        column_names: Sequence[str],
         keys: tuple[KeyColumn, ...],
         options: TableOptions,
         values_of: ValuesOf,
     ) -> None:
         self.source_table = source_table
         self.table = table
+        self.qualified_name = qualified_name
         self.keys = keys
         self.options = options
         self._values_of = values_of
@@ -149,14 +154,10 @@ class TableSpec:
         self._key_types = {k.attribute: k.tag for k in keys}
         self._document_keys = all(k.tag is not None for k in keys)
         self.value_names = tuple(
-            c.name
-            for c in table.columns
-            if c.name not in self.key_names and c.name not in BOOKKEEPING_COLUMNS
+            name
+            for name in column_names
+            if name not in self.key_names and name not in BOOKKEEPING_COLUMNS
         )
-
-    @property
-    def qualified_name(self) -> str:
-        return self.table.fullname
 
     def key_of(self, change: Change) -> tuple[Any, ...]:
         actual = change.key_types

@@ -14,15 +14,13 @@ from typing import Any
 
 import orjson
 
-from cdc.core.change import Change
+from cdc.core.change import Change, RecordFormat
 from cdc.core.decode import dumps, image_to_plain, to_plain
 from cdc.core.errors import RecordError
 from cdc.core.mapping import RowVersion, TableSpec
 from cdc.core.numbers import canonical_number
 from cdc.core.plan import TablePlan
 from cdc.core.rawjson import _lossless_json, raw_json, storable
-from cdc.sources.dynamodb_streams.records import failure_identifiers, sequence_of
-from cdc.sources.dynamodb_streams.records import hints as record_hints
 
 
 class Outcome(Enum):
@@ -56,6 +54,8 @@ class BatchResult:
     max_lag_s: float | None = None
     # (stream ARN, source table) → outcomes; ("", "") for records too broken to tell
     by_table: dict[tuple[str, str], TableStats] = field(default_factory=dict)
+    # The records' format, which names the identifiers of failed records.
+    source: RecordFormat | None = None
 
     @property
     def failed(self) -> int:
@@ -63,10 +63,14 @@ class BatchResult:
 
     @property
     def item_failures(self) -> list[str]:
-        """Lambda's itemIdentifiers: the SequenceNumber of each record not handled (see
-        `failure_identifiers` for a record without a usable one)."""
-        failed = (i for i, o in enumerate(self.outcomes) if o is Outcome.FAILED)
-        return failure_identifiers(self.records, failed)
+        """What the source needs to deliver the records not handled again: for Lambda,
+        the SequenceNumber of each (see `failure_identifiers` in
+        cdc/sources/dynamodb_streams/records.py for a record without a usable one).
+        Without a source, "" when anything failed: retry the whole batch."""
+        failed = [i for i, o in enumerate(self.outcomes) if o is Outcome.FAILED]
+        if self.source is None:
+            return [""] if failed else []
+        return self.source.failure_identifiers(self.records, failed)
 
     def response(self) -> dict[str, list[dict[str, str]]]:
         return {"batchItemFailures": [{"itemIdentifier": s} for s in self.item_failures]}
@@ -133,7 +137,9 @@ class Prepared:
     records: Sequence[Any]
     unreadable: list[int] = field(default_factory=list)  # hydration failed: report them
 
-    def dead_letter(self, row: RowVersion, spec: TableSpec, kind: str, message: str) -> DeadLetter:
+    def dead_letter(
+        self, row: RowVersion, spec: TableSpec[Any], kind: str, message: str
+    ) -> DeadLetter:
         change = row.change
         return DeadLetter(change.index, self.records[change.index], kind, message, change, spec)
 
@@ -159,11 +165,16 @@ class DeadLetter:
     error_class: str
     message: str
     change: Change | None = None
-    spec: TableSpec | None = None
+    spec: TableSpec[Any] | None = None
+    # The record's format: reads a sequence number and hints off a record that did not
+    # parse (a letter with a change needs none).
+    source: RecordFormat | None = None
 
     @property
     def sequence_number(self) -> str | None:
-        return self.change.sequence_number if self.change else sequence_of(self.record)
+        if self.change is not None:
+            return self.change.sequence_number
+        return self.source.sequence_of(self.record) if self.source else None
 
     def fingerprint(self) -> str:
         """The letter's identity: one row per failing (source table, key, item version,
@@ -194,7 +205,7 @@ class DeadLetter:
                 keys = dumps({k: to_plain(v, f"Keys.{k}") for k, v in change.keys.items()})
             except (RecordError, TypeError):  # the keys are what is wrong: see raw_record
                 keys = None
-        hints = record_hints(self.record) if change is None else {}
+        hints = self.source.hints(self.record) if change is None and self.source else {}
         source = change.source_table if change else hints.get("source_table")
         # Every text column beside the raw record holds text any database can store:
         # a record's strings are untrusted (a lone surrogate, U+0000), and a letter

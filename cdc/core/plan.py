@@ -21,7 +21,7 @@ from cdc.core.mapping import RowVersion, TableSpec
 
 @dataclass
 class TablePlan:
-    spec: TableSpec
+    spec: TableSpec[Any]
     rows: list[RowVersion] = field(default_factory=list)  # one per key, sorted by key
     superseded: list[RowVersion] = field(default_factory=list)  # lost to a newer version
 
@@ -47,7 +47,7 @@ def split_by_values(
     return with_values, without_values
 
 
-def plan(versions: Iterable[tuple[TableSpec, RowVersion]]) -> list[TablePlan]:
+def plan(versions: Iterable[tuple[TableSpec[Any], RowVersion]]) -> list[TablePlan]:
     by_table: dict[str, TablePlan] = {}
     newest: dict[str, dict[tuple[Any, ...], RowVersion]] = {}
     for spec, version in versions:

@@ -210,7 +210,7 @@ class Backfill:
         return rows
 
     def _segment(self, row: SegmentRow, report: BackfillReport) -> None:
-        from cdc.sql.replicator import Replicator
+        from cdc.jobs.replicate import Replicator
 
         replicator = Replicator(self.engine, self.settings)
         last_key = row.last_key

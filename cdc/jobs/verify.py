@@ -55,10 +55,11 @@ from cdc.aws.scans import RateLimiter, scan_limit
 from cdc.config import Settings
 from cdc.core.decode import dumps, loads, to_plain
 from cdc.core.errors import RecordError
-from cdc.core.mapping import DELETED, EXTRA, ITEM, TableSpec
+from cdc.core.mapping import DELETED, EXTRA, ITEM
 from cdc.core.numbers import canonical_number
 from cdc.sources.dynamodb_streams.records import parse_record
 from cdc.sources.snapshots import backfill_record
+from cdc.sql.replica import ReplicaSpec
 from cdc.sql.types import JsonDocument
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ class Verifier:
         seed: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from cdc.sql.replicator import Replicator
+        from cdc.jobs.replicate import Replicator
 
         if sample is not None and not 0 < sample <= 1:
             raise ValueError("sample must be a fraction in (0, 1]")
@@ -185,7 +186,7 @@ class Verifier:
 
     # --- building blocks ----------------------------------------------------------------
 
-    def _spec(self) -> TableSpec:
+    def _spec(self) -> ReplicaSpec:
         """The replica table's spec, from a record with placeholder key values: the
         spec depends on the key's attributes and types, not on its values."""
         placeholders = {"S": {"S": "verify"}, "N": {"N": "0"}, "B": {"B": "AA=="}}
@@ -632,7 +633,7 @@ def _in_sample(key: Key, fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") < fraction * 2**64
 
 
-def _compare(spec: TableSpec, expected: Mapping[str, Any], row: Mapping[str, Any]) -> list[str]:
+def _compare(spec: ReplicaSpec, expected: Mapping[str, Any], row: Mapping[str, Any]) -> list[str]:
     """The attributes (document mode) or columns (typed mode) that differ."""
     differing: list[str] = []
     for name in spec.value_names:

@@ -40,7 +40,6 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL
 
-from cdc.aws.credentials import RdsTokens, SecretsManager
 from cdc.config import (
     DATABASE_URL,
     HOST,
@@ -234,7 +233,9 @@ class SecretCache:
         require_host: bool = True,
     ) -> None:
         self.arn = arn
-        self._fetch = fetch or SecretsManager()
+        if fetch is None:  # cdc.aws.credentials.SecretsManager, wired by cdc/app/engines.py
+            raise ConfigError(f"no secret fetcher to read {SECRET_ARN}={arn}")
+        self._fetch = fetch
         self._require_password = require_password
         self._require_host = require_host
         self._lock = threading.Lock()
@@ -274,7 +275,9 @@ class TokenCache:
         renew_after: float = TOKEN_RENEW_AFTER_S,
     ) -> None:
         self.region = region
-        self._generate = generate or RdsTokens()
+        if generate is None:  # cdc.aws.credentials.RdsTokens, wired by cdc/app/engines.py
+            raise ConfigError(f"no token generator for {IAM_AUTH}=true")
+        self._generate = generate
         self._clock = clock
         self._renew_after = renew_after
         self._lock = threading.Lock()

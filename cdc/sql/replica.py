@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import Boolean, Column, MetaData, Table
 from sqlalchemy.types import TypeEngine
@@ -27,6 +27,7 @@ from cdc.core.mapping import (
     TableConfig,
     TableOptions,
     TableSpec,
+    ValuesOf,
     config_where,
     document_values,
     is_reserved_table,
@@ -34,6 +35,21 @@ from cdc.core.mapping import (
 )
 from cdc.core.naming import NameTable, fit, snake
 from cdc.sql.types import JsonDocument, SequenceNumber, UtcDateTime
+
+ReplicaSpec: TypeAlias = TableSpec[Table]
+
+
+def replica_spec(
+    source: str,
+    table: Table,
+    keys: tuple[KeyColumn, ...],
+    options: TableOptions,
+    values_of: ValuesOf,
+) -> ReplicaSpec:
+    """The spec of a replica table in a SQL database."""
+    return TableSpec(
+        source, table, table.fullname, [c.name for c in table.columns], keys, options, values_of
+    )
 
 
 @dataclass
@@ -49,7 +65,7 @@ class DocumentTables:
     table_names: NameTable = field(default_factory=lambda: NameTable("source tables"))
     names_for: Callable[[str], tuple[str | None, str | None]] = lambda source: (None, None)
 
-    def spec_for(self, change: Change) -> TableSpec:
+    def spec_for(self, change: Change) -> ReplicaSpec:
         source = change.source_table
         configured_name, configured_schema = self.names_for(source)
         name = configured_name or fit(snake(source), self.max_identifier_bytes, source)
@@ -82,7 +98,7 @@ class DocumentTables:
             comment=f"cdc replica of DynamoDB table {source}",
             **dict[str, Any](self.table_options),
         )
-        return TableSpec(source, table, tuple(keys), self.options_for(source), document_values)
+        return replica_spec(source, table, tuple(keys), self.options_for(source), document_values)
 
 
 def bookkeeping_columns() -> list[Column[Any]]:
@@ -101,7 +117,7 @@ def typed_spec(
     max_identifier_bytes: int,
     column_type: Callable[[ColumnType, bool], TypeEngine[Any]],
     table_options: Mapping[str, str] | None = None,
-) -> TableSpec:
+) -> ReplicaSpec:
     """The replica table of a typed mapping. Raises ConfigError on name collisions."""
     source = config.source
     name = fit(config.table or snake(source), max_identifier_bytes, source)
@@ -164,6 +180,6 @@ def typed_spec(
         tuple(resolved[c.attribute] for c in config.columns),
         config.unmapped,
     )
-    return TableSpec(
+    return replica_spec(
         source, table, tuple(key_columns), config.options, typed_values_factory(effective)
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -21,20 +21,19 @@ from sqlalchemy.engine import Connection
 from tenacity import RetryCallState
 
 from cdc.config import Settings
-from cdc.core.change import Change
+from cdc.core.change import Change, RecordFormat
 from cdc.core.deadline import Deadline
-from cdc.core.errors import RecordError
-from cdc.core.mapping import BOOKKEEPING_COLUMNS, RowVersion, TableSpec, is_reserved_table
+from cdc.core.errors import CdcError, RecordError
+from cdc.core.mapping import BOOKKEEPING_COLUMNS, RowVersion, is_reserved_table
 from cdc.core.outcomes import BatchResult, DeadLetter, Outcome, Prepared, StreamProgress, Written
 from cdc.core.plan import TablePlan, plan
-from cdc.sources.dynamodb_streams.records import parse_record
 from cdc.sql.backends.registry import dialect_for
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
 from cdc.sql.bookkeeping import write_checkpoints, write_dead_letters
 from cdc.sql.engines import mysql_session_limits, set_session
 from cdc.sql.errors import ErrorKind, classify, describe
 from cdc.sql.migrations import column_problems
-from cdc.sql.replica import DocumentTables, typed_spec
+from cdc.sql.replica import DocumentTables, ReplicaSpec, typed_spec
 from cdc.sql.retry import WRITE_BATCH, RetryPolicy
 
 log = logging.getLogger("cdc")
@@ -101,7 +100,12 @@ class _Settling:
 
 class Replicator:
     """Applies batches to one database. Build one per process and reuse it: it caches
-    the table specs and which tables are known to exist."""
+    the table specs and which tables are known to exist.
+
+    `records` is the format of the records `process` takes (the source seam: it turns
+    each into a Change and names the failed ones); `hydrator` (or `new_hydrator`, called
+    the first time a table asks for hydration) reads back items whose record carries no
+    image. cdc/jobs/replicate.py wires in the DynamoDB ones."""
 
     def __init__(
         self,
@@ -109,8 +113,13 @@ class Replicator:
         settings: Settings,
         policy: RetryPolicy = WRITE_BATCH,
         hydrator: Any = None,
+        *,
+        records: RecordFormat,
+        new_hydrator: Callable[[], Any] | None = None,
     ) -> None:
         self.engine = engine
+        self.records = records
+        self._new_hydrator = new_hydrator
         self.settings = settings
         self.policy = policy
         self.dialect = dialect_for(engine.dialect.name)
@@ -127,7 +136,7 @@ class Replicator:
         )
         self._tombstones = bookkeeping_tables(self.schema)["cdc_tombstones"]
         self._specs_lock = threading.Lock()
-        self._specs: dict[str, TableSpec] = {
+        self._specs: dict[str, ReplicaSpec] = {
             source: typed_spec(
                 config,
                 self.metadata,
@@ -145,7 +154,7 @@ class Replicator:
 
     # --- the pure part ------------------------------------------------------------------
 
-    def spec_for(self, change: Change) -> TableSpec:
+    def spec_for(self, change: Change) -> ReplicaSpec:
         spec = self._specs.get(change.source_table)
         if spec is None:
             # Built once, under a lock: threads sharing a replicator share its MetaData,
@@ -158,27 +167,35 @@ class Replicator:
         return spec
 
     def prepare(self, records: Sequence[Any], deadline: Deadline | None = None) -> Prepared:
-        versions: list[tuple[TableSpec, RowVersion]] = []
+        versions: list[tuple[ReplicaSpec, RowVersion]] = []
         dead: list[DeadLetter] = []
         ignored: list[Change] = []
         changes: list[Change] = []
         unreadable: list[int] = []
-        parsed: list[tuple[int, Change, TableSpec]] = []
+        parsed: list[tuple[int, Change, ReplicaSpec]] = []
         for index, record in enumerate(records):
             change: Change | None = None
-            spec: TableSpec | None = None
+            spec: ReplicaSpec | None = None
             try:
-                change = parse_record(record, index)
+                change = self.records.parse(record, index)
                 changes.append(change)
                 spec = self.spec_for(change)
             except RecordError as exc:
-                dead.append(DeadLetter(index, record, exc.kind, str(exc), change, spec))
+                dead.append(
+                    DeadLetter(index, record, exc.kind, str(exc), change, spec, self.records)
+                )
                 continue
             except Exception as exc:  # a bug of ours: keep the record, do not stall the shard
                 log.exception("unexpected error preparing record %d", index)
                 dead.append(
                     DeadLetter(
-                        index, record, "internal", f"{type(exc).__name__}: {exc}", change, spec
+                        index,
+                        record,
+                        "internal",
+                        f"{type(exc).__name__}: {exc}",
+                        change,
+                        spec,
+                        self.records,
                     )
                 )
                 continue
@@ -198,7 +215,11 @@ class Replicator:
             try:
                 version = spec.row_version(change, lazy=True)
             except RecordError as exc:
-                dead.append(DeadLetter(index, records[index], exc.kind, str(exc), change, spec))
+                dead.append(
+                    DeadLetter(
+                        index, records[index], exc.kind, str(exc), change, spec, self.records
+                    )
+                )
                 continue
             except Exception as exc:
                 log.exception("unexpected error preparing record %d", index)
@@ -210,6 +231,7 @@ class Replicator:
                         f"{type(exc).__name__}: {exc}",
                         change,
                         spec,
+                        self.records,
                     )
                 )
                 continue
@@ -220,7 +242,7 @@ class Replicator:
         return Prepared(plan(versions), dead, ignored, changes, records, unreadable)
 
     def _hydrate(
-        self, parsed: Sequence[tuple[Change, TableSpec]], deadline: Deadline | None
+        self, parsed: Sequence[tuple[Change, ReplicaSpec]], deadline: Deadline | None
     ) -> dict[int, Any]:
         """Items read back from DynamoDB for image-less INSERT/MODIFY records of tables
         that enable hydration: index → item, None (gone) or the error that stopped it."""
@@ -232,9 +254,9 @@ class Replicator:
         if not wanted:
             return {}
         if self._hydrator is None:
-            from cdc.aws.hydrate import Hydrator  # boto3 only when a table asks for it
-
-            self._hydrator = Hydrator()
+            if self._new_hydrator is None:
+                raise CdcError("a table asks for hydration but this replicator has no hydrator")
+            self._hydrator = self._new_hydrator()
         try:
             return dict(self._hydrator.items_for(wanted, deadline))
         except Exception as exc:  # throttled or unreachable: report, never dead-letter
@@ -254,7 +276,7 @@ class Replicator:
         started = time.monotonic()
         deadline = deadline or Deadline()
         prepared = self.prepare(records, deadline)
-        result = BatchResult([Outcome.APPLIED] * len(records), records)
+        result = BatchResult([Outcome.APPLIED] * len(records), records, source=self.records)
         result.tables = [p.spec.qualified_name for p in prepared.plans]
         now = datetime.now(UTC)
 
@@ -412,7 +434,7 @@ class Replicator:
         return left + right, left_reason or right_reason
 
     def _write_plainly(
-        self, conn: Connection, spec: TableSpec, chunks: Iterator[list[RowVersion]], now: datetime
+        self, conn: Connection, spec: ReplicaSpec, chunks: Iterator[list[RowVersion]], now: datetime
     ) -> tuple[int, list[tuple[RowVersion, str, str]]]:
         try:
             return self.dialect.write_chunks(conn, spec, chunks, now, self._tombstones), []
@@ -422,7 +444,7 @@ class Replicator:
             raise
 
     def _write_isolated(
-        self, conn: Connection, spec: TableSpec, rows: list[RowVersion], now: datetime
+        self, conn: Connection, spec: ReplicaSpec, rows: list[RowVersion], now: datetime
     ) -> tuple[int, list[tuple[RowVersion, str, str]]]:
         """Write `rows` in a savepoint; if the database rejects a row's data, bisect
         to find the bad rows, write every good one and dead-letter the bad ones."""
@@ -457,7 +479,7 @@ class Replicator:
         # Driver SQL: a SQLAlchemy construct would cost more to build than to run.
         conn.exec_driver_sql("SELECT set_config('statement_timeout', %s, true)", (str(budget_ms),))
 
-    def _upgrade_table(self, spec: TableSpec) -> None:
+    def _upgrade_table(self, spec: ReplicaSpec) -> None:
         """A replica table an earlier cdc made is brought up to date on first use (MySQL:
         exact key comparison, no JSON nesting limit; README "Databases")."""
         if not self.dialect.upgrades_tables:
@@ -475,7 +497,7 @@ class Replicator:
         ensure_bookkeeping(self.engine, self.schema, self.settings)
         self._bookkeeping_ready = True
 
-    def _ensure_table(self, spec: TableSpec) -> _TableProblem | None:
+    def _ensure_table(self, spec: ReplicaSpec) -> _TableProblem | None:
         """Create the replica table on first sight; check that an existing one is cdc's
         replica of this source table, has the key the records carry, and that its live
         columns can hold what the mapping promises (README, Replica tables). Reflected

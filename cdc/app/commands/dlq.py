@@ -16,9 +16,9 @@ from cdc.config import Settings
 from cdc.core.decode import dumps, loads
 from cdc.core.errors import CdcError
 from cdc.core.outcomes import Outcome
+from cdc.jobs.replicate import Replicator
 from cdc.sql.bookkeeping import tables
 from cdc.sql.migrations import ensure_bookkeeping
-from cdc.sql.replicator import Replicator
 
 NAME = "dlq"
 HELP = "list, show and redrive dead letters"

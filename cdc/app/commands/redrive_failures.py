@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
     from cdc.aws.clients import Clients
-    from cdc.sql.replicator import Replicator
+    from cdc.jobs.replicate import Replicator
 
 NAME = "redrive-failures"
 HELP = "re-read and apply the batches in a Lambda on-failure SQS queue"
@@ -81,7 +81,7 @@ class Outcome:
 def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None = None) -> int:
     from cdc.app.engines import engine_for
     from cdc.aws import clients as aws
-    from cdc.sql.replicator import Replicator
+    from cdc.jobs.replicate import Replicator
 
     clients = clients or aws.Clients(args.region)
     sqs = clients.sqs(args.region or _queue_region(args.queue_url))

@@ -64,7 +64,7 @@ def _line(label: str, s: dict[str, Any]) -> str:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from cdc.app.engines import engine_for
-    from cdc.sql.replicator import Replicator
+    from cdc.jobs.replicate import Replicator
 
     files: Sequence[Path] = args.files
     batches = [(path, read_event(path)) for path in files]  # all readable before writing

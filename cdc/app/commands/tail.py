@@ -75,9 +75,9 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
     from cdc.app.engines import engine_for
     from cdc.app.signals import stop_on_signals
     from cdc.aws import clients as aws
+    from cdc.jobs.replicate import Replicator
     from cdc.jobs.tail import Tail
     from cdc.sources.dynamodb_streams.reader import StreamReader
-    from cdc.sql.replicator import Replicator
 
     arn = aws.Arn.parse(args.stream_arn)
     if arn is None or arn.service != "dynamodb" or "/stream/" not in arn.resource:

@@ -255,3 +255,17 @@ def hints(record: Any) -> dict[str, str]:
     if isinstance(name, str):
         hints["event_name"] = name
     return hints
+
+
+class LambdaRecords:
+    """DynamoDB stream records as Lambda delivers them: the replicator's RecordFormat
+    for the handler, `cdc replay`, `cdc tail` (which builds the same shape) and the
+    redrive and DLQ commands."""
+
+    parse = staticmethod(parse_record)
+    sequence_of = staticmethod(sequence_of)
+    hints = staticmethod(hints)
+    failure_identifiers = staticmethod(failure_identifiers)
+
+
+LAMBDA_RECORDS = LambdaRecords()

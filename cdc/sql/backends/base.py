@@ -28,8 +28,9 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
 from cdc.core.convert import ColumnType
-from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec, key_hash
+from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, key_hash
 from cdc.core.plan import split_by_values
+from cdc.sql.replica import ReplicaSpec
 from cdc.sql.types import ExactNumber, JsonDocument, UtcDateTime
 
 # SQLAlchemy only reports rowcount for UPDATE/DELETE unless asked; we count the rows
@@ -131,7 +132,7 @@ class Dialect:
     def write_chunks(
         self,
         conn: Connection,
-        spec: TableSpec,
+        spec: ReplicaSpec,
         chunks: Iterator[list[RowVersion]],
         applied_at: datetime,
         tombstones: Table,
@@ -144,7 +145,7 @@ class Dialect:
     def write_rows(
         self,
         conn: Connection,
-        spec: TableSpec,
+        spec: ReplicaSpec,
         rows: Sequence[RowVersion],
         applied_at: datetime,
         tombstones: Table,
@@ -179,7 +180,7 @@ class Dialect:
         return changed
 
     def _upsert_versions(
-        self, conn: Connection, spec: TableSpec, rows: Sequence[RowVersion], applied_at: datetime
+        self, conn: Connection, spec: ReplicaSpec, rows: Sequence[RowVersion], applied_at: datetime
     ) -> int:
         count = 0
         with_values, without_values = split_by_values(rows)
@@ -192,7 +193,7 @@ class Dialect:
     def _upsert(
         self,
         conn: Connection,
-        spec: TableSpec,
+        spec: ReplicaSpec,
         rows: Sequence[RowVersion],
         value_names: Sequence[str],
         applied_at: datetime,
@@ -216,7 +217,7 @@ class Dialect:
     def _hard_delete(
         self,
         conn: Connection,
-        spec: TableSpec,
+        spec: ReplicaSpec,
         rows: Sequence[RowVersion],
         applied_at: datetime,
         tombstones: Table,
@@ -287,7 +288,7 @@ class Dialect:
 
 
 def row_dict(
-    spec: TableSpec, row: RowVersion, value_names: Sequence[str], applied_at: datetime
+    spec: ReplicaSpec, row: RowVersion, value_names: Sequence[str], applied_at: datetime
 ) -> dict[str, Any]:
     values: dict[str, Any] = dict(zip(spec.key_names, row.key, strict=True))
     if value_names:

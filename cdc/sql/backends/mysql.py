@@ -30,10 +30,11 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
 from cdc.core.convert import ColumnType
-from cdc.core.mapping import SEQ, RowVersion, TableSpec
+from cdc.core.mapping import SEQ, RowVersion
 from cdc.sql.backends.base import Assign, Dialect, Guard
 from cdc.sql.engines import set_session
 from cdc.sql.errors import ErrorKind, classify, describe
+from cdc.sql.replica import ReplicaSpec
 from cdc.sql.types import ExactNumber, ExactString, exact_collation
 
 # InnoDB keys hold at most 3072 bytes: two utf8mb4 key columns of 384 characters.
@@ -101,7 +102,7 @@ class MySQLDialect(Dialect):
     def _upsert(
         self,
         conn: Connection,
-        spec: TableSpec,
+        spec: ReplicaSpec,
         rows: Sequence[RowVersion],
         value_names: Sequence[str],
         applied_at: datetime,
@@ -113,7 +114,7 @@ class MySQLDialect(Dialect):
         return len(newer)
 
     def _stored_sequences(
-        self, conn: Connection, spec: TableSpec, rows: Sequence[RowVersion]
+        self, conn: Connection, spec: ReplicaSpec, rows: Sequence[RowVersion]
     ) -> dict[tuple[Any, ...], int]:
         """The stored `_cdc_seq` of the rows' keys, locking those rows in key order."""
         table = spec.table

@@ -28,9 +28,10 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
 from cdc.core.convert import ColumnType
-from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, TableSpec
+from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion
 from cdc.core.plan import split_by_values
 from cdc.sql.backends.base import OnConflictDialect
+from cdc.sql.replica import ReplicaSpec
 from cdc.sql.types import JsonDocument
 
 log = logging.getLogger("cdc")
@@ -79,7 +80,7 @@ class PostgresDialect(OnConflictDialect):
     def write_chunks(
         self,
         conn: Connection,
-        spec: TableSpec,
+        spec: ReplicaSpec,
         chunks: Iterator[list[RowVersion]],
         applied_at: datetime,
         tombstones: Table,
@@ -91,7 +92,7 @@ class PostgresDialect(OnConflictDialect):
     def _upsert(
         self,
         conn: Connection,
-        spec: TableSpec,
+        spec: ReplicaSpec,
         rows: Sequence[RowVersion],
         value_names: Sequence[str],
         applied_at: datetime,
@@ -101,7 +102,7 @@ class PostgresDialect(OnConflictDialect):
     def _copy_upsert(
         self,
         conn: Connection,
-        spec: TableSpec,
+        spec: ReplicaSpec,
         chunks: Iterator[list[RowVersion]],
         value_names: Sequence[str],
         applied_at: datetime,
@@ -173,7 +174,7 @@ class PostgresDialect(OnConflictDialect):
 
     def _staged_upsert(
         self,
-        spec: TableSpec,
+        spec: ReplicaSpec,
         staging: _Staging,
         names: Sequence[str],
         value_names: Sequence[str],

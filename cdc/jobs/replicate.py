@@ -1,0 +1,43 @@
+"""The replicator of DynamoDB stream records: cdc/sql/replicator.py's, given the Lambda
+record format (cdc/sources/dynamodb_streams/records.py) and, when a table asks for
+hydration, a DynamoDB reader (cdc/aws/hydrate.py, imported only then: boto3 stays out
+of a cold start that does not need it)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cdc.sources.dynamodb_streams.records import LAMBDA_RECORDS
+from cdc.sql.replicator import Replicator as SqlReplicator
+from cdc.sql.retry import WRITE_BATCH, RetryPolicy
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from cdc.config import Settings
+
+
+def _new_hydrator() -> Any:
+    from cdc.aws.hydrate import Hydrator  # boto3 only when a table asks for it
+
+    return Hydrator()
+
+
+class Replicator(SqlReplicator):
+    """Applies batches of DynamoDB stream records (Lambda's shape) to one database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        policy: RetryPolicy = WRITE_BATCH,
+        hydrator: Any = None,
+    ) -> None:
+        super().__init__(
+            engine,
+            settings,
+            policy,
+            hydrator,
+            records=LAMBDA_RECORDS,
+            new_hydrator=_new_hydrator,
+        )
