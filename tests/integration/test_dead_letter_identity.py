@@ -18,7 +18,7 @@ from cdc.core.outcomes import DeadLetter
 from cdc.sources.dynamodb_streams.records import parse_record
 from tests.every_database import EVERY_DATABASE, Database, open_database
 from tests.factories import insert, modify
-from tests.test_backfill import backfill, item, make_table, tail_once
+from tests.integration.test_backfill import backfill, item, make_table, tail_once
 
 BAD = range(100, 108)  # eight items cdc cannot apply
 

@@ -33,7 +33,7 @@ from cdc.jobs.replicate import Replicator
 from tests.factories import FakeContext, insert, modify, record
 from tests.settings_cases import Bad, Good, attribute, bad_cases, good_cases
 
-EVENTS = Path(__file__).parent / "events"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
 CLOSED_PORT_URL = "postgresql://postgres@127.0.0.1:1/x"
 PASSWORD = "Sup3rS3cretPw"
 

@@ -28,7 +28,7 @@ from tests.factories import insert, remove
 
 pytestmark = pytest.mark.postgres
 
-MAPPINGS = Path(__file__).parent / "mappings"
+MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
 BASE = 10**20
 OLD = timedelta(hours=72)
 MIDDLE = timedelta(hours=3)

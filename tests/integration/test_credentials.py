@@ -637,7 +637,9 @@ def test_a_plain_url_needs_neither_boto3_nor_a_hook():
         "assert a.credentials is None and a.connect_args == {}; "
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2]
+    )
 
 
 def test_iam_authentication_can_take_user_and_host_from_a_secret_without_a_password():

@@ -45,7 +45,7 @@ from tests.factories import REGION, insert, record, stream_arn
 
 BASE = 10**20  # sequence numbers are 21-40 digit decimal strings
 BIG = "12345678901234567890123456789012345678"  # 38 significant digits
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --- DynamoDB (moto) and clients the hydrator is given ---------------------------------

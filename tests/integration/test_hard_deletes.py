@@ -30,7 +30,7 @@ from tests.factories import insert, modify, remove
 
 pytestmark = pytest.mark.postgres
 
-MAPPINGS = Path(__file__).parent / "mappings"
+MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
 BASE = 10**20  # sequence numbers are 21-40 digit decimal strings
 
 

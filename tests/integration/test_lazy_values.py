@@ -36,7 +36,7 @@ from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from tests.conftest import DATABASES, TestDatabase, _drop_schema, _fresh_schema
 from tests.factories import insert, modify, remove, stream_arn
-from tests.test_dead_letters import (
+from tests.integration.test_dead_letters import (
     CHECK_VIOLATION,
     SETUP_ID,
     create_checked_orders,
@@ -46,7 +46,7 @@ from tests.test_dead_letters import (
     seq_of,
     settings_from_toml,
 )
-from tests.test_faults import Killer, checkpoints
+from tests.integration.test_faults import Killer, checkpoints
 
 pytestmark = pytest.mark.postgres
 

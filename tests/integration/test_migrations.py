@@ -31,8 +31,8 @@ from tests.factories import insert
 
 pytestmark = pytest.mark.postgres
 
-ROOT = Path(__file__).parent.parent
-MAPPINGS = Path(__file__).parent / "mappings"
+ROOT = Path(__file__).resolve().parents[2]
+MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
 BASE = 10**20
 BOOKKEEPING = {"cdc_dead_letters", "cdc_checkpoints", "cdc_tombstones"}
 V1_COLUMNS = {

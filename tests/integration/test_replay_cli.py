@@ -28,7 +28,7 @@ from sqlalchemy import Engine, inspect, text
 import cdc.app.cli
 from cdc.core.decode import loads
 
-EVENTS = Path(__file__).parent / "events"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
 DEVGUIDE = "tests/events/stream-sample-devguide.json"
 POWERTOOLS = "tests/events/stream-sample-powertools.json"
 TABLE = "example_table_with_stream"

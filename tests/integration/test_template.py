@@ -16,7 +16,7 @@ import pytest
 from cfnlint.api import lint
 from cfnlint.decode import cfn_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "template.yaml"
 EVENT = ROOT / "tests" / "events" / "stream-sample-devguide.json"
 

@@ -23,7 +23,7 @@ from cdc.sql.backends.registry import dialect_for
 from cdc.sql.replica import DocumentTables
 from tests.factories import av, insert, modify, record, remove
 
-EVENTS = Path(__file__).parent / "events"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
 def load_event(name: str) -> list[dict[str, Any]]:

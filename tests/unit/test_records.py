@@ -22,7 +22,7 @@ from cdc.sources.dynamodb_streams.records import (
 )
 from tests.factories import insert, record, remove, stream_arn
 
-EVENTS = Path(__file__).parent / "events"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
 DEVGUIDE_ARN = (
     "arn:aws:dynamodb:us-west-2:123456789012:table/ExampleTableWithStream/"
     "stream/2015-06-27T00:48:05.899"

@@ -31,7 +31,7 @@ from cdc.jobs.replicate import Replicator
 from cdc.sources.dynamodb_streams.records import failure_identifiers, parse_record
 from tests.every_database import EVERY_DATABASE, Database, open_database
 from tests.factories import FakeContext, insert, stream_arn
-from tests.test_dead_letters import ensure_bookkeeping, refuse_dead_letters
+from tests.integration.test_dead_letters import ensure_bookkeeping, refuse_dead_letters
 
 NO_FAILURES: dict[str, list[Any]] = {"batchItemFailures": []}
 

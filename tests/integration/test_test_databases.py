@@ -14,14 +14,14 @@ import pytest
 
 from tests.conftest import selected_databases
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The modules whose tests are parametrised over database servers.
 MODULES = [
-    "tests/test_typed.py",
-    "tests/test_hard_deletes.py",
-    "tests/test_lazy_values.py",
-    "tests/test_purge.py",
-    "tests/test_dead_letters.py",
+    "tests/integration/test_typed.py",
+    "tests/integration/test_hard_deletes.py",
+    "tests/integration/test_lazy_values.py",
+    "tests/integration/test_purge.py",
+    "tests/integration/test_dead_letters.py",
 ]
 
 

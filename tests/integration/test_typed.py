@@ -46,7 +46,7 @@ from tests.factories import insert, modify, record
 
 pytestmark = pytest.mark.postgres
 
-MAPPINGS = Path(__file__).parent / "mappings"
+MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
 BASE = 10**20  # sequence numbers are 21-40 digit decimal strings
 
 
@@ -887,7 +887,7 @@ def test_invalid_mapping_is_an_error_naming_file_table_and_key(
 
 
 def test_example_mapping_is_valid(server: Target) -> None:
-    example = Path(__file__).parent.parent / "examples" / "mapping.toml"
+    example = Path(__file__).resolve().parents[2] / "examples" / "mapping.toml"
     settings = server.settings(example)
     orders = settings.tables["Orders"]
     assert orders.typed and orders.options.deletes == "hard"

@@ -34,7 +34,7 @@ from tests.factories import insert
 from tests.places import Place, place_fixture  # noqa: F401
 
 pytestmark = pytest.mark.postgres
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE = 10**20
 
 V1 = """migrations = "revisions"
