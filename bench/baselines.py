@@ -7,7 +7,7 @@
   COPY into a temporary staging table and one guarded `INSERT … SELECT … ON CONFLICT`:
   SQL alone, the fastest way we know to get a batch into PostgreSQL.
 
-Each method writes to its own table of the replica layout (DESIGN §3), so all three see
+Each method writes to its own table of the replica layout (README: Replica tables), so all three see
 the same batches against the same table state, and their final states can be compared.
 The timed part of a method is `apply`; `prepare` is outside the clock.
 """

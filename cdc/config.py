@@ -88,7 +88,7 @@ _KEY_KINDS = {"text", "numeric", "bigint", "integer", "smallint", "bytea", "date
 
 @dataclass(frozen=True)
 class DatabaseOptions:
-    """How to connect, beyond the URL (see cdc.credentials): RDS IAM tokens, TLS,
+    """How to connect, beyond the URL (see cdc/sql/credentials.py): RDS IAM tokens, TLS,
     prepared statements, and the endpoint that overrides the secret's."""
 
     iam_auth: bool = False

@@ -2,7 +2,7 @@
 
 Target metadata = the bookkeeping tables + the typed tables of the mapping file
 (CDC_CONFIG), so autogenerate (`cdc revision`) writes a migration when the mapping
-changes, into the user's directory (cdc/migrate.py, README: Migrations). The engine and
+changes, into the user's directory (cdc/sql/migrations.py, README: Migrations). The engine and
 settings come from the `cdc` commands (through `config.attributes`) or, when alembic
 runs by hand from a checkout, from the same settings the service reads
 (CDC_DATABASE_URL, CDC_SCHEMA, CDC_CONFIG).

@@ -1,5 +1,5 @@
 """The `cdc` command (also `python -m cdc`). Each subcommand is a module of
-`cdc.commands`; this file only builds the parser and reports errors."""
+`cdc.app.commands`; this file only builds the parser and reports errors."""
 
 from __future__ import annotations
 

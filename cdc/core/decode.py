@@ -3,8 +3,9 @@
 Two decoders share one validation discipline:
 
 * `to_python` gives what boto3's `TypeDeserializer` gives (Decimal, bytes, sets);
-* `to_plain` gives the contract's plain-JSON form (DESIGN §4): numbers stay `Decimal`
-  so they are encoded exactly, binary stays base64 text, sets become sorted lists.
+* `to_plain` gives the contract's plain-JSON form (README: Replica tables, "Plain JSON
+  form"): numbers stay `Decimal` so they are encoded exactly, binary stays base64 text, sets become
+  sorted lists.
 
 Both are strict: a value of the wrong shape raises `DecodeError` naming the attribute
 path (``NewImage.Address.Lines[2]``). Nothing is guessed, nothing goes through float.

@@ -31,7 +31,7 @@ class RecordError(CdcError):
 
 
 class MalformedRecord(RecordError):
-    """The record is not a DynamoDB stream record (DESIGN §6)."""
+    """The record is not a DynamoDB stream record (README: Failure handling)."""
 
     kind = "malformed"
 

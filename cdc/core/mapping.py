@@ -2,10 +2,10 @@
 
 Two modes behind one `TableSpec`:
 
-* document mode (DESIGN §3, zero configuration): key columns come from the first record
+* document mode (README: Replica tables; zero configuration): key columns come from the first record
   seen for a table, the whole item lands in the `item` JSON column;
 * typed mode (a `[tables.X.columns]` mapping): declared columns, converted strictly
-  (`cdc.convert`), with unmapped attributes kept in an `extra` JSON column or dropped.
+  (`cdc.core.convert`), with unmapped attributes kept in an `extra` JSON column or dropped.
 """
 
 from __future__ import annotations

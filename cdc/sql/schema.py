@@ -1,5 +1,5 @@
-"""The bookkeeping tables (DESIGN §7). The alembic migrations create them; this module
-is what the code reads and writes through."""
+"""The bookkeeping tables (README: Replica tables, "Bookkeeping tables"). The alembic
+migrations create them; this module is what the code reads and writes through."""
 
 from __future__ import annotations
 

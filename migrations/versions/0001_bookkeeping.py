@@ -31,7 +31,7 @@ def _schema() -> str | None:
 
 def upgrade() -> None:
     # create_table / create_index: only what an interrupted run left missing (MySQL
-    # commits each DDL statement on its own; see cdc/migrate.py).
+    # commits each DDL statement on its own; see cdc/sql/migrations.py).
     schema = _schema()
     create_table(
         "cdc_dead_letters",

@@ -27,7 +27,7 @@ down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The bookkeeping columns that identify a row or select rows by name (cdc/schema.py).
+# The bookkeeping columns that identify a row or select rows by name (cdc/sql/schema.py).
 BOOKKEEPING: dict[str, tuple[str, ...]] = {
     "cdc_dead_letters": ("fingerprint", "source_table", "target_table"),
     "cdc_checkpoints": ("stream_arn", "shard_id"),

@@ -1,10 +1,12 @@
-"""Property: any delivery of a stream converges to the source's final state (DESIGN §5).
+"""Property: any delivery of a stream converges to the source's final state
+(docs/architecture.md §3).
 
 Random INSERT/MODIFY/REMOVE histories over a few keys of two tables (a single N key and
 a composite S+N key), with rich item values, are delivered in random batches: shuffled,
 with duplicates and a full replay. Afterwards every key's replica row must be the
 record with the highest sequence number: the item equal to the last NewImage in the
-contract's plain-JSON form (DESIGN §4, computed here independently of `cdc.decode`),
+contract's plain-JSON form (README: Replica tables; computed here independently of
+`cdc.core.decode`),
 `_cdc_seq` that sequence number, `_cdc_deleted` true iff the last event was a REMOVE.
 
 The handler property runs on every database of the `db` fixture (PostgreSQL and
@@ -55,7 +57,7 @@ EPOCH = 1_700_000_000
 @dataclass(frozen=True)
 class SourceTable:
     name: str  # DynamoDB table name
-    replica: str  # snake(name), DESIGN §3
+    replica: str  # snake(name), README: Replica tables
     key_attrs: tuple[tuple[str, str, str], ...]  # (attribute, descriptor, column)
     keys: tuple[tuple[Any, ...], ...]  # the key values histories draw from
 
@@ -325,7 +327,8 @@ _deserializer = TypeDeserializer()
 
 
 def expected_plain(image: dict[str, Any]) -> dict[str, Any]:
-    """DESIGN §4 through boto3's TypeDeserializer: sets → sorted lists, bytes → base64."""
+    """The plain JSON form (README: Replica tables) through boto3's TypeDeserializer:
+    sets → sorted lists, bytes → base64."""
     return {
         name: _plain(_deserializer.deserialize(_wire_to_boto(av))) for name, av in image.items()
     }
@@ -525,7 +528,7 @@ CONVERGENCE = settings(
 # --- the properties ------------------------------------------------------------------------
 
 
-# The exact type of `_cdc_seq` per dialect (DESIGN §5: compared as integers).
+# The exact type of `_cdc_seq` per dialect (docs/architecture.md §3: compared as integers).
 SEQ_TYPES = {
     "postgresql": {("numeric", 40, 0)},
     "mysql": {("decimal", 40, 0)},

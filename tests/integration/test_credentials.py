@@ -190,7 +190,7 @@ def options(env: dict[str, str]) -> DatabaseOptions:
 
 
 def engine_for(access: DatabaseAccess, **kwargs: Any) -> Engine:
-    """What cdc.db builds for the handler: the access's URL and connect args, the hook."""
+    """What cdc.app.engines builds for the handler: the access's URL and connect args, the hook."""
     engine = make_engine(
         access.url, connect_args={"connect_timeout": 5, **access.connect_args}, **kwargs
     )

@@ -1,5 +1,6 @@
-"""Dead letters (DESIGN §6, §8), against a real PostgreSQL and MariaDB/MySQL (the `db`
-fixture) where nothing PostgreSQL-specific is involved, no mocks.
+"""Dead letters (README: Failure handling; docs/architecture.md §6), against a real
+PostgreSQL and MariaDB/MySQL (the `db` fixture) where nothing PostgreSQL-specific is
+involved, no mocks.
 
 - a batch mixing good records with every malformed kind of §6 and hostile names: the
   good records are applied, each bad one is dead-lettered with its reason, no table is
@@ -233,7 +234,7 @@ def test_malformed_and_hostile_records_are_dead_lettered_and_the_rest_applied(
         conn.execute(bystander.insert().values(x=42))
 
     # AND a batch mixing good records (some with hostile attribute and table names) with
-    # every malformed kind of DESIGN §6
+    # every malformed kind (README: Failure handling)
     good = [
         modify({"Id": 1}, BASE + 101, {"note": NASTY_VALUE, NASTY_ATTR: NASTY_VALUE}),
         modify({"Id": 2}, BASE + 102, {"v": 22}),
@@ -334,7 +335,7 @@ def test_table_names_that_snake_onto_an_existing_table_never_merge_across_contai
     intruder = insert({"Id": 1}, BASE + 2, {"who": "orders--"}, table="orders--")
     result = second.process([intruder], deadline())
 
-    # THEN Orders' row is untouched (DESIGN §3: "never a silent merge") and the record is
+    # THEN Orders' row is untouched (docs/architecture.md §6: never a merge) and the record is
     # dead-lettered as a name collision, or reported
     assert replica(pg_engine, pg_schema, "orders")["1"] == (
         BASE + 1,
@@ -413,7 +414,7 @@ def test_nul_in_a_key_is_dead_lettered_whatever_the_option(
 
 
 # How each driver names a CHECK violation in the dead letter's error_class (pymysql
-# raises MariaDB's 4025 / MySQL's 3819 as OperationalError; cdc.dberrors still knows
+# raises MariaDB's 4025 / MySQL's 3819 as OperationalError; cdc.sql.errors still knows
 # them as data errors, so the row is isolated and dead-lettered, not retried).
 CHECK_VIOLATION = {"postgresql": "CheckViolation", "mysql": "pymysql.err.OperationalError"}
 SETUP_ID = 1000  # the row that made cdc create `orders`
@@ -516,8 +517,8 @@ def test_a_value_the_driver_cannot_encode_is_dead_lettered(db: TestDatabase, whe
     # WHEN it is processed
     result = replicator.process(records, deadline())
 
-    # THEN the record is dead-lettered (an undecodable value, DESIGN §6), the nine good
-    # ones are applied and nothing is reported
+    # THEN the record is dead-lettered (an undecodable value, README: Failure handling),
+    # the nine good ones are applied and nothing is reported
     assert result.response() == NO_FAILURES, result.error
     letters = dead_letters(pg_engine, pg_schema)
     assert [d["sequence_number"] for d in letters] == [seq_of(poisoned)]

@@ -1,6 +1,6 @@
-"""`cdc dlq list | show | redrive` (issue 3, DESIGN §6), against a real PostgreSQL.
+"""`cdc dlq list | show | redrive` (issue 3; README: Failure handling), against a real PostgreSQL.
 
-The command runs in-process through `cdc.cli.main`, configured the way a user configures
+The command runs in-process through `cdc.app.cli.main`, configured the way a user configures
 it: CDC_DATABASE_URL, CDC_SCHEMA and a CDC_CONFIG TOML file.
 """
 

@@ -1,4 +1,4 @@
-"""Fault tests of issue 3 (DESIGN §6), against a real PostgreSQL, no mocks.
+"""Fault tests of issue 3 (README: Failure handling), against a real PostgreSQL, no mocks.
 
 - a connection killed in the middle of a batch (`pg_terminate_backend` from another
   session): the batch is retried on a new connection and the replica converges;
@@ -512,7 +512,7 @@ def test_concurrent_overlapping_batches_converge_without_deadlock(
 @pytest.fixture
 def schema_only_role(pg_role: Any, pg_engine: Engine, pg_schema: str) -> Engine:
     """An engine connecting as a role with only what replication needs in its schema
-    (DESIGN §8 "least privilege"): USAGE and CREATE on the schema, read/write on the
+    (least privilege, README: Deployment): USAGE and CREATE on the schema, read/write on the
     bookkeeping tables (made beforehand by an administrator, as `cdc migrate` would),
     and nothing on the database itself."""
     admin = Replicator(pg_engine, Settings(database_url=pg_engine.url, schema=pg_schema))

@@ -1,4 +1,5 @@
-"""The Lambda edge, `cdc.handler.handler(event, context)` (DESIGN §1, §2, §6).
+"""The Lambda edge, `cdc.handler.handler(event, context)` (README: Deployment,
+Configuration, Failure handling).
 
 Cheap import (no boto3, no network), the partial batch response, one engine per warm
 container, broken invocations and configurations raise clearly without leaking secrets,

@@ -1,4 +1,5 @@
-"""Deletes (DESIGN §5, issue 5), against a real PostgreSQL, MariaDB/MySQL and SQLite.
+"""Deletes (README: How it works, "Deletes"; issue 5), against a real PostgreSQL,
+MariaDB/MySQL and SQLite.
 
 `deletes = "hard"` removes the row and keeps a tombstone (table, key, sequence) in
 `cdc_tombstones`: a late older INSERT/MODIFY, in a later batch or in the same one, or a

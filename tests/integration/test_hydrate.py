@@ -1,4 +1,4 @@
-"""Hydration for KEYS_ONLY and OLD_IMAGE streams (DESIGN §5, issue 6 item 4).
+"""Hydration for KEYS_ONLY and OLD_IMAGE streams (README: How it works; issue 6 item 4).
 
 moto emulates DynamoDB in-process; the replicas are real databases (the parametrised
 `db` fixture: PostgreSQL and MariaDB). A table with `hydrate = true` gets the items of
@@ -207,7 +207,7 @@ def b64(data: bytes) -> str:
 
 
 def rich_plain(i: int) -> dict[str, Any]:
-    """`rich_item(i)` in the plain JSON form of DESIGN §4."""
+    """`rich_item(i)` in the plain JSON form (README: Replica tables)."""
     return {
         "Id": Decimal(i),
         "name": f"Zoë ☃ {i}",
@@ -595,8 +595,9 @@ def test_dynamodb_unreadable_reports_records_and_applies_the_rest(
 def test_checkpoint_does_not_pass_records_reported_for_redelivery(
     db: TestDatabase, aws: Any
 ) -> None:
-    """cdc_checkpoints holds the last sequence *applied* per stream (DESIGN §7): records
-    reported because their items could not be read were not applied."""
+    """cdc_checkpoints holds the last sequence *applied* per stream (README: Replica
+    tables, "Bookkeeping tables"): records reported because their items could not be
+    read were not applied."""
     rep, _ = hydrating(db, UnprocessedForever(aws))
     records = unreadable_batch()
     result = rep.process(records)
@@ -643,7 +644,7 @@ def test_giving_up_takes_no_time_when_sleep_is_injected(pg_engine: Any, pg_schem
 def test_throttling_never_outlives_the_invocation(pg_engine: Any, pg_schema: str) -> None:
     """The default hydrator (real sleeps) facing a DynamoDB that throttles for good
     still answers before Lambda's deadline, with the records reported (a timed-out
-    invocation fails the whole batch, DESIGN §6)."""
+    invocation fails the whole batch, README: Failure handling)."""
     rep = pg_hydrating(pg_engine, pg_schema, Hydrator(clients=FixedClients(Throttled(None))))
     records = [imageless("INSERT", 1, 1), insert({"Id": 2}, BASE + 2, table="Customers")]
     budget_s = 4.0

@@ -1,5 +1,6 @@
-"""Lazy values (cdc/apply.py `_Settling`, cdc/mapping.py `TableSpec.materialize`), against
-a real PostgreSQL and MariaDB/MySQL (the `db` fixture), and SQLite where it is cheap.
+"""Lazy values (cdc/sql/replicator.py `_Settling`, cdc/core/mapping.py
+`TableSpec.materialize`), against a real PostgreSQL and MariaDB/MySQL (the `db`
+fixture), and SQLite where it is cheap.
 
 Row values are built chunk by chunk while the batch is written (on PostgreSQL chunk k+1
 is built while the server applies chunk k). The result must be exactly that of decoding

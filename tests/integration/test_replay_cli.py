@@ -1,4 +1,4 @@
-"""`cdc replay` and `cdc migrate` (DESIGN §1, §7; issue 2 "Done when").
+"""`cdc replay` and `cdc migrate` (README: Commands, Migrations; issue 2 "Done when").
 
 With no configuration `cdc replay FILE...` writes to `sqlite:///cdc.db` in the current
 directory, prints a summary (applied, stale, dead-lettered, failed) and exits 0, or 1

@@ -784,7 +784,7 @@ def test_document_mode_name_collision_is_dead_lettered(server: Target, tmp_path:
 
 def test_document_mode_name_collision_survives_a_restart(server: Target, tmp_path: Path) -> None:
     """A cold container that only sees the second source table must not merge it into
-    the table the first one created (DESIGN §3: never a silent merge)."""
+    the table the first one created (docs/architecture.md §6: never a merge)."""
     settings = server.settings(write_mapping(tmp_path, "[defaults]\n"))
     first = insert({"Id": 1}, BASE + 1, {"v": "Orders"}, table="Orders")
     assert Replicator(server.engine, settings).process([first]).applied == 1

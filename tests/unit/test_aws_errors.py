@@ -1,4 +1,4 @@
-"""AWS errors are classified in one place (`cdc.aws.classify`), with the exceptions
+"""AWS errors are classified in one place (`cdc.aws.clients.classify`), with the exceptions
 botocore really raises: throttling and the network are retried, setup mistakes are
 explained in one line, the rest is raised as is."""
 

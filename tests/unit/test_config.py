@@ -1,4 +1,4 @@
-"""Settings from environment variables and an optional TOML file (DESIGN §2)."""
+"""Settings from environment variables and an optional TOML file (README: Configuration)."""
 
 from __future__ import annotations
 

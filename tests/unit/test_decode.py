@@ -1,4 +1,5 @@
-"""DynamoDB AttributeValue JSON → Python values and the plain-JSON form (DESIGN §4)."""
+"""DynamoDB AttributeValue JSON → Python values and the plain-JSON form (README: Replica
+tables, "Plain JSON form")."""
 
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ def test_to_plain_gives_the_contract_json_form(av, expected):
     # GIVEN one AttributeValue of each DynamoDB type
     # WHEN it is decoded to the plain-JSON form
     result = to_plain(av)
-    # THEN it follows DESIGN §4: sets are sorted lists, binary stays base64, N is exact
+    # THEN it follows the plain JSON form (README: Replica tables): sets are sorted lists,
+    # binary stays base64, N is exact
     assert result == expected
     assert type(result) is type(expected)
     if isinstance(result, list):

@@ -1,4 +1,4 @@
-"""Source names → database identifiers (DESIGN §3)."""
+"""Source names → database identifiers (README: Replica tables; docs/architecture.md §6)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ PG_LIMIT = 63
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        # DESIGN §3 examples
+        # the README's examples (Replica tables)
         ("ExampleTableWithStream", "example_table_with_stream"),
         ("Id", "id"),
         ("PK", "pk"),

@@ -1,4 +1,5 @@
-"""Records → row versions (document mode) → per-table plans, collapsed per key (DESIGN §5)."""
+"""Records → row versions (document mode) → per-table plans, collapsed per key
+(docs/architecture.md §2 and §3)."""
 
 from __future__ import annotations
 

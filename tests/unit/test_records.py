@@ -1,4 +1,4 @@
-"""A stream record (Lambda event shape) → a validated Change (DESIGN §6)."""
+"""A stream record (Lambda event shape) → a validated Change (README: Failure handling)."""
 
 from __future__ import annotations
 

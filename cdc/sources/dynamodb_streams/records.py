@@ -1,9 +1,10 @@
 """A DynamoDB stream record (Lambda event shape) → a validated `Change`. Pure.
 
-Validation follows DESIGN §6: anything that is not a DynamoDB stream record raises
-`MalformedRecord` with a message that says what is wrong, so the record can be
-dead-lettered and a person can act on it. Images are validated later, when the table's
-mapping decodes them, because only then is it known which attributes matter.
+Validation follows the failure rules (README: Failure handling): anything that is not a
+DynamoDB stream record raises `MalformedRecord` with a message that says what is wrong,
+so the record can be dead-lettered and a person can act on it. Images are validated
+later, when the table's mapping decodes them, because only then is it known which
+attributes matter.
 """
 
 from __future__ import annotations
