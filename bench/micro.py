@@ -60,7 +60,8 @@ def decode_timings(images: list[dict[str, Any]], number: int, repeat: int) -> De
     }
     errors: list[str] = []
     try:
-        from cdc.core.decode import image_to_json, image_to_plain
+        from cdc.core.decode import image_to_plain
+        from cdc.core.jsontext import image_to_json
 
         def cdc_decode() -> None:
             for image in images:

@@ -20,7 +20,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
 from sqlalchemy.types import TypeDecorator
 
-from cdc.sql.migrations import describe_differences, target_metadata
+from cdc.sql.drift import describe_differences
+from cdc.sql.migrations import target_metadata
 
 log = logging.getLogger("cdc.migrate")
 config = context.config

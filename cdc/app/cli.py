@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("cdc: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from cdc.aws.clients import explain
+        from cdc.aws.errors import explain
 
         # An AWS setup mistake (region, credentials, endpoint, a name) is one line
         # saying what to fix; anything else is a bug or an outage we could not ride

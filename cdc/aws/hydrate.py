@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cdc.aws.clients import Clients, call, image_from_wire, image_to_wire, region_of
+from cdc.aws.clients import Clients, call, region_of
+from cdc.aws.wire import image_from_wire, image_to_wire
 from cdc.core.change import Change
 from cdc.core.deadline import Deadline
-from cdc.core.decode import dumps
 from cdc.core.errors import CdcError
+from cdc.core.jsontext import dumps
 
 log = logging.getLogger("cdc.hydrate")
 

@@ -14,8 +14,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from cdc.core.decode import dumps, parse_binary, parse_number, to_plain
+from cdc.core.decode import parse_binary, parse_number, to_plain
 from cdc.core.errors import DecodeError, RecordError
+from cdc.core.jsontext import dumps
 from cdc.core.numbers import EXACT
 
 KINDS = (

@@ -20,8 +20,9 @@ from typing import Any, Generic, Literal, TypeVar
 
 from cdc.core.change import Change
 from cdc.core.convert import ColumnType, ConversionError, Converter, converter
-from cdc.core.decode import dumps, find_nul, image_to_json, image_to_plain, map_strings
+from cdc.core.decode import find_nul, image_to_plain, map_strings
 from cdc.core.errors import RecordError
+from cdc.core.jsontext import dumps, image_to_json
 from cdc.core.numbers import canonical_number
 
 log = logging.getLogger("cdc")
@@ -338,7 +339,7 @@ def _fix_nul(value: Any, path: str, policy: NulPolicy) -> Any:
         if "\x00" in value:
             return apply_nul_policy(value, path, policy)
         if "\\u0000" in value and value[:1] in '[{"':  # a JSON column's text
-            from cdc.core.decode import loads
+            from cdc.core.jsontext import loads
 
             return _plain_json(loads(value), path, policy)
     elif isinstance(value, list) and any(isinstance(v, str) and "\x00" in v for v in value):

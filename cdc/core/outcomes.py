@@ -15,8 +15,9 @@ from typing import Any
 import orjson
 
 from cdc.core.change import Change, RecordFormat
-from cdc.core.decode import dumps, image_to_plain, to_plain
+from cdc.core.decode import image_to_plain, to_plain
 from cdc.core.errors import RecordError
+from cdc.core.jsontext import dumps
 from cdc.core.mapping import RowVersion, TableSpec
 from cdc.core.numbers import canonical_number
 from cdc.core.plan import TablePlan

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from cdc.core.decode import JsonFloat
+from cdc.core.jsontext import JsonFloat
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 

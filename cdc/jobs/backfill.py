@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Engine
 
 from cdc.aws import clients as aws
+from cdc.aws import errors as aws_errors
+from cdc.aws import wire as aws_wire
 from cdc.aws.scans import RateLimiter, scan_limit
 from cdc.config import Settings
 from cdc.core.errors import CdcError
@@ -174,7 +176,7 @@ class Backfill:
                     if not future.cancelled() and (error := future.exception()) is not None
                 ]
                 for segment, error in failed:
-                    if aws.classify(error) is aws.AwsErrorKind.SETUP:
+                    if aws_errors.classify(error) is aws_errors.AwsErrorKind.SETUP:
                         # A missing permission or a bad credential is the same for every
                         # segment: one error for the CLI to explain in one line.
                         raise error
@@ -229,7 +231,7 @@ class Backfill:
                 "ConsistentRead": self.options.consistent,
             }
             if last_key is not None:
-                kwargs["ExclusiveStartKey"] = aws.image_from_wire(last_key)
+                kwargs["ExclusiveStartKey"] = aws_wire.image_from_wire(last_key)
             if limit is not None:
                 kwargs["Limit"] = limit
             page = aws.call(self.client.scan, **kwargs)
@@ -249,7 +251,7 @@ class Backfill:
                 with self._lock:
                     report.add(result)
             next_key = page.get("LastEvaluatedKey")
-            last_key = None if next_key is None else aws.image_to_wire(next_key)
+            last_key = None if next_key is None else aws_wire.image_to_wire(next_key)
             self.store.save(row.segment, last_key, len(items))
             with self._lock:
                 report.items_read += len(items)

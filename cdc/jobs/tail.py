@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from cdc.aws import clients as aws
+from cdc.aws import errors as aws_errors
 from cdc.sources.dynamodb_streams.reader import (
     MAX_RECORDS_PER_CALL,
     IteratorExpired,
@@ -200,7 +200,7 @@ class Tail:
         try:
             self._describe()
         except Exception as exc:
-            if not aws.is_transient(exc):
+            if not aws_errors.is_transient(exc):
                 raise
             self._describe_failures += 1
             delay = self.backoff(self._describe_failures)
@@ -281,7 +281,7 @@ class Tail:
             self._finish(state)
             return
         except Exception as exc:
-            if not aws.is_transient(exc):
+            if not aws_errors.is_transient(exc):
                 raise
             delay = self._backoff(state)
             log.warning("shard %s: %s; retrying in %.1fs", shard_id, exc, delay)

@@ -36,31 +36,42 @@ into the same fraction against the source, with BatchGetItem.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Text, cast, false, inspect, select, tuple_
-from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.sqltypes import _Binary
+from sqlalchemy import Engine
 
 from cdc.aws import clients as aws
+from cdc.aws import errors as aws_errors
+from cdc.aws import wire as aws_wire
 from cdc.aws.scans import RateLimiter, scan_limit
 from cdc.config import Settings
-from cdc.core.decode import dumps, loads, to_plain
+from cdc.core.compare import (
+    KINDS,
+    NOT_DIFFERENCES,
+    Difference,
+    Key,
+    VerifyReport,
+    _canonical,
+    _chunks,
+    _in_sample,
+    _json,
+    _norm_key,
+)
+from cdc.core.decode import to_plain
 from cdc.core.errors import RecordError
 from cdc.core.mapping import DELETED, EXTRA, ITEM
 from cdc.core.numbers import canonical_number
 from cdc.sources.dynamodb_streams.records import parse_record
 from cdc.sources.snapshots import backfill_record
+from cdc.sql.lookup import LOOKUP_CHUNK, ReplicaLookup
 from cdc.sql.replica import ReplicaSpec
-from cdc.sql.types import JsonDocument
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -69,70 +80,8 @@ log = logging.getLogger("cdc.verify")
 
 STREAM_LABEL = "verify"
 SAMPLE_SEGMENTS = 1000  # sampling picks Scan segments out of this many
-LOOKUP_CHUNK = 500  # keys per replica query
 BATCH_GET_MAX = 100  # BatchGetItem's limit
 RECHECK_LIMIT = 10_000  # more candidates than this: the replica is plainly behind
-
-Key = tuple[Any, ...]
-
-
-@dataclass
-class Difference:
-    kind: str  # missing | extra | different | unreplicable
-    key: dict[str, Any]  # the key in plain JSON, as a person reads it
-    attributes: list[str] = field(default_factory=list)  # for "different"
-    detail: str | None = None  # for "unreplicable": why the item cannot be applied
-
-    def describe(self) -> str:
-        text = dumps(self.key)
-        if self.attributes:
-            text += ": " + ", ".join(self.attributes)
-        if self.detail:
-            text += f": {self.detail}"
-        return text
-
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"key": self.key}
-        if self.attributes:
-            out["attributes"] = self.attributes
-        if self.detail:
-            out["detail"] = self.detail
-        return out
-
-
-KINDS = ("missing", "extra", "different", "unreplicable", "kept")
-NOT_DIFFERENCES = frozenset({"kept"})  # rows the table's options keep on purpose
-
-
-@dataclass
-class VerifyReport:
-    source_table: str
-    replica_table: str
-    sample: float | None
-    source_items: int = 0  # source items compared
-    replica_rows: int = 0  # live replica rows checked for being extra
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    examples: dict[str, list[Difference]] = field(default_factory=lambda: {k: [] for k in KINDS})
-    rechecked: bool = False
-    seconds: float = 0.0
-
-    @property
-    def identical(self) -> bool:
-        return not any(n for kind, n in self.counts.items() if kind not in NOT_DIFFERENCES)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "source_table": self.source_table,
-            "replica_table": self.replica_table,
-            "sample": self.sample,
-            "source_items": self.source_items,
-            "replica_rows": self.replica_rows,
-            "identical": self.identical,
-            "rechecked": self.rechecked,
-            **self.counts,
-            "examples": {k: [d.as_json() for d in v] for k, v in self.examples.items() if v},
-            "seconds": round(self.seconds, 3),
-        }
 
 
 @dataclass
@@ -177,6 +126,7 @@ class Verifier:
         self.settings = settings
         self.replicator = Replicator(engine, settings)
         self.spec = self._spec()
+        self.lookup = ReplicaLookup(engine, self.spec, settings.schema)
         self._tags = dict(source.keys)
         self._attribute_of = {k.column: k.attribute for k in self.spec.keys}
         self.ttl_attribute = (
@@ -202,7 +152,7 @@ class Verifier:
         try:
             response = aws.call(self.client.describe_time_to_live, TableName=self.source.name)
         except Exception as exc:
-            if aws.classify(exc) is not aws.AwsErrorKind.SETUP:
+            if aws_errors.classify(exc) is not aws_errors.AwsErrorKind.SETUP:
                 raise
             log.warning(
                 "cannot read the TTL attribute of %s (%s): rows its TTL deleted and "
@@ -246,29 +196,6 @@ class Verifier:
             return moment.timestamp() <= self.now()
         return False
 
-    def _key_too_long(self, key: Key) -> str | None:
-        """Why the replica cannot hold this key (a MySQL/MariaDB key column holds 384
-        characters), or None. Such an item is dead-lettered by the apply path."""
-        for name, value in zip(self.spec.key_names, key, strict=True):
-            column_type = self.spec.table.c[name].type
-            length = getattr(column_type, "length", None)
-            if length is None:
-                continue
-            binary = isinstance(column_type, _Binary)
-            if isinstance(value, str):
-                size = len(value.encode("utf-8", "surrogatepass")) if binary else len(value)
-                unit = "bytes" if binary else "characters"
-            elif isinstance(value, bytes | bytearray | memoryview):
-                size, unit = len(bytes(value)), "bytes"
-            else:
-                continue
-            if size > length:
-                return (
-                    f"key column {name!r} holds at most {length} {unit} in this database; "
-                    f"this key has {size}"
-                )
-        return None
-
     def _expected(self, item: Mapping[str, Any]) -> tuple[Key, dict[str, Any]]:
         """(key, values the replica row should hold) for a source item (client form)."""
         record = backfill_record(dict(item), self.source, self.stream_arn)
@@ -279,7 +206,7 @@ class Verifier:
         return _norm_key(version.key), version.values
 
     def _plain_key(self, av_key: Mapping[str, Any]) -> dict[str, Any]:
-        wire = aws.image_to_wire(av_key)
+        wire = aws_wire.image_to_wire(av_key)
         return {name: to_plain(wire[name], name) for name, _ in self.source.keys if name in wire}
 
     def _av_key(self, key: Key) -> dict[str, Any]:
@@ -296,48 +223,6 @@ class Verifier:
             else:
                 out[attribute] = {"S": str(value)}
         return out
-
-    def _replica_exists(self) -> bool:
-        table = self.spec.table
-        with self.engine.connect() as conn:
-            return bool(inspect(conn).has_table(table.name, schema=table.schema))
-
-    def _key_columns(self) -> list[ColumnElement[Any]]:
-        return [self.spec.table.c[name] for name in self.spec.key_names]
-
-    def _replica_rows(self, keys: Sequence[Key]) -> dict[Key, Mapping[str, Any]]:
-        """The replica rows for `keys`, JSON columns as text (jsonb would come back
-        parsed through float)."""
-        table = self.spec.table
-        key_columns = self._key_columns()
-        value_columns = [
-            cast(table.c[name], Text).label(name)
-            if isinstance(table.c[name].type, JsonDocument)
-            else table.c[name]
-            for name in self.spec.value_names
-        ]
-        rows: dict[Key, Mapping[str, Any]] = {}
-        with self.engine.connect() as conn:
-            for start in range(0, len(keys), LOOKUP_CHUNK):
-                chunk = list(keys[start : start + LOOKUP_CHUNK])
-                where = (
-                    key_columns[0].in_([k[0] for k in chunk])
-                    if len(key_columns) == 1
-                    else tuple_(*key_columns).in_(chunk)
-                )
-                query = select(*key_columns, table.c[DELETED], *value_columns).where(where)
-                for row in conn.execute(query).mappings():
-                    key = _norm_key(tuple(row[name] for name in self.spec.key_names))
-                    rows[key] = dict(row)
-        return rows
-
-    def _live_replica_keys(self) -> Iterator[Key]:
-        table = self.spec.table
-        query = select(*self._key_columns()).where(table.c[DELETED] == false())
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=2000).execute(query)
-            for row in result:
-                yield _norm_key(tuple(row))
 
     def _scan(self) -> Iterator[dict[str, Any]]:
         if self.sample is None:
@@ -422,13 +307,13 @@ class Verifier:
             replica_key, expected = self._expected(item)
         except RecordError as exc:
             return Difference("unreplicable", key, detail=str(exc))
-        too_long = self._key_too_long(replica_key)
+        too_long = self.lookup.key_too_long(replica_key)
         if too_long is not None:
             return Difference("unreplicable", key, detail=too_long)
         if not live:
             return Difference("missing", key)
         assert row is not None
-        attributes = _compare(self.spec, expected, row)
+        attributes = self.lookup.differing(expected, row)
         return Difference("different", key, attributes) if attributes else None
 
     # --- the run -------------------------------------------------------------------------
@@ -437,7 +322,7 @@ class Verifier:
         started = time.monotonic()
         report = VerifyReport(self.source.name, self.spec.qualified_name, self.sample)
         found = _Found()
-        exists = self._replica_exists()
+        exists = self.lookup.exists()
         seen = self._source_pass(report, found, exists=exists)
         if exists:
             self._replica_pass(report, found, seen)
@@ -469,7 +354,7 @@ class Verifier:
         missing = [d for d in differences if d.kind == "missing"]
         if not missing:
             return []
-        letters = self._pending_letters()
+        letters = self.lookup.pending_letters(self.source.name)
         changed = []
         for difference in missing:
             letter = letters.get(_canonical(difference.key))
@@ -478,37 +363,6 @@ class Verifier:
                 difference.detail = letter
                 changed.append(difference)
         return changed
-
-    def _pending_letters(self) -> dict[Any, str]:
-        """This table's pending dead letters by key (plain JSON, compared as `same`
-        does), each as "dead letter ID: CLASS: MESSAGE"."""
-        from cdc.sql.bookkeeping import tables
-
-        letters = tables(self.settings.schema)["cdc_dead_letters"]
-        with self.engine.connect() as conn:
-            if not inspect(conn).has_table(letters.name, schema=letters.schema):
-                return {}
-            query = (
-                select(
-                    letters.c.id,
-                    letters.c["keys"].label("letter_keys"),
-                    letters.c.error_class,
-                    letters.c.error_message,
-                )
-                .where(letters.c.status == "pending", letters.c.source_table == self.source.name)
-                .order_by(letters.c.id)
-            )
-            found: dict[Any, str] = {}
-            for row in conn.execute(query):
-                if row.letter_keys is None:
-                    continue
-                try:
-                    key = loads(row.letter_keys)
-                except ValueError:
-                    continue
-                message = f"dead letter {row.id}: {row.error_class}: {row.error_message}"
-                found[_canonical(key)] = message  # the newest letter of a key wins
-            return found
 
     def _source_pass(self, report: VerifyReport, found: _Found, *, exists: bool) -> set[Key]:
         """Source → replica: every (sampled) source item has its row, with its values.
@@ -525,7 +379,7 @@ class Verifier:
                     key = None  # classified as unreplicable below
                 keyed.append((key, av_key, item))
             valid = [k for k, _, _ in keyed if k is not None]
-            rows = self._replica_rows(valid) if exists and valid else {}
+            rows = self.lookup.rows(valid) if exists and valid else {}
             for key, av_key, item in keyed:
                 report.source_items += 1
                 if key is not None and self.sample is None:
@@ -539,23 +393,23 @@ class Verifier:
         if self.sample is None:
 
             def unseen() -> Iterator[Key]:
-                for key in self._live_replica_keys():
+                for key in self.lookup.live_keys():
                     report.replica_rows += 1
                     if key not in seen:
                         yield key
 
             for chunk in _chunks(unseen(), LOOKUP_CHUNK):
-                rows = self._replica_rows(chunk)  # a kept row is told by its values
+                rows = self.lookup.rows(chunk)  # a kept row is told by its values
                 for key in chunk:
                     av_key = self._av_key(key)
                     found.note(av_key, self._classify(av_key, None, rows.get(key)))
             return
-        sampled = [k for k in self._live_replica_keys() if _in_sample(k, self.sample)]
+        sampled = [k for k in self.lookup.live_keys() if _in_sample(k, self.sample)]
         report.replica_rows = len(sampled)
         for chunk in _chunks(sampled, LOOKUP_CHUNK):
             av_keys = [self._av_key(k) for k in chunk]
             items = self._get_items(av_keys)
-            rows = self._replica_rows(chunk)
+            rows = self.lookup.rows(chunk)
             for key, av_key in zip(chunk, av_keys, strict=True):
                 if key not in items:  # items that exist were compared by the scan, or not sampled
                     found.note(av_key, self._classify(av_key, None, rows.get(key)))
@@ -572,7 +426,7 @@ class Verifier:
             confirmed.extend(c.difference for c in chunk if c.difference.kind == "unreplicable")
             items = self._get_items([c.av_key for c in recheck])
             keys = [self._source_key(c.av_key) for c in recheck]
-            rows = self._replica_rows(keys)
+            rows = self.lookup.rows(keys)
             for candidate, key in zip(recheck, keys, strict=True):
                 difference = self._classify(candidate.av_key, items.get(key), rows.get(key))
                 if difference is not None:
@@ -605,71 +459,3 @@ class _Found:
 
 
 # --- pure helpers ---------------------------------------------------------------------
-
-
-T = TypeVar("T")
-
-
-def _chunks(values: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for value in values:
-        chunk.append(value)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _norm_key(key: Sequence[Any]) -> Key:
-    """Keys from the database and from records, made comparable (and hashable)."""
-    return tuple(bytes(v) if isinstance(v, memoryview | bytearray) else v for v in key)
-
-
-def _in_sample(key: Key, fraction: float) -> bool:
-    """A stable pseudo-random choice of keys: the same keys on every run."""
-    text = dumps([canonical_number(v) if isinstance(v, Decimal) else v for v in key])
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:8], "big") < fraction * 2**64
-
-
-def _compare(spec: ReplicaSpec, expected: Mapping[str, Any], row: Mapping[str, Any]) -> list[str]:
-    """The attributes (document mode) or columns (typed mode) that differ."""
-    differing: list[str] = []
-    for name in spec.value_names:
-        want, got = expected.get(name), row[name]
-        if isinstance(spec.table.c[name].type, JsonDocument):
-            want, got = _json(want), _json(got)
-            if isinstance(want, dict) and isinstance(got, dict):
-                prefix = "" if name == ITEM else f"{name}."
-                differing.extend(
-                    f"{prefix}{attr}"
-                    for attr in sorted(set(want) | set(got))
-                    if attr not in want or attr not in got or not same(want[attr], got[attr])
-                )
-                continue
-        if not same(want, got):
-            differing.append(name)
-    return differing
-
-
-def _json(value: Any) -> Any:
-    return loads(value) if isinstance(value, str | bytes) else value
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equality in the plain-JSON sense: numbers by value (1.50 == 1.5), but a boolean
-    is never a number (Python says True == 1) and types never mix otherwise."""
-    return bool(_canonical(a) == _canonical(b))
-
-
-def _canonical(value: Any) -> Any:
-    if value is None or isinstance(value, bool | str | bytes | datetime):
-        return (type(value).__name__, value)
-    if isinstance(value, int | float | Decimal):
-        return ("number", Decimal(str(value)) if isinstance(value, float) else Decimal(value))
-    if isinstance(value, Mapping):
-        return ("object", tuple(sorted((k, _canonical(v)) for k, v in value.items())))
-    if isinstance(value, list | tuple):
-        return ("array", tuple(_canonical(v) for v in value))
-    return (type(value).__name__, value)

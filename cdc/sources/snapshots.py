@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cdc.aws import clients as aws
+from cdc.aws import wire as aws_wire
 
 if TYPE_CHECKING:
     pass
@@ -21,7 +22,7 @@ def backfill_record(
     item: dict[str, Any], source: aws.SourceTable, stream_arn: str
 ) -> dict[str, Any]:
     """A scanned item as the INSERT record Lambda would deliver, with sequence 0."""
-    image = aws.image_to_wire(item)
+    image = aws_wire.image_to_wire(item)
     return {
         "eventID": "backfill",
         "eventName": "INSERT",

@@ -1,9 +1,11 @@
-"""The I/O edge: apply a batch of stream records to the database.
+"""The I/O edge: apply a batch of records to the database.
 
-decode → map → plan are pure; this module owns the engine, the transaction, the bulk
-writes, the isolation of bad rows, dead letters and checkpoints. One batch is one
-transaction, retried whole on transient errors (the sequence guard makes a retry, a
-replay or a redelivery harmless), so a batch is either committed or reported.
+parse → map → plan are pure; the replicator owns the engine and the transaction and
+hands the rest to its rooms: the writes and the isolation of bad rows to
+cdc/sql/writer.py, the replica tables (creation, ownership, key and drift checks) to
+cdc/sql/replica_tables.py, dead letters and checkpoints to cdc/sql/bookkeeping.py. One
+batch is one transaction, retried whole on transient errors (the sequence guard makes a
+retry, a replay or a redelivery harmless), so a batch is either committed or reported.
 """
 
 from __future__ import annotations
@@ -11,91 +13,31 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, inspect
-from sqlalchemy.engine import Connection
+from sqlalchemy import Engine, MetaData
 from tenacity import RetryCallState
 
 from cdc.config import Settings
 from cdc.core.change import Change, RecordFormat
 from cdc.core.deadline import Deadline
 from cdc.core.errors import CdcError, RecordError
-from cdc.core.mapping import BOOKKEEPING_COLUMNS, RowVersion, is_reserved_table
+from cdc.core.mapping import RowVersion
 from cdc.core.outcomes import BatchResult, DeadLetter, Outcome, Prepared, StreamProgress, Written
 from cdc.core.plan import TablePlan, plan
 from cdc.sql.backends.registry import dialect_for
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
-from cdc.sql.bookkeeping import write_checkpoints, write_dead_letters
-from cdc.sql.engines import mysql_session_limits, set_session
+from cdc.sql.bookkeeping import write_checkpoints
 from cdc.sql.errors import ErrorKind, classify, describe
-from cdc.sql.migrations import column_problems
 from cdc.sql.replica import DocumentTables, ReplicaSpec, typed_spec
+from cdc.sql.replica_tables import ReplicaTables
 from cdc.sql.retry import WRITE_BATCH, RetryPolicy
+from cdc.sql.writer import RowRejected, Settling, Writer
 
 log = logging.getLogger("cdc")
-
-
-class _RowRejected(Exception):
-    """The database refused a row's data in the optimistic pass."""
-
-
-@dataclass(frozen=True)
-class _TableProblem:
-    """Why a table's records cannot be written: dead-lettered (a problem of those
-    records' source: a name collision, a key that differs), or, `report`, reported for
-    redelivery (a configuration problem a person fixes: the database differs from the
-    mapping)."""
-
-    kind: str
-    message: str
-    report: bool = False
-
-
-class _Settling:
-    """One table's row versions through one write attempt, values built as they are
-    written: each key's newest version, or if its values cannot be built (a bad image,
-    a value its column cannot take) the next-newest valid one; then the versions that
-    lost, which are only checked, so that a bad one is dead-lettered like any other.
-    The result is the same as building every version first; the work just moves to
-    where the Postgres path overlaps it with the server's."""
-
-    def __init__(self, table_plan: TablePlan) -> None:
-        self.plan = table_plan
-        self.unbuildable: list[tuple[RowVersion, str, str]] = []  # → dead letters
-        self.sent = 0  # versions handed to the dialect
-        self.stale = 0  # valid versions that lost to a newer one of their key
-
-    def chunks(self, size: int) -> Iterator[list[RowVersion]]:
-        spec, rows = self.plan.spec, self.plan.rows
-        tried: set[int] = set()  # superseded versions tried in place of a newer one
-        for start in range(0, len(rows), max(1, size)):
-            chunk = []
-            for newest in rows[start : start + size]:
-                row: RowVersion | None = newest
-                while row is not None and not spec.materialize(row):
-                    assert row.error is not None
-                    self.unbuildable.append((row, *row.error))
-                    row = row.older
-                    if row is not None:
-                        tried.add(id(row))
-                if row is not None:
-                    chunk.append(row)
-            self.sent += len(chunk)
-            if chunk:
-                yield chunk
-        # Runs while the dialect's last chunk is still on the server.
-        for row in self.plan.superseded:
-            if id(row) in tried:
-                continue
-            if spec.materialize(row):
-                self.stale += 1
-            else:
-                assert row.error is not None
-                self.unbuildable.append((row, *row.error))
 
 
 class Replicator:
@@ -135,6 +77,7 @@ class Replicator:
             table_options=self.dialect.table_options(),
         )
         self._tombstones = bookkeeping_tables(self.schema)["cdc_tombstones"]
+        self.writer = Writer(engine, self.dialect, self.schema, self._tombstones)
         self._specs_lock = threading.Lock()
         self._specs: dict[str, ReplicaSpec] = {
             source: typed_spec(
@@ -148,7 +91,7 @@ class Replicator:
             for source, config in settings.tables.items()
             if config.typed
         }
-        self._ready: set[str] = set()
+        self.replica_tables = ReplicaTables(engine, self.dialect, settings)
         self._bookkeeping_ready = False
         self._hydrator: Any = hydrator
 
@@ -330,7 +273,7 @@ class Replicator:
         and written again carefully, each table in a savepoint, bad rows bisected out."""
         try:
             return self._write_once(prepared, deadline, shard_id, careful=False)
-        except _RowRejected:
+        except RowRejected:
             return self._write_once(prepared, deadline, shard_id, careful=True)
 
     def _write_once(
@@ -341,7 +284,7 @@ class Replicator:
         plans: list[TablePlan] = []
         held: dict[int, str] = {}  # record index → why it is reported, not written
         for table_plan in prepared.plans:
-            problem = self._ensure_table(table_plan.spec)
+            problem = self.replica_tables.ensure(table_plan.spec)
             if problem is None:
                 plans.append(table_plan)
                 continue
@@ -360,18 +303,18 @@ class Replicator:
         per_table: dict[tuple[str, str], tuple[int, int]] = {}
         progress: dict[str, StreamProgress] = {}
         with self.engine.begin() as conn:
-            self._limit_statement_time(conn, deadline)
+            self.writer.limit_statement_time(conn, deadline)
             for table_plan in plans:
                 spec = table_plan.spec
-                settling = _Settling(table_plan)
+                settling = Settling(table_plan)
                 if careful:
                     rows = [row for chunk in settling.chunks(len(table_plan.rows)) for row in chunk]
                     changed, rejected = (
-                        self._write_isolated(conn, spec, rows, now) if rows else (0, [])
+                        self.writer.write_isolated(conn, spec, rows, now) if rows else (0, [])
                     )
                 else:
                     chunks = settling.chunks(self.dialect.chunk_rows(len(table_plan.rows)))
-                    changed, rejected = self._write_plainly(conn, spec, chunks, now)
+                    changed, rejected = self.writer.write_plainly(conn, spec, chunks, now)
                 dead.extend(
                     prepared.dead_letter(row, spec, kind, message)
                     for row, kind, message in (*settling.unbuildable, *rejected)
@@ -391,7 +334,7 @@ class Replicator:
                 done, old = per_table.get(key, (0, 0))
                 per_table[key] = (done, old + 1)
             unwritten, dead_letter_error = (
-                self._write_letters(conn, dead, now) if dead else ([], None)
+                self.writer.write_letters(conn, dead, now) if dead else ([], None)
             )
             # The checkpoint counts what this transaction handled: not the records
             # reported for redelivery (hydration failed, dead letter not stored).
@@ -410,85 +353,6 @@ class Replicator:
                 write_checkpoints(conn, self.dialect, self.schema, list(progress.values()), now)
         return Written(applied, stale, dead, dead_letter_error, per_table, unwritten, held)
 
-    def _write_letters(
-        self, conn: Connection, letters: list[DeadLetter], now: datetime
-    ) -> tuple[list[DeadLetter], str | None]:
-        """Store dead letters in a savepoint, bisecting on failure so that only the
-        letters that cannot be stored are reported (with the first reason)."""
-        try:
-            with conn.begin_nested():
-                write_dead_letters(conn, self.dialect, self.schema, letters, now)
-            return [], None
-        except Exception as exc:
-            if classify(exc) is ErrorKind.TRANSIENT:
-                raise
-            if len(letters) == 1:
-                reason = "{}: {}".format(*describe(exc))
-                log.error(
-                    "could not write the dead letter of record %d: %s", letters[0].index, reason
-                )
-                return letters, reason
-        middle = len(letters) // 2
-        left, left_reason = self._write_letters(conn, letters[:middle], now)
-        right, right_reason = self._write_letters(conn, letters[middle:], now)
-        return left + right, left_reason or right_reason
-
-    def _write_plainly(
-        self, conn: Connection, spec: ReplicaSpec, chunks: Iterator[list[RowVersion]], now: datetime
-    ) -> tuple[int, list[tuple[RowVersion, str, str]]]:
-        try:
-            return self.dialect.write_chunks(conn, spec, chunks, now, self._tombstones), []
-        except Exception as exc:
-            if classify(exc) is ErrorKind.ROW:
-                raise _RowRejected from exc  # the transaction is lost: redo it carefully
-            raise
-
-    def _write_isolated(
-        self, conn: Connection, spec: ReplicaSpec, rows: list[RowVersion], now: datetime
-    ) -> tuple[int, list[tuple[RowVersion, str, str]]]:
-        """Write `rows` in a savepoint; if the database rejects a row's data, bisect
-        to find the bad rows, write every good one and dead-letter the bad ones."""
-        try:
-            with conn.begin_nested():
-                return self.dialect.write_rows(conn, spec, rows, now, self._tombstones), []
-        except Exception as exc:
-            if classify(exc) is not ErrorKind.ROW:
-                raise
-            if len(rows) == 1:
-                kind, message = describe(exc)
-                return 0, [(rows[0], kind, f"the database rejected the row: {message}")]
-        middle = len(rows) // 2
-        left, bad_left = self._write_isolated(conn, spec, rows[:middle], now)
-        right, bad_right = self._write_isolated(conn, spec, rows[middle:], now)
-        return left + right, bad_left + bad_right
-
-    def _limit_statement_time(self, conn: Connection, deadline: Deadline) -> None:
-        """A statement must not outlive the invocation: cap it at the time left (lock
-        waits included: a row someone else holds must not make Lambda time out)."""
-        remaining = deadline.remaining()
-        if remaining is None:
-            return
-        name = self.engine.dialect.name
-        if name in ("mysql", "mariadb"):
-            mariadb = bool(getattr(self.engine.dialect, "is_mariadb", False))
-            set_session(conn, mysql_session_limits(remaining, mariadb))
-            return
-        if name != "postgresql":
-            return
-        budget_ms = max(100, int((remaining - 1.0) * 1000))
-        # Driver SQL: a SQLAlchemy construct would cost more to build than to run.
-        conn.exec_driver_sql("SELECT set_config('statement_timeout', %s, true)", (str(budget_ms),))
-
-    def _upgrade_table(self, spec: ReplicaSpec) -> None:
-        """A replica table an earlier cdc made is brought up to date on first use (MySQL:
-        exact key comparison, no JSON nesting limit; README "Databases")."""
-        if not self.dialect.upgrades_tables:
-            return
-        with self.engine.begin() as conn:
-            changed = self.dialect.upgrade_table(conn, spec.table)
-        if changed:
-            log.warning("upgraded replica table %s: %s", spec.qualified_name, "; ".join(changed))
-
     def _ensure_bookkeeping(self) -> None:
         if self._bookkeeping_ready:
             return
@@ -497,134 +361,6 @@ class Replicator:
         ensure_bookkeeping(self.engine, self.schema, self.settings)
         self._bookkeeping_ready = True
 
-    def _ensure_table(self, spec: ReplicaSpec) -> _TableProblem | None:
-        """Create the replica table on first sight; check that an existing one is cdc's
-        replica of this source table, has the key the records carry, and that its live
-        columns can hold what the mapping promises (README, Replica tables). Reflected
-        once per table and process: a table found fine is not looked at again until an
-        error makes the replicator forget what it knows."""
-        name = spec.qualified_name
-        if name in self._ready:
-            return None
-        table = spec.table
-        if is_reserved_table(table.name):
-            return _TableProblem(
-                "name_collision",
-                f"source table {spec.source_table!r} maps to replica table {name!r}, a name "
-                "cdc reserves for its bookkeeping tables (cdc_*, alembic_version); set "
-                f"`table` for {spec.source_table!r} in the mapping",
-            )
-        with self.engine.begin() as conn:
-            inspector = inspect(conn)
-            # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the
-            # database, which a least-privilege role does not have.
-            if (
-                table.schema is not None
-                and self.dialect.supports_schemas
-                and not inspector.has_schema(table.schema)
-            ):
-                self.dialect.ensure_schema(conn, table.schema)
-                inspector = inspect(conn)
-            exists = inspector.has_table(table.name, schema=table.schema)
-            if not exists and not spec.options.auto_create:
-                return _TableProblem(
-                    "table_missing",
-                    f"replica table {name!r} does not exist and auto_create is off for "
-                    f"{spec.source_table!r}; run `cdc migrate`",
-                )
-            if not exists:
-                table.comment = source_comment(spec.source_table)
-            if not exists:
-                try:
-                    with conn.begin_nested():
-                        table.create(conn, checkfirst=True)
-                except Exception:
-                    # Another invocation may have created it at the same moment.
-                    if not inspect(conn).has_table(table.name, schema=table.schema):
-                        raise
-                inspector = inspect(conn)
-            key = inspector.get_pk_constraint(table.name, schema=table.schema)
-            actual = list(key.get("constrained_columns") or [])
-            comment = _comment_of(inspector, table.name, table.schema)
-            live = inspector.get_columns(table.name, schema=table.schema)
-            problems = column_problems(table, live, conn.dialect)
-        owner = _owner(comment)
-        if owner is not None and owner != spec.source_table:
-            return _TableProblem(
-                "name_collision",
-                f"source table {spec.source_table!r} maps to replica table {name!r}, which "
-                f"already replicates {owner!r}; set `table` for one of them in the mapping",
-            )
-        foreign = _not_cdcs(comment, {c["name"] for c in live})
-        if foreign is not None:
-            return _TableProblem(
-                "name_collision",
-                f"source table {spec.source_table!r} maps to replica table {name!r}, but "
-                f"the existing table {name!r} is not a cdc replica ({foreign}); set `table` "
-                f"for {spec.source_table!r} in the mapping, or rename the existing table",
-            )
-        if sorted(actual) != sorted(spec.key_names):
-            return _TableProblem(
-                "table_mismatch",
-                f"replica table {name!r} has primary key ({', '.join(actual)}) but records "
-                f"of {spec.source_table!r} carry keys ({', '.join(spec.key_names)})",
-            )
-        if problems:
-            config = self.settings.tables.get(spec.source_table)
-            typed = config is not None and config.typed
-            return _TableProblem(
-                "schema_drift" if typed else "table_mismatch",
-                f"replica table {name!r} cannot hold what the mapping promises for "
-                f"{spec.source_table!r}: {'; '.join(problems)}. Nothing is written to it, "
-                "never rounded or cut: "
-                + (
-                    'write a revision with `cdc revision -m "..."` and run `cdc migrate`'
-                    if typed
-                    else "the table does not have the columns of a document-mode replica"
-                ),
-                report=typed,
-            )
-        self._upgrade_table(spec)
-        self._ready.add(name)
-        return None
-
     def _forget_tables(self) -> None:
-        self._ready.clear()
+        self.replica_tables.forget()
         self._bookkeeping_ready = False
-
-
-SOURCE_COMMENT = "cdc replica of DynamoDB table "
-
-
-def source_comment(source_table: str) -> str:
-    """The table comment that records which source table a replica table belongs to,
-    so two source names that land on one table are caught across processes too."""
-    return SOURCE_COMMENT + source_table
-
-
-def _comment_of(inspector: Any, name: str, schema: str | None) -> str | None:
-    try:
-        comment = inspector.get_table_comment(name, schema=schema).get("text")
-    except NotImplementedError:  # SQLite keeps no comments
-        return None
-    return comment if isinstance(comment, str) and comment else None
-
-
-def _owner(comment: str | None) -> str | None:
-    """The source table a replica's comment names (see `source_comment`)."""
-    if comment is not None and comment.startswith(SOURCE_COMMENT):
-        return comment[len(SOURCE_COMMENT) :]
-    return None
-
-
-def _not_cdcs(comment: str | None, columns: set[str]) -> str | None:
-    """Why an existing table is not a cdc replica, or None if it is one. cdc's replicas
-    carry its `_cdc_` columns, and its source comment where the database keeps
-    comments; a table without a comment but with cdc's columns is adopted (a replica
-    made by a hand-written revision)."""
-    missing = [c for c in BOOKKEEPING_COLUMNS if c not in columns]
-    if missing:
-        return f"it has no column {', '.join(missing)}"
-    if comment is not None and _owner(comment) is None:
-        return f"its comment is {comment!r}"
-    return None

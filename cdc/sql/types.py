@@ -18,7 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from cdc.core.decode import dumps
+from cdc.core.jsontext import dumps
 from cdc.core.numbers import canonical_number
 
 SEQUENCE_WIDTH = 40

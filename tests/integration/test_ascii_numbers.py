@@ -20,15 +20,9 @@ from hypothesis import strategies as st
 
 from cdc.config import load_settings
 from cdc.core.convert import ConversionError, converter, parse_type
-from cdc.core.decode import (
-    fast_number,
-    image_to_json,
-    image_to_plain,
-    parse_number,
-    to_plain,
-    to_python,
-)
+from cdc.core.decode import fast_number, image_to_plain, parse_number, to_plain, to_python
 from cdc.core.errors import ConfigError, DecodeError, MalformedRecord
+from cdc.core.jsontext import image_to_json
 from cdc.sources.dynamodb_streams.records import parse_record, sequence_of
 from tests.every_database import EVERY_DATABASE, Database, open_database
 from tests.factories import insert, record

@@ -24,7 +24,7 @@ from cdc.app.commands import backfill as backfill_command
 from cdc.app.progress import LineProgress
 from cdc.aws.clients import Clients, describe_table
 from cdc.aws.scans import RateLimiter
-from cdc.core.decode import loads
+from cdc.core.jsontext import loads
 from cdc.jobs.backfill import Backfill, BackfillError, BackfillOptions
 from cdc.jobs.replicate import Replicator
 from cdc.jobs.tail import Tail
@@ -514,6 +514,6 @@ def test_a_setup_mistake_in_the_segments_is_raised_once_for_the_cli(
     source = describe_table(client, "Orders")
     with pytest.raises(ClientError) as raised:
         Backfill(client, source, pg_engine, pg_settings, BackfillOptions(segments=4)).run()
-    from cdc.aws.clients import explain
+    from cdc.aws.errors import explain
 
     assert (explain(raised.value) or "").startswith("AWS denied Scan")

@@ -42,7 +42,7 @@ from sqlalchemy.engine import URL
 
 import cdc.handler
 from cdc.config import Settings, parse_database_url
-from cdc.core.decode import loads
+from cdc.core.jsontext import loads
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from tests.conftest import TestDatabase

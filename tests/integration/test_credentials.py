@@ -24,16 +24,9 @@ from cdc.aws.credentials import RdsTokens, SecretsManager
 from cdc.config import DatabaseOptions, Settings, load_settings
 from cdc.core.errors import ConfigError
 from cdc.jobs.replicate import Replicator
-from cdc.sql.credentials import (
-    Credentials,
-    DatabaseAccess,
-    TokenCache,
-    engine_options,
-    is_auth_failure,
-    parse_secret,
-    url_from_secret,
-)
+from cdc.sql.credentials import Credentials, DatabaseAccess, engine_options, is_auth_failure
 from cdc.sql.engines import make_engine
+from cdc.sql.secrets import TokenCache, parse_secret, url_from_secret
 from tests.factories import event, insert
 from tests.pgcluster import TempCluster, _find
 

@@ -72,7 +72,7 @@ def test_exact_numbers_survive_the_item_column(db):
     value = Decimal("1234567890.1234567890123456789012345678")
     db.replicator().process([insert({"Id": 1}, 1, {"n": value, "tiny": Decimal("1E-130")})])
     (row,) = db.rows("orders")
-    from cdc.core.decode import loads
+    from cdc.core.jsontext import loads
 
     item = loads(row["item"])
     assert item["n"] == value and item["tiny"] == Decimal("1E-130")

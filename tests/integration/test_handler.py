@@ -28,8 +28,8 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.pool import Pool
 
 import cdc.handler
-from cdc.core.decode import loads
 from cdc.core.errors import CdcError, ConfigError
+from cdc.core.jsontext import loads
 from cdc.jobs.replicate import Replicator
 from tests.factories import FakeContext, insert, modify, record
 from tests.settings_cases import Bad, Good, attribute, bad_cases, good_cases

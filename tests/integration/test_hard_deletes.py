@@ -23,7 +23,7 @@ from sqlalchemy import JSON, Engine, MetaData, Table, Text, cast, inspect, selec
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.config import Settings, load_settings, parse_database_url
-from cdc.core.decode import loads
+from cdc.core.jsontext import loads
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from tests.conftest import DATABASES

@@ -36,7 +36,7 @@ from cdc.aws.clients import Clients
 from cdc.aws.hydrate import BATCH_GET_LIMIT, Hydrator
 from cdc.config import Settings
 from cdc.core.deadline import Deadline
-from cdc.core.decode import loads
+from cdc.core.jsontext import loads
 from cdc.core.mapping import TableConfig, TableOptions
 from cdc.core.outcomes import Outcome
 from cdc.jobs.replicate import Replicator

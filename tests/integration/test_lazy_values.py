@@ -1,4 +1,4 @@
-"""Lazy values (cdc/sql/replicator.py `_Settling`, cdc/core/mapping.py
+"""Lazy values (cdc/sql/writer.py `Settling`, cdc/core/mapping.py
 `TableSpec.materialize`), against a real PostgreSQL and MariaDB/MySQL (the `db`
 fixture), and SQLite where it is cheap.
 

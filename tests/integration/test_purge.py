@@ -20,7 +20,7 @@ from sqlalchemy import Engine, MetaData, Table, text, update
 
 from cdc.app.cli import main
 from cdc.config import load_settings, parse_database_url
-from cdc.core.decode import loads
+from cdc.core.jsontext import loads
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from tests.conftest import servers

@@ -231,7 +231,8 @@ def test_nesting_deeper_than_dynamodb_allows_is_a_decode_dead_letter(
 
 def test_thirty_two_levels_decode() -> None:
     # GIVEN an item nested exactly 32 levels: DynamoDB allows it
-    from cdc.core.decode import dumps, image_to_json, image_to_plain
+    from cdc.core.decode import image_to_plain
+    from cdc.core.jsontext import dumps, image_to_json
 
     image = {"Id": {"N": "1"}, "deep": nested(32)}
     # THEN both decoders accept it and agree

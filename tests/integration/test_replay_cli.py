@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 
 import cdc.app.cli
-from cdc.core.decode import loads
+from cdc.core.jsontext import loads
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 DEVGUIDE = "tests/events/stream-sample-devguide.json"

@@ -24,7 +24,7 @@ from cdc.config import Settings, load_settings
 from cdc.core.errors import ConfigError
 from cdc.core.outcomes import Outcome
 from cdc.jobs.replicate import Replicator
-from cdc.sql.migrations import Capacity, capacity, holds
+from cdc.sql.drift import Capacity, capacity, holds
 from tests.factories import insert
 from tests.places import Place, place_fixture  # noqa: F401
 

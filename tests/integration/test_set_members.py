@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from cdc.config import load_settings
 from cdc.core.deadline import Deadline
-from cdc.core.decode import loads
+from cdc.core.jsontext import loads
 from tests.every_database import EVERY_DATABASE, Database, open_database
 from tests.factories import FakeContext, insert
 

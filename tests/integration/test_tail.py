@@ -22,7 +22,7 @@ from botocore.exceptions import (
 from sqlalchemy import select, text
 
 from cdc.app import cli
-from cdc.core.decode import loads
+from cdc.core.jsontext import loads
 from cdc.core.outcomes import BatchResult, Outcome
 from cdc.jobs.replicate import Replicator
 from cdc.jobs.tail import Tail

@@ -35,8 +35,8 @@ from sqlalchemy import Engine, MetaData, Table, Text, cast, inspect, select
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.config import Settings, load_settings, parse_database_url
-from cdc.core.decode import loads
 from cdc.core.errors import ConfigError
+from cdc.core.jsontext import loads
 from cdc.core.naming import snake
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine

@@ -16,9 +16,10 @@ from sqlalchemy import text
 from cdc.app import cli
 from cdc.app.commands import verify as verify_command
 from cdc.aws.clients import describe_table
+from cdc.core.compare import _in_sample, same
 from cdc.jobs.backfill import Backfill, BackfillOptions
 from cdc.jobs.replicate import Replicator
-from cdc.jobs.verify import Verifier, _in_sample, same
+from cdc.jobs.verify import Verifier
 from cdc.sources.snapshots import backfill_record
 
 REGION = "eu-central-1"

@@ -20,7 +20,8 @@ from botocore.exceptions import (
 )
 
 from cdc.aws import clients as aws
-from cdc.aws.clients import AwsErrorKind, classify, explain
+from cdc.aws import errors as aws_errors
+from cdc.aws.errors import AwsErrorKind, classify, explain
 
 ENDPOINT = "http://127.0.0.1:9"
 
@@ -49,7 +50,7 @@ NETWORK = [
 @pytest.mark.parametrize("error", NETWORK, ids=lambda e: type(e).__name__)
 def test_every_network_error_is_transient(error: Exception) -> None:
     assert classify(error) is AwsErrorKind.TRANSIENT
-    assert aws.is_transient(error) and aws.is_network(error)
+    assert aws_errors.is_transient(error) and aws_errors.is_network(error)
 
 
 @pytest.mark.parametrize(

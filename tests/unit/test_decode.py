@@ -14,12 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdc.core.decode import (
-    dumps,
-    dumps_bytes,
     find_nul,
-    image_to_json,
     image_to_plain,
-    loads,
     map_strings,
     parse_binary,
     parse_number,
@@ -27,6 +23,7 @@ from cdc.core.decode import (
     to_python,
 )
 from cdc.core.errors import DecodeError, RecordError
+from cdc.core.jsontext import dumps, dumps_bytes, image_to_json, loads
 
 DIGITS_38 = "12345678901234567890123456789012345678"
 DIGITS_39 = "123456789012345678901234567890123456789"

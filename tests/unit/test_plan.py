@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import MetaData
 
-from cdc.core.decode import loads
 from cdc.core.errors import RecordError
+from cdc.core.jsontext import loads
 from cdc.core.mapping import BOOKKEEPING_COLUMNS, ITEM, RowVersion, TableOptions, TableSpec
 from cdc.core.plan import TablePlan, plan
 from cdc.sources.dynamodb_streams.records import parse_record

@@ -13,8 +13,8 @@ from sqlalchemy import Engine, select, update
 
 from cdc.app.engines import engine_for
 from cdc.config import Settings
-from cdc.core.decode import dumps, loads
 from cdc.core.errors import CdcError
+from cdc.core.jsontext import dumps, loads
 from cdc.core.outcomes import Outcome
 from cdc.jobs.replicate import Replicator
 from cdc.sql.bookkeeping import tables

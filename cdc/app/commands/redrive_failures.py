@@ -81,6 +81,7 @@ class Outcome:
 def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None = None) -> int:
     from cdc.app.engines import engine_for
     from cdc.aws import clients as aws
+    from cdc.aws import errors as aws_errors
     from cdc.jobs.replicate import Replicator
 
     clients = clients or aws.Clients(args.region)
@@ -104,8 +105,8 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
                     quiet=not seen,
                 )
             except Exception as exc:
-                if aws.error_code(exc) in aws.NOT_FOUND_CODES:
-                    raise aws.AwsSetupError(
+                if aws_errors.error_code(exc) in aws_errors.NOT_FOUND_CODES:
+                    raise aws_errors.AwsSetupError(
                         f"SQS queue {args.queue_url} does not exist: check the queue URL "
                         "(the event source mapping's on-failure destination) and --region"
                     ) from None

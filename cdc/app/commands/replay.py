@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from cdc.config import Settings
-from cdc.core.decode import loads_event
 from cdc.core.errors import CdcError
+from cdc.core.jsontext import loads_event
 
 NAME = "replay"
 HELP = 'apply saved Lambda events ({"Records": [...]} files)'

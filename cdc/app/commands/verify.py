@@ -11,7 +11,7 @@ from cdc.config import Settings
 
 if TYPE_CHECKING:
     from cdc.aws.clients import Clients
-    from cdc.jobs.verify import VerifyReport
+    from cdc.core.compare import VerifyReport
 
 NAME = "verify"
 HELP = "compare the replica with the source table; exit 1 if they differ"
@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None = None) -> int:
     from cdc.app.engines import engine_for
     from cdc.aws import clients as aws
-    from cdc.core.decode import dumps
+    from cdc.core.jsontext import dumps
     from cdc.jobs.verify import Verifier
 
     name, arn_region = aws.table_name_and_region(args.table)

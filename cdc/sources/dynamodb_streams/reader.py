@@ -29,6 +29,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from cdc.aws import clients as aws
+from cdc.aws import errors as aws_errors
+from cdc.aws import wire as aws_wire
 from cdc.core.errors import CdcError
 
 if TYPE_CHECKING:
@@ -143,11 +145,11 @@ def lambda_record(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
     dynamodb = dict(raw.get("dynamodb") or {})
     created = dynamodb.get("ApproximateCreationDateTime")
     if isinstance(created, datetime):
-        dynamodb["ApproximateCreationDateTime"] = aws.epoch_seconds(created)
+        dynamodb["ApproximateCreationDateTime"] = aws_wire.epoch_seconds(created)
     for name in ("Keys", "NewImage", "OldImage"):
         image = dynamodb.get(name)
         if isinstance(image, Mapping):
-            dynamodb[name] = aws.image_to_wire(image)
+            dynamodb[name] = aws_wire.image_to_wire(image)
     record: dict[str, Any] = {
         key: raw[key]
         for key in ("eventID", "eventName", "eventVersion", "eventSource", "awsRegion")
@@ -201,7 +203,7 @@ class StreamReader:
                 **kwargs,
             )
         except Exception as exc:
-            code = aws.error_code(exc)
+            code = aws_errors.error_code(exc)
             if code == "ExpiredIteratorException":
                 raise IteratorExpired(str(exc)) from exc
             if code == "TrimmedDataAccessException":

@@ -161,7 +161,7 @@ class UpgradeNeeded(Exception):
 # any open transaction on the table): busy, the batch fails and is retried, rather than
 # queueing every writer of the table behind it.
 UPGRADE_LOCK_WAIT_S = 5
-SOURCE_COMMENT = "cdc replica of DynamoDB table "  # cdc.apply.source_comment's prefix
+SOURCE_COMMENT = "cdc replica of DynamoDB table "  # cdc.sql.replica_tables.source_comment's prefix
 
 _COLUMNS = text(
     "SELECT c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_MAXIMUM_LENGTH, c.COLLATION_NAME,"
@@ -258,7 +258,8 @@ def _word(name: str) -> str:
 
 def owned_tables(conn: Connection, schema: str | None) -> list[str]:
     """The tables of `schema` (default: the connection's database) that cdc created:
-    replica tables carry their source table in their comment (cdc.apply.source_comment)."""
+    replica tables carry their source table in their comment
+    (cdc.sql.replica_tables.source_comment)."""
     prefix = SOURCE_COMMENT + "%"  # no LIKE wildcards in it
     return [row[0] for row in conn.execute(_OWNED_TABLES, {"schema": schema, "prefix": prefix})]
 

@@ -2,7 +2,7 @@
 
 A dialect builds SQLAlchemy Core statements (the guarded upsert, the merge of a
 bookkeeping row) and knows its identifier limit and column types. It holds no
-connection: `cdc.apply` executes what it builds.
+connection: the replicator (cdc/sql/writer.py) executes what it builds.
 """
 
 from __future__ import annotations

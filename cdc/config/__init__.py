@@ -11,47 +11,69 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from cdc.core.convert import TIME_FORMATS, parse_type
+from cdc.config.mapping_file import _expect, _options, _read_toml, _table
+from cdc.config.names import (
+    CONFIG as CONFIG,
+)
+from cdc.config.names import (
+    DATABASE_URL as DATABASE_URL,
+)
+from cdc.config.names import (
+    DISABLE_PREPARED as DISABLE_PREPARED,
+)
+from cdc.config.names import (
+    HOST as HOST,
+)
+from cdc.config.names import (
+    IAM_AUTH as IAM_AUTH,
+)
+from cdc.config.names import (
+    LOG_LEVEL as LOG_LEVEL,
+)
+from cdc.config.names import (
+    METRICS as METRICS,
+)
+from cdc.config.names import (
+    METRICS_NAMESPACE as METRICS_NAMESPACE,
+)
+from cdc.config.names import (
+    NAME as NAME,
+)
+from cdc.config.names import (
+    PORT as PORT,
+)
+from cdc.config.names import (
+    SCHEMA as SCHEMA,
+)
+from cdc.config.names import (
+    SECRET_ARN as SECRET_ARN,
+)
+from cdc.config.names import (
+    SERVICE_NAME as SERVICE_NAME,
+)
+from cdc.config.names import (
+    SSLMODE as SSLMODE,
+)
+from cdc.config.names import (
+    SSLROOTCERT as SSLROOTCERT,
+)
 from cdc.core.errors import ConfigError
 from cdc.core.mapping import (
-    ColumnConfig,
-    Deletes,
-    NulPolicy,
     TableConfig,
     TableOptions,
-    TtlDeletes,
-    Unmapped,
 )
 from cdc.core.naming import fit, snake
 
 DEFAULT_CLI_URL = "sqlite:///cdc.db"
 
-# The environment variables, as the README's Configuration table lists them.
-DATABASE_URL = "CDC_DATABASE_URL"
-SECRET_ARN = "CDC_DATABASE_SECRET_ARN"  # noqa: S105 (a variable name)
-IAM_AUTH = "CDC_DATABASE_IAM_AUTH"
-SSLMODE = "CDC_DATABASE_SSLMODE"
-SSLROOTCERT = "CDC_DATABASE_SSLROOTCERT"
-DISABLE_PREPARED = "CDC_DATABASE_DISABLE_PREPARED"
-HOST = "CDC_DATABASE_HOST"
-PORT = "CDC_DATABASE_PORT"
-NAME = "CDC_DATABASE_NAME"
-SCHEMA = "CDC_SCHEMA"
-CONFIG = "CDC_CONFIG"
-LOG_LEVEL = "CDC_LOG_LEVEL"
-METRICS = "CDC_METRICS"
-METRICS_NAMESPACE = "CDC_METRICS_NAMESPACE"
-# The `service` of the handler's log line, named as Powertools' Logger names it.
-SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -72,18 +94,6 @@ _DRIVER_DEFAULTS = {
     "mariadb": "mariadb+pymysql",
 }
 _SUPPORTED_BACKENDS = ("postgresql", "sqlite", "mysql", "mariadb")
-
-_TOP_LEVEL_KEYS = {"database_url", "schema", "migrations", "defaults", "tables"}
-_OPTION_CHOICES: dict[str, tuple[str, ...]] = {
-    "deletes": get_args(Deletes),
-    "ttl_deletes": get_args(TtlDeletes),
-    "nul": get_args(NulPolicy),
-}
-_OPTION_KEYS = {f.name for f in fields(TableOptions)}
-_TABLE_KEYS = _OPTION_KEYS | {"table", "schema", "keys", "columns", "unmapped"}
-_COLUMN_KEYS = {"type", "column", "required", "format"}
-# Types a primary key column can have on every supported database.
-_KEY_KINDS = {"text", "numeric", "bigint", "integer", "smallint", "bytea", "date", "timestamptz"}
 
 
 @dataclass(frozen=True)
@@ -367,161 +377,3 @@ def check_database_options(options: DatabaseOptions, backend: str) -> None:
     for name, value in ((SSLMODE, options.sslmode), (SSLROOTCERT, options.sslrootcert)):
         if value is not None:
             raise ConfigError(f"{name} does not apply to {backend}")
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            values = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{CONFIG} names {path}, which does not exist") from None
-    except OSError as exc:  # a directory, no permission
-        raise ConfigError(f"{CONFIG} names {path}, which cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{CONFIG} file {path} is not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:  # TOML is UTF-8
-        raise ConfigError(
-            f"{CONFIG} file {path} is not valid TOML: not UTF-8 at byte {exc.start}"
-        ) from None
-    unknown = set(values) - _TOP_LEVEL_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_TOP_LEVEL_KEYS))}"
-        )
-    return values
-
-
-def _expect(value: Any, kind: type, path: Path | None, key: str) -> Any:
-    if not isinstance(value, kind):
-        raise ConfigError(f"{path}: {key} must be a {kind.__name__}, got {value!r}")
-    return value
-
-
-def _table(source: str, raw: Any, defaults: TableOptions, path: Path | None) -> TableConfig:
-    where = f"tables.{source}"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: [{where}] must be a table of settings")
-    unknown = set(raw) - _TABLE_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{path}: [{where}] has unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_TABLE_KEYS))}"
-        )
-    options = _options({k: v for k, v in raw.items() if k in _OPTION_KEYS}, defaults, path, where)
-    table = raw.get("table")
-    schema = raw.get("schema")
-    for key, value in (("table", table), ("schema", schema)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(f"{path}: [{where}] {key} must be a non-empty string, got {value!r}")
-    unmapped = raw.get("unmapped", "extra")
-    if unmapped not in ("extra", "drop"):
-        raise ConfigError(f"{path}: [{where}] unmapped = {unmapped!r}; expected 'extra' or 'drop'")
-    keys = raw.get("keys", [])
-    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
-        raise ConfigError(f"{path}: [{where}] keys must be a list of attribute names, got {keys!r}")
-    if len(set(keys)) != len(keys):
-        raise ConfigError(f"{path}: [{where}] keys lists an attribute twice: {keys!r}")
-    raw_columns = raw.get("columns", {})
-    if not isinstance(raw_columns, dict):
-        raise ConfigError(f"{path}: [{where}.columns] must be a table of attribute = type")
-    columns = tuple(_column(attr, spec, path, where) for attr, spec in raw_columns.items())
-    if columns and not keys:
-        raise ConfigError(
-            f"{path}: [{where}] has columns but no keys; list the key attributes in `keys`"
-        )
-    if keys and not columns:
-        raise ConfigError(
-            f"{path}: [{where}] has keys but no columns; declare each key attribute's "
-            f"type in [{where}.columns]"
-        )
-    by_attribute = {c.attribute: c for c in columns}
-    for key in keys:
-        column = by_attribute.get(key)
-        if column is None:
-            raise ConfigError(f"{path}: [{where}] key {key!r} is not declared in [{where}.columns]")
-        if column.type.kind not in _KEY_KINDS:
-            raise ConfigError(
-                f"{path}: [{where}.columns] {key} is a key and cannot be {column.type}; "
-                f"key columns can be {', '.join(sorted(_KEY_KINDS))}"
-            )
-        if "." in key:
-            raise ConfigError(f"{path}: [{where}] key {key!r} must be a top-level attribute")
-    unmapped_value: Unmapped = unmapped
-    return TableConfig(
-        source=source,
-        options=options,
-        table=table,
-        schema=schema,
-        keys=tuple(keys),
-        columns=tuple(
-            ColumnConfig(
-                c.attribute, c.column, c.type, c.required or c.attribute in keys, c.time_format
-            )
-            for c in columns
-        ),
-        unmapped=unmapped_value,
-    )
-
-
-def _column(attribute: str, spec: Any, path: Path | None, where: str) -> ColumnConfig:
-    here = f"{path}: [{where}.columns] {attribute}"
-    if isinstance(spec, str):
-        spec = {"type": spec}
-    if not isinstance(spec, dict):
-        raise ConfigError(
-            f'{here} must be a type ("numeric(12,2)") or an inline table {{ type = ... }}'
-        )
-    unknown = set(spec) - _COLUMN_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{here} has unknown key(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_COLUMN_KEYS))}"
-        )
-    if "type" not in spec:
-        raise ConfigError(f"{here} has no type")
-    try:
-        ctype = parse_type(str(spec["type"]))
-    except ValueError as exc:
-        raise ConfigError(f"{here}: {exc}") from None
-    column = spec.get("column", snake(attribute))
-    if not isinstance(column, str) or not column:
-        raise ConfigError(f"{here}: column must be a non-empty string")
-    required = spec.get("required", False)
-    if not isinstance(required, bool):
-        raise ConfigError(f"{here}: required must be true or false")
-    time_format = spec.get("format", "auto")
-    if time_format not in TIME_FORMATS:
-        raise ConfigError(
-            f"{here}: format = {time_format!r}; expected one of {', '.join(TIME_FORMATS)}"
-        )
-    if time_format != "auto" and ctype.kind != "timestamptz":
-        raise ConfigError(f"{here}: format only applies to timestamptz columns")
-    if any(not part for part in attribute.split(".")):
-        raise ConfigError(f"{here}: not an attribute path (Name or Parent.Child)")
-    return ColumnConfig(attribute, column, ctype, required, time_format)
-
-
-def _options(raw: Any, base: TableOptions, path: Path | None, where: str) -> TableOptions:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: [{where}] must be a table of options")
-    unknown = set(raw) - _OPTION_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{path}: [{where}] has unknown option(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_OPTION_KEYS))}"
-        )
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        choices = _OPTION_CHOICES.get(key)
-        if choices is not None and value not in choices:
-            raise ConfigError(
-                f"{path}: [{where}] {key} = {value!r}; "
-                f"expected one of {', '.join(map(repr, choices))}"
-            )
-        if choices is None and not isinstance(value, bool):
-            raise ConfigError(f"{path}: [{where}] {key} must be true or false, got {value!r}")
-        values[key] = value
-    current = {f.name: getattr(base, f.name) for f in fields(TableOptions)}
-    current.update(values)
-    return TableOptions(**current)

@@ -1,0 +1,163 @@
+"""Plain JSON text: the document fast path (AttributeValues straight to JSON text,
+byte for byte what the careful path gives), and encoding and parsing with exact numbers."""
+
+from __future__ import annotations
+
+import base64
+import re
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from cdc.core.decode import MAX_DEPTH, MAX_DIGITS, _Invalid, image_to_plain, parse_number
+from cdc.core.errors import DecodeError
+
+# --- the document fast path: AttributeValues straight to JSON text -------------------
+# Document mode only needs the item's JSON text, so numbers need not become Decimals:
+# a number whose text is already what `str(Decimal(text))` gives goes into the JSON as
+# that text (an orjson Fragment), with no Decimal and no encoder callback. orjson itself
+# rejects lone surrogates in strings and names, so strings are not checked here. The
+# output is byte-for-byte what `dumps(image_to_plain(image))` gives; anything else
+# (sets, binary, exponents, leading zeros, bad shapes) takes the careful path.
+
+# Numbers whose text is their canonical Decimal text: no exponent, no leading zeros,
+# and no "0.000000…" (Decimal writes an adjusted exponent below -6 as 1E-7).
+_CANONICAL_NUMBER = re.compile(r"-?(?:[1-9][0-9]*(?:\.[0-9]+)?|0(?:\.(?!0{6})[0-9]+)?)")
+
+
+_canonical_number = _CANONICAL_NUMBER.fullmatch
+
+
+_Fragment = orjson.Fragment
+
+
+def _json_number(text: Any) -> Any:
+    return _Fragment(str(parse_number(text, "")))  # not canonical text: via Decimal
+
+
+def _json_map(image: dict[str, Any], depth: int) -> dict[str, Any]:
+    # The common types inline: a call per value is a third of the cost. `depth`: the
+    # map's nesting level (an item: 0), as in the careful decoder.
+    out: dict[str, Any] = {}
+    for name, av in image.items():
+        if type(av) is not dict:
+            raise _Invalid
+        (tag,) = av  # ValueError unless exactly one type descriptor
+        payload = av[tag]
+        if tag == "S" and type(payload) is str:
+            out[name] = payload
+        elif (
+            tag == "N"
+            and type(payload) is str
+            # Within 38 characters and without an exponent a number is always within
+            # DynamoDB's precision and range.
+            and len(payload) <= MAX_DIGITS
+            and _canonical_number(payload)
+        ):
+            out[name] = _Fragment(payload)
+        elif tag == "M" and type(payload) is dict and depth < MAX_DEPTH:
+            out[name] = _json_map(payload, depth + 1)
+        else:
+            out[name] = _json_value(tag, payload, depth)
+    return out
+
+
+def _json_list(values: list[Any], depth: int) -> list[Any]:
+    out: list[Any] = []
+    for av in values:
+        if type(av) is not dict:
+            raise _Invalid
+        (tag,) = av
+        payload = av[tag]
+        if tag == "S" and type(payload) is str:
+            out.append(payload)
+        elif (
+            tag == "N"
+            and type(payload) is str
+            and len(payload) <= MAX_DIGITS
+            and _canonical_number(payload)
+        ):
+            out.append(_Fragment(payload))
+        else:
+            out.append(_json_value(tag, payload, depth))
+    return out
+
+
+def _json_value(tag: str, payload: Any, depth: int) -> Any:
+    if tag == "M":
+        if type(payload) is dict and depth < MAX_DEPTH:
+            return _json_map(payload, depth + 1)
+    elif tag == "L":
+        if type(payload) is list and depth < MAX_DEPTH:
+            return _json_list(payload, depth + 1)
+    elif tag == "BOOL":
+        if type(payload) is bool:
+            return payload
+    elif tag == "NULL":
+        if payload is True:
+            return None
+    elif tag == "N":
+        return _json_number(payload)
+    raise _Invalid  # B, SS, NS, BS and anything odd: the careful decoder handles them
+
+
+def image_to_json(image: Any, path: str) -> str:
+    """A whole item (NewImage/OldImage) → its plain-JSON text: `dumps(image_to_plain(
+    image, path))`, faster, for when only the text is wanted (document mode)."""
+    if type(image) is dict:
+        try:
+            return orjson.dumps(_json_map(image, 0)).decode("utf-8")
+        except (_Invalid, DecodeError, ValueError, TypeError):
+            # TypeError: orjson refusing a lone surrogate; ValueError: unpacking
+            pass  # the careful decoder below says exactly what is wrong, or handles it
+    return dumps(image_to_plain(image, path))
+
+
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # Decimal's str is exact and always valid JSON (NaN/Infinity never get here).
+        return orjson.Fragment(str(value))
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as plain JSON")
+
+
+def dumps(value: Any) -> str:
+    """Encode plain values as compact JSON text, numbers exact."""
+    return orjson.dumps(value, default=_encode_default).decode("utf-8")
+
+
+def dumps_bytes(value: Any) -> bytes:
+    return orjson.dumps(value, default=_encode_default)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON text with exact numbers (Decimal), the inverse of `dumps`."""
+    import json
+
+    return json.loads(text, parse_float=Decimal, parse_int=Decimal)
+
+
+class JsonFloat(float):
+    """A float parsed from JSON text that remembers the text (`1e400`, `1.10`), so a
+    record written back into a dead letter keeps every number as delivered: a float
+    cannot tell `1.10` from `1.1`, and `1e400` is infinite. It is a float everywhere
+    else, so the rest of cdc reads the record as Lambda's runtime would parse it."""
+
+    json_text: str
+
+    def __new__(cls, text: str) -> JsonFloat:
+        value = super().__new__(cls, text)
+        value.json_text = text
+        return value
+
+
+def loads_event(text: str) -> Any:
+    """Parse an event as Lambda's Python runtime does (`json.loads`), each non-integer
+    number (and NaN, Infinity) a `JsonFloat` keeping its text. Integers are exact."""
+    import json
+
+    return json.loads(text, parse_float=JsonFloat, parse_constant=JsonFloat)

@@ -1,0 +1,183 @@
+"""Replica tables in the database: created on first sight, checked to be cdc's replica
+of their source table (its comment), with the key the records carry and columns that
+can hold what the mapping promises; brought up to date on first use (MySQL)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, inspect
+
+from cdc.config import Settings
+from cdc.core.mapping import BOOKKEEPING_COLUMNS, is_reserved_table
+from cdc.sql.backends.base import Dialect
+from cdc.sql.drift import column_problems
+from cdc.sql.replica import ReplicaSpec
+
+log = logging.getLogger("cdc")
+
+
+@dataclass(frozen=True)
+class TableProblem:
+    """Why a table's records cannot be written: dead-lettered (a problem of those
+    records' source: a name collision, a key that differs), or, `report`, reported for
+    redelivery (a configuration problem a person fixes: the database differs from the
+    mapping)."""
+
+    kind: str
+    message: str
+    report: bool = False
+
+
+class ReplicaTables:
+    """What one process knows of the replica tables of one database: the tables found
+    fine, which are not looked at again until `forget`."""
+
+    def __init__(self, engine: Engine, dialect: Dialect, settings: Settings) -> None:
+        self.engine = engine
+        self.dialect = dialect
+        self.settings = settings
+        self._ready: set[str] = set()
+
+    def ensure(self, spec: ReplicaSpec) -> TableProblem | None:
+        """Create the replica table on first sight; check that an existing one is cdc's
+        replica of this source table, has the key the records carry, and that its live
+        columns can hold what the mapping promises (README, Replica tables). Reflected
+        once per table and process: a table found fine is not looked at again until an
+        error makes the replicator forget what it knows."""
+        name = spec.qualified_name
+        if name in self._ready:
+            return None
+        table = spec.table
+        if is_reserved_table(table.name):
+            return TableProblem(
+                "name_collision",
+                f"source table {spec.source_table!r} maps to replica table {name!r}, a name "
+                "cdc reserves for its bookkeeping tables (cdc_*, alembic_version); set "
+                f"`table` for {spec.source_table!r} in the mapping",
+            )
+        with self.engine.begin() as conn:
+            inspector = inspect(conn)
+            # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the
+            # database, which a least-privilege role does not have.
+            if (
+                table.schema is not None
+                and self.dialect.supports_schemas
+                and not inspector.has_schema(table.schema)
+            ):
+                self.dialect.ensure_schema(conn, table.schema)
+                inspector = inspect(conn)
+            exists = inspector.has_table(table.name, schema=table.schema)
+            if not exists and not spec.options.auto_create:
+                return TableProblem(
+                    "table_missing",
+                    f"replica table {name!r} does not exist and auto_create is off for "
+                    f"{spec.source_table!r}; run `cdc migrate`",
+                )
+            if not exists:
+                table.comment = source_comment(spec.source_table)
+            if not exists:
+                try:
+                    with conn.begin_nested():
+                        table.create(conn, checkfirst=True)
+                except Exception:
+                    # Another invocation may have created it at the same moment.
+                    if not inspect(conn).has_table(table.name, schema=table.schema):
+                        raise
+                inspector = inspect(conn)
+            key = inspector.get_pk_constraint(table.name, schema=table.schema)
+            actual = list(key.get("constrained_columns") or [])
+            comment = _comment_of(inspector, table.name, table.schema)
+            live = inspector.get_columns(table.name, schema=table.schema)
+            problems = column_problems(table, live, conn.dialect)
+        owner = _owner(comment)
+        if owner is not None and owner != spec.source_table:
+            return TableProblem(
+                "name_collision",
+                f"source table {spec.source_table!r} maps to replica table {name!r}, which "
+                f"already replicates {owner!r}; set `table` for one of them in the mapping",
+            )
+        foreign = _not_cdcs(comment, {c["name"] for c in live})
+        if foreign is not None:
+            return TableProblem(
+                "name_collision",
+                f"source table {spec.source_table!r} maps to replica table {name!r}, but "
+                f"the existing table {name!r} is not a cdc replica ({foreign}); set `table` "
+                f"for {spec.source_table!r} in the mapping, or rename the existing table",
+            )
+        if sorted(actual) != sorted(spec.key_names):
+            return TableProblem(
+                "table_mismatch",
+                f"replica table {name!r} has primary key ({', '.join(actual)}) but records "
+                f"of {spec.source_table!r} carry keys ({', '.join(spec.key_names)})",
+            )
+        if problems:
+            config = self.settings.tables.get(spec.source_table)
+            typed = config is not None and config.typed
+            return TableProblem(
+                "schema_drift" if typed else "table_mismatch",
+                f"replica table {name!r} cannot hold what the mapping promises for "
+                f"{spec.source_table!r}: {'; '.join(problems)}. Nothing is written to it, "
+                "never rounded or cut: "
+                + (
+                    'write a revision with `cdc revision -m "..."` and run `cdc migrate`'
+                    if typed
+                    else "the table does not have the columns of a document-mode replica"
+                ),
+                report=typed,
+            )
+        self._upgrade(spec)
+        self._ready.add(name)
+        return None
+
+    def _upgrade(self, spec: ReplicaSpec) -> None:
+        """A replica table an earlier cdc made is brought up to date on first use (MySQL:
+        exact key comparison, no JSON nesting limit; README "Databases")."""
+        if not self.dialect.upgrades_tables:
+            return
+        with self.engine.begin() as conn:
+            changed = self.dialect.upgrade_table(conn, spec.table)
+        if changed:
+            log.warning("upgraded replica table %s: %s", spec.qualified_name, "; ".join(changed))
+
+    def forget(self) -> None:
+        self._ready.clear()
+
+
+SOURCE_COMMENT = "cdc replica of DynamoDB table "
+
+
+def source_comment(source_table: str) -> str:
+    """The table comment that records which source table a replica table belongs to,
+    so two source names that land on one table are caught across processes too."""
+    return SOURCE_COMMENT + source_table
+
+
+def _comment_of(inspector: Any, name: str, schema: str | None) -> str | None:
+    try:
+        comment = inspector.get_table_comment(name, schema=schema).get("text")
+    except NotImplementedError:  # SQLite keeps no comments
+        return None
+    return comment if isinstance(comment, str) and comment else None
+
+
+def _owner(comment: str | None) -> str | None:
+    """The source table a replica's comment names (see `source_comment`)."""
+    if comment is not None and comment.startswith(SOURCE_COMMENT):
+        return comment[len(SOURCE_COMMENT) :]
+    return None
+
+
+def _not_cdcs(comment: str | None, columns: set[str]) -> str | None:
+    """Why an existing table is not a cdc replica, or None if it is one. cdc's replicas
+    carry its `_cdc_` columns, and its source comment where the database keeps
+    comments; a table without a comment but with cdc's columns is adopted (a replica
+    made by a hand-written revision)."""
+    missing = [c for c in BOOKKEEPING_COLUMNS if c not in columns]
+    if missing:
+        return f"it has no column {', '.join(missing)}"
+    if comment is not None and _owner(comment) is None:
+        return f"its comment is {comment!r}"
+    return None
