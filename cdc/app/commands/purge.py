@@ -55,11 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from sqlalchemy import MetaData, Table, delete, func, inspect, select
-
     from cdc.app.engines import engine_for
-    from cdc.core.mapping import APPLIED_AT, DELETED, SEQ
-    from cdc.sql.bookkeeping import tables
+    from cdc.jobs.purge import purge
     from cdc.sql.migrations import ensure_bookkeeping
 
     older_than: Duration = args.older_than
@@ -71,33 +68,16 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     engine = engine_for(settings)
     ensure_bookkeeping(engine, settings.schema)
     cutoff = datetime.now(UTC) - older_than.value
-    tombstones = tables(settings.schema)["cdc_tombstones"]
     verb = "would delete" if args.dry_run else "deleted"
-    with engine.begin() as conn:
-        old = tombstones.c.deleted_at < cutoff
-        if args.dry_run:
-            count = conn.execute(
-                select(func.count()).select_from(tombstones).where(old)
-            ).scalar_one()
-        else:
-            count = conn.execute(delete(tombstones).where(old)).rowcount
-        print(f"{verb} {count} tombstones older than {cutoff:%Y-%m-%d %H:%M:%S} UTC")
-        if not args.soft_deleted:
-            return 0
-        # Every replica table carries the cdc bookkeeping columns: find them by that.
-        inspector = inspect(conn)
-        metadata = MetaData()
-        for name in sorted(inspector.get_table_names(schema=settings.schema)):
-            columns = {c["name"] for c in inspector.get_columns(name, schema=settings.schema)}
-            if not {SEQ, DELETED, APPLIED_AT} <= columns:
-                continue
-            table = Table(name, metadata, autoload_with=conn, schema=settings.schema)
-            condition = (table.c[DELETED].is_(True)) & (table.c[APPLIED_AT] < cutoff)
-            if args.dry_run:
-                count = conn.execute(
-                    select(func.count()).select_from(table).where(condition)
-                ).scalar_one()
-            else:
-                count = conn.execute(delete(table).where(condition)).rowcount
-            print(f"{verb} {count} soft-deleted rows from {table.fullname}")
+    purge(
+        engine,
+        settings.schema,
+        cutoff,
+        soft_deleted=args.soft_deleted,
+        dry_run=args.dry_run,
+        on_tombstones=lambda count: print(
+            f"{verb} {count} tombstones older than {cutoff:%Y-%m-%d %H:%M:%S} UTC"
+        ),
+        on_table=lambda name, count: print(f"{verb} {count} soft-deleted rows from {name}"),
+    )
     return 0
