@@ -353,7 +353,11 @@ _OWNERS: tuple[tuple[Callable[[str, str], bool], str], ...] = (
     (lambda f, n: "/cdc/dialects/" in f, "cdc statement building (cdc/dialects)"),
     (lambda f, n: "/cdc/" in f, "cdc apply/handler/bookkeeping"),
     (lambda f, n: "orjson" in n, "JSON encode (orjson.dumps)"),
-    (lambda f, n: "/sqlalchemy/sql/" in f, "SQLAlchemy statement build + compile"),
+    (
+        lambda f, n: "/sqlalchemy/sql/compiler.py" in f or "/sqlalchemy/sql/crud.py" in f,
+        "SQLAlchemy compile (sql/compiler.py, crud.py)",
+    ),
+    (lambda f, n: "/sqlalchemy/sql/" in f, "SQLAlchemy statement build, coercion, cache keys"),
     (lambda f, n: "/sqlalchemy/" in f, "SQLAlchemy engine/pool/types"),
     (
         lambda f, n: ("/psycopg/connection.py" in f and n == "wait") or "/psycopg/waiting.py" in f,
@@ -362,6 +366,8 @@ _OWNERS: tuple[tuple[Callable[[str, str], bool], str], ...] = (
     (lambda f, n: "/psycopg/types/array.py" in f, "psycopg array adaptation"),
     (lambda f, n: "/psycopg/_copy" in f or "/psycopg/copy.py" in f, "psycopg COPY (rows, send)"),
     (lambda f, n: "/psycopg/" in f or "psycopg" in n, "psycopg other (adaptation, protocol)"),
+    (lambda f, n: "/pymysql/" in f, "pymysql: escaping, protocol, waiting on the server"),
+    (lambda f, n: "sqlite3." in n, "sqlite3: the database's own work (execute, commit)"),
     (lambda f, n: "/tenacity/" in f, "tenacity"),
     (lambda f, n: "/bench/" in f, "bench harness"),
 )
