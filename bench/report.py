@@ -81,6 +81,7 @@ class Results:
     command: str
     mode: str
     repeats: int
+    large_repeats: int
     sizes: list[int]
     machine: dict[str, str]
     breakdown_batches: int = 0
@@ -447,9 +448,10 @@ def render(r: Results) -> str:
         f"load average (1 min): {m['load_at_start']} at the start, "
         f"{m.get('load_at_end', '?')} at the end (other work on the machine skews the figures)",
         "batches: half INSERTs of new keys, half MODIFYs of existing keys, guarded by sequence; "
-        f"{r.repeats} timed runs per size",
-        "  after a warm-up batch; sizes and contenders interleaved (rotating order); each "
-        "contender writes a table of its own",
+        f"{r.repeats} timed runs per size ({r.large_repeats} at 10,000+)",
+        "  after a warm-up batch; all contenders of all databases in one lockstep (rotating "
+        "order) on the same batches,",
+        "  each writing a table of its own",
     ]
     targets: list[Target] = []
     throughput(r, out, targets)

@@ -71,11 +71,18 @@ class Mode:
     breakdown_batches: int
     peer_max_size: int  # the per-record peer is slow: the largest size it runs at
     memory_sizes: tuple[int, ...]
+    large_repeats: int | None = None  # timed runs at 10,000 records and more, if fewer
+
+    def repeats_at(self, size: int) -> int:
+        if size >= LARGE and self.large_repeats is not None:
+            return min(self.repeats, self.large_repeats)
+        return self.repeats
 
 
+LARGE = 10_000
 MODES = {
-    "full": Mode("full", (100, 1_000, 10_000), 7, 9, 40, 15, 5, 10_000, (1_000, 10_000)),
-    "quick": Mode("quick", (100, 1_000, 10_000), 3, 5, 10, 5, 2, 1_000, (1_000,)),
+    "full": Mode("full", (100, 1_000, 10_000), 7, 9, 40, 15, 5, 10_000, (1_000, 10_000), 5),
+    "quick": Mode("quick", (100, 1_000, 10_000), 3, 5, 10, 5, 2, 1_000, (1_000,), 2),
     "smoke": Mode("smoke", (20, 100), 1, 1, 2, 1, 1, 100, (100,)),
 }
 PROFILE_SIZE = 1_000  # the profile's batch size (the nearest one the mode has)
@@ -149,6 +156,8 @@ class Contender:
     rtt_ms: float | None = None  # through the latency proxy at this RTT; None: direct
     max_size: int | None = None  # runs only at sizes up to this
     compare_with: tuple[str, str] | None = None  # the cdc table its final state must match
+    counter: Counter | None = None  # round trips so far (None: not counted)
+    set_rtt: Callable[[float], None] | None = None  # the proxy's delay, set before its turn
 
     def runs_at(self, size: int) -> bool:
         return self.max_size is None or size <= self.max_size
@@ -156,7 +165,7 @@ class Contender:
 
 @dataclass
 class Phase:
-    """One database (and workload, and network) with its contenders; see `phases`."""
+    """One database (and network) with its contenders; see `phases`."""
 
     key: str
     title: str
@@ -165,53 +174,63 @@ class Phase:
     rtts: tuple[float | None, ...] = (None,)
     peers: bool = False
     naive: bool = False
-    count_round_trips: Callable[[], tuple[Counter, Callable[[], None]]] | None = None
+    counter: Counter | None = None
     set_rtt: Callable[[float], None] | None = None
     floor_label: str = "floor"
     notes: list[str] = field(default_factory=list)
+    contenders: list[Contender] = field(default_factory=list)
+    result: PhaseResult | None = None
 
 
 def lockstep(
-    contenders: Sequence[Contender],
-    workloads: Sequence[Workload],
-    repeats: int,
-    set_rtt: Callable[[float], None] | None,
-    counter: Counter | None,
-) -> list[Cell]:
-    """Every contender applies batch 0 of every size (warm-up, not timed), then
-    batches 1…repeats, in lockstep: run r of every size and contender before run r+1,
-    contenders in a rotating order (ABAB…, then BABA…), so drifting machine load and
-    table growth hit them all alike. `gc.collect()` before each, outside the clock."""
-    cells = {
-        (c.name, c.rtt_ms, w.size): Cell(c.name, c.rtt_ms, w.size, [], [])
-        for w in workloads
-        for c in contenders
-        if c.runs_at(w.size)
-    }
-    for run in range(repeats + 1):
+    contenders: Sequence[Contender], workloads: Sequence[Workload], repeats: Callable[[int], int]
+) -> dict[int, list[Cell]]:
+    """Every contender (of every database) applies batch 0 of every size (warm-up, not
+    timed), then batches 1…repeats, in lockstep: run r of every size and contender
+    before run r+1, contenders in a rotating order (ABCD…, BCDA…), so drifting machine
+    load and table growth hit them all alike; each batch is made once and applied by
+    all. `gc.collect()` before each, outside the clock. `repeats(size)`: timed runs at
+    that size. Returns id(contender) → cells."""
+    cells: dict[int, list[Cell]] = {id(c): [] for c in contenders}
+    runs = max(repeats(w.size) for w in workloads)
+    for run in range(runs + 1):
         for workload in workloads:
+            if run > repeats(workload.size):
+                continue
             batch = workload.batch(run)
             active = [c for c in contenders if c.runs_at(workload.size)]
             shift = run % len(active)
             for contender in [*active[shift:], *active[:shift]]:
-                prepared = contender.method.prepare(batch)
-                if set_rtt is not None and contender.rtt_ms is not None:
-                    set_rtt(contender.rtt_ms)
-                gc.collect()
-                before = counter() if counter else 0
-                started = time.perf_counter()
-                own = contender.method.apply(prepared)
-                elapsed = time.perf_counter() - started
-                trips = (counter() - before) if counter else None
-                del prepared
-                if run > 0:
-                    cell = cells[(contender.name, contender.rtt_ms, workload.size)]
-                    cell.seconds.append(own if own is not None else elapsed)
-                    if trips is not None:
-                        cell.round_trips.append(trips)
+                seconds, trips = timed_apply(contender, batch)
+                if run == 0:
+                    continue
+                mine = cells[id(contender)]
+                cell = next((c for c in mine if c.size == workload.size), None)
+                if cell is None:
+                    cell = Cell(contender.name, contender.rtt_ms, workload.size, [], [])
+                    mine.append(cell)
+                cell.seconds.append(seconds)
+                if trips is not None:
+                    cell.round_trips.append(trips)
             del batch
-        progress(f"    run {run}/{repeats} done" + (" (warm-up)" if run == 0 else ""))
-    return list(cells.values())
+        progress(f"  run {run}/{runs} done" + (" (warm-up)" if run == 0 else ""))
+    return cells
+
+
+def timed_apply(contender: Contender, batch: list[dict[str, Any]]) -> tuple[float, int | None]:
+    """(seconds, round trips) of one batch; what is not the contender's work (preparing
+    its input, setting the proxy's delay, collecting garbage) happens before the clock."""
+    prepared = contender.method.prepare(batch)
+    if contender.set_rtt is not None and contender.rtt_ms is not None:
+        contender.set_rtt(contender.rtt_ms)
+    gc.collect()
+    counter = contender.counter
+    before = counter() if counter else 0
+    started = time.perf_counter()
+    own = contender.method.apply(prepared)
+    elapsed = time.perf_counter() - started
+    trips = (counter() - before) if counter else None
+    return (own if own is not None else elapsed), trips
 
 
 class Run:
@@ -309,47 +328,49 @@ class Run:
 
     proxied_url: str = ""
 
-    def phase(self, phase: Phase, results: Results) -> None:
-        progress(f"{phase.title}")
-        item_bytes = average_item_bytes(phase.workload)
-        result = PhaseResult(
+    def prepare_phase(self, phase: Phase, results: Results) -> None:
+        """Its schemas, contenders and warm-up calls; a failure here skips the phase."""
+        progress(f"setting up: {phase.title}")
+        phase.result = PhaseResult(
             key=phase.key,
             title=phase.title,
             database=phase.database.version(),
             workload=phase.workload,
             workload_text=WORKLOADS[phase.workload][1],
-            item_bytes=item_bytes,
+            item_bytes=average_item_bytes(phase.workload),
             floor_label=phase.floor_label,
         )
-        results.phases.append(result)
-        counter: Counter | None = None
-        undo: Callable[[], None] | None = None
-        try:
-            contenders = self.contenders(phase)
-            if phase.count_round_trips is not None:
-                counter, undo = phase.count_round_trips()
-            base = 10_000_000 * (len(results.phases) * 10)
-            workloads = [
-                Workload(size, base + 10_000_000 * i, self.seq, kind=phase.workload)
-                for i, size in enumerate(self.mode.sizes)
-            ]
-            result.cells = lockstep(
-                contenders, workloads, self.mode.repeats, phase.set_rtt, counter
-            )
-            if undo is not None:
-                undo()
-                undo = None
+        results.phases.append(phase.result)
+        phase.contenders = self.contenders(phase)
+        for contender in phase.contenders:
+            contender.counter = phase.counter
+            contender.set_rtt = phase.set_rtt
+
+    def measure(self, group: Sequence[Phase], results: Results) -> None:
+        """The phases of one workload, in one lockstep; then, phase by phase, where
+        cdc's time goes and the final-state check."""
+        kind = group[0].workload
+        progress(f"throughput, {kind} workload: " + ", ".join(p.title for p in group))
+        contenders = [c for p in group for c in p.contenders]
+        workloads = [
+            Workload(size, 10_000_000 * (i + 1), self.seq, kind=kind)
+            for i, size in enumerate(self.mode.sizes)
+        ]
+        cells = lockstep(contenders, workloads, self.mode.repeats_at)
+        for phase in group:
+            assert phase.result is not None
+            phase.result.cells = [cell for c in phase.contenders for cell in cells[id(c)]]
             if phase.set_rtt is not None:
                 phase.set_rtt(0.0)
-            if not self.args.no_profile:
-                self.probes(phase, result, contenders, workloads)
-            self.check_states(phase, result, contenders)
-        except BenchFailure as exc:
-            results.problems.append(f"{phase.title}: {exc}")
-        finally:
-            if undo is not None:
-                undo()
-            result.notes.extend(phase.notes)
+        for phase in group:
+            assert phase.result is not None
+            try:
+                if not self.args.no_profile:
+                    self.probes(phase, phase.result, phase.contenders, workloads)
+                self.check_states(phase, phase.result, phase.contenders)
+            except BenchFailure as exc:
+                results.problems.append(f"{phase.title}: {exc}")
+            phase.result.notes.extend(phase.notes)
 
     def probes(
         self,
@@ -368,7 +389,7 @@ class Run:
         others = [c for c in contenders if c is not cdc and c.runs_at(workload.size)]
         extra: list[list[dict[str, Any]]] = []
         if isinstance(phase.database, Postgres) and cdc.rtt_ms is None:
-            progress(f"  where cdc's time goes, {workload.size:,}-record batches")
+            progress(f"  {phase.title}: where cdc's time goes, {workload.size:,} records")
             timed = [workload.next_batch() for _ in range(self.mode.breakdown_batches)]
             replay = workload.next_batch()
             handler.activate()
@@ -379,7 +400,7 @@ class Run:
             except Exception as exc:
                 result.notes.append(f"breakdown: {type(exc).__name__}: {exc}")
             extra += [*timed, replay]
-        progress(f"  profile of one {workload.size:,}-record batch")
+        progress(f"  {phase.title}: profile of one {workload.size:,}-record batch")
         batch = workload.next_batch()
         prepared = handler.prepare(batch)
         result.profile = hotspots.profile(lambda: handler.apply(prepared))
@@ -457,7 +478,7 @@ def phases(args: argparse.Namespace, run: Run, results: Results) -> list[Phase]:
                         pg,
                         "all-types",
                         rtts=rtts,
-                        count_round_trips=lambda: (proxy.turns, lambda: None),
+                        counter=proxy.turns,
                         set_rtt=proxy.set_rtt_ms,
                         floor_label="COPY floor",
                         notes=[] if proxy.realtime else ["proxy not at real-time priority"],
@@ -468,6 +489,8 @@ def phases(args: argparse.Namespace, run: Run, results: Results) -> list[Phase]:
     if "mariadb" in wanted:
         try:
             maria = MariaDB(args.mysql_url)
+            mysql_counter, undo = count_mysql_commands()
+            run.closers.append(undo)
         except Exception as exc:
             results.notes.append(f"MariaDB: skipped, cannot connect: {type(exc).__name__}: {exc}")
         else:
@@ -478,7 +501,7 @@ def phases(args: argparse.Namespace, run: Run, results: Results) -> list[Phase]:
                     "MariaDB (local TCP; round trips = commands pymysql sent)",
                     maria,
                     "all-types",
-                    count_round_trips=count_mysql_commands,
+                    counter=mysql_counter,
                     floor_label="multi-row INSERT floor",
                 )
             )
@@ -499,6 +522,7 @@ def execute(args: argparse.Namespace, mode: Mode) -> Results:
         command=" ".join(["python", "bench/run.py", *sys.argv[1:]]),
         mode=mode.name,
         repeats=mode.repeats,
+        large_repeats=mode.repeats_at(LARGE),
         sizes=list(mode.sizes),
         breakdown_batches=mode.breakdown_batches,
         machine=machine_info(),
@@ -506,8 +530,16 @@ def execute(args: argparse.Namespace, mode: Mode) -> Results:
     run = Run(args, mode)
     progress(f"run {run.run_id}; mode {mode.name}; sizes {', '.join(map(str, mode.sizes))}")
     try:
+        ready: list[Phase] = []
         for phase in phases(args, run, results):
-            run.phase(phase, results)
+            try:
+                run.prepare_phase(phase, results)
+            except BenchFailure as exc:
+                results.problems.append(f"{phase.title}: {exc}")
+            else:
+                ready.append(phase)
+        for kind in dict.fromkeys(p.workload for p in ready):
+            run.measure([p for p in ready if p.workload == kind], results)
 
         progress("decoding")
         for kind in WORKLOADS:
