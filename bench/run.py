@@ -54,7 +54,7 @@ from bench.baselines import (
 from bench.databases import Database, MariaDB, Postgres, Sqlite, psycopg_conninfo, with_port
 from bench.encode import differences, plain_json
 from bench.report import Cell, PhaseResult, Results
-from bench.workload import REPLICA_TABLE, WORKLOADS, SequenceNumbers, Workload
+from bench.workload import REPLICA_TABLE, WORKLOADS, SequenceNumbers, Workload, event
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
@@ -88,8 +88,11 @@ MODES = {
 PROFILE_SIZE = 1_000  # the profile's batch size (the nearest one the mode has)
 
 
+_STARTED = time.monotonic()
+
+
 def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+    print(f"[bench {time.monotonic() - _STARTED:5.0f}s] {message}", file=sys.stderr, flush=True)
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -392,10 +395,11 @@ class Run:
             progress(f"  {phase.title}: where cdc's time goes, {workload.size:,} records")
             timed = [workload.next_batch() for _ in range(self.mode.breakdown_batches)]
             replay = workload.next_batch()
+            handler.prepare(timed[0])  # the connection in use again: no idle ping in a batch
             handler.activate()
             try:
                 result.breakdown = hotspots.breakdown(
-                    lambda b: handler.apply(handler.prepare(b)), timed, replay
+                    lambda b: handler.apply(event(b)), timed, replay
                 )
             except Exception as exc:
                 result.notes.append(f"breakdown: {type(exc).__name__}: {exc}")
