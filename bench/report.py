@@ -362,7 +362,9 @@ def memory(figures: list[micro.MemoryFigures], out: list[str], targets: list[Tar
     )
 
 
-def breakdown(reports: list[hotspots.BreakdownReport], batches: int, out: list[str]) -> None:
+def breakdown(
+    title: str, reports: list[hotspots.BreakdownReport], batches: int, out: list[str]
+) -> None:
     if not reports:
         return
     found = [b.median for b in reports if b.median is not None]
@@ -381,7 +383,7 @@ def breakdown(reports: list[hotspots.BreakdownReport], batches: int, out: list[s
 
     out += [
         "",
-        f"WHERE CDC'S TIME GOES ON POSTGRESQL (no profiler; median of {batches})".ljust(58)
+        f"WHERE CDC'S TIME GOES, {title} (no profiler; median of {batches})".ljust(58)
         + "".join(f"{t.records:,} rec: ms us/rec".rjust(22) for t in found),
         row("total", lambda t: t.total_s),
         row("prepare: parse, keys, plan (Replicator.prepare)", lambda t: t.prepare_s),
@@ -461,7 +463,7 @@ def render(r: Results) -> str:
     memory(r.memory, out, targets)
     for p in r.phases:
         if p.breakdown is not None:
-            breakdown([p.breakdown], r.breakdown_batches, out)
+            breakdown(f"{p.title}, {p.workload}", [p.breakdown], r.breakdown_batches, out)
     for p in r.phases:
         profile(p.title, p.profile, p.profile_size, out)
     out += ["", "TARGETS (issue 14; printed, never asserted)"]
