@@ -135,7 +135,7 @@ def _naive_default(value: object) -> object:
     if hasattr(value, "value") and isinstance(value.value, bytes):  # boto3's Binary
         return base64.b64encode(value.value).decode("ascii")
     if isinstance(value, set | frozenset):
-        return sorted(_naive_default(v) if hasattr(v, "value") else v for v in value)
+        return sorted(str(_naive_default(v)) if hasattr(v, "value") else v for v in value)
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 

@@ -42,14 +42,15 @@ def _plain(value: Any) -> Any:
 
 
 def main() -> int:
-    import aws_lambda_powertools
+    # Installed in the bench venv only (bench/requirements.txt), not in cdc's.
+    import aws_lambda_powertools  # type: ignore[import-not-found,unused-ignore]
     import sqlalchemy
-    from aws_lambda_powertools.utilities.batch import (
+    from aws_lambda_powertools.utilities.batch import (  # type: ignore[import-not-found,unused-ignore]
         BatchProcessor,
         EventType,
         process_partial_response,
     )
-    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (  # type: ignore[import-not-found,unused-ignore]
         DynamoDBRecord,
     )
     from sqlalchemy import MetaData, Table, create_engine

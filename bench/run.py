@@ -549,9 +549,9 @@ def execute(args: argparse.Namespace, mode: Mode) -> Results:
         for kind in WORKLOADS:
             sample = Workload(50, 1, SequenceNumbers(), kind=kind).batch(0)
             images = [r["dynamodb"]["NewImage"] for r in sample]
-            figures = micro.decode_timings(images, mode.decode_number, mode.decode_repeat)
-            results.decode[kind] = figures
-            results.notes.extend(figures.errors)
+            decoded = micro.decode_timings(images, mode.decode_number, mode.decode_repeat)
+            results.decode[kind] = decoded
+            results.notes.extend(decoded.errors)
 
         progress("import time (fresh subprocesses)")
         results.imports = micro.import_timings(mode.import_runs, detail=mode.name != "smoke")
