@@ -95,6 +95,10 @@ def state_of(rows: Iterable[tuple[Any, Any, Any, Any, Any]]) -> State:
     }
 
 
-def differences(a: State, b: State) -> int:
-    """Keys present in one state and not the other, or replicated differently."""
+def differences(a: State, b: State, items: bool = True) -> int:
+    """Keys present in one state and not the other, or replicated differently (with
+    `items=False`, only the bookkeeping: sequence, deleted flag, event time)."""
+    if not items:
+        a = {k: (None, *v[1:]) for k, v in a.items()}
+        b = {k: (None, *v[1:]) for k, v in b.items()}
     return sum(1 for key in a.keys() | b.keys() if a.get(key) != b.get(key))
