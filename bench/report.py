@@ -390,10 +390,10 @@ def breakdown(
         row("values built while writing: decode + JSON", lambda t: t.build_s),
         row("waiting for pipelined upserts (server, not hidden)", lambda t: t.wait_s),
         row("SQLAlchemy compile + bind processing", lambda t: t.compile_s),
-        row("psycopg execute: adaptation, round trip, server", lambda t: t.execute_s),
+        row("driver execute (psycopg, pymysql): round trip, server", lambda t: t.execute_s),
         row("psycopg COPY blocks: rows built + written + sent", lambda t: t.copy_s),
-        row("psycopg commit", lambda t: t.commit_s),
-        row("the rest: statement building, pool, bookkeeping...", lambda t: t.other_s),
+        row("driver commit", lambda t: t.commit_s),
+        row("the rest: statement building, pool, ... (sqlite3: all)", lambda t: t.other_s),
         "  statements executed / COPY blocks".ljust(58)
         + "".join(f"{t.statements} / {t.copies}".rjust(22) for t in found),
         f"  the driver calls of the {found[0].records:,}-record batch, in order (ms):",

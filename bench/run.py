@@ -409,10 +409,11 @@ class Run:
         assert isinstance(handler, HandlerMethod)
         others = [c for c in contenders if c is not cdc and c.runs_at(workload.size)]
         extra: list[list[dict[str, Any]]] = []
-        if isinstance(phase.database, Postgres) and cdc.rtt_ms is None:
+        if cdc.rtt_ms is None:
             progress(f"  {phase.title}: where cdc's time goes, {workload.size:,} records")
             timed = [workload.next_batch() for _ in range(self.mode.breakdown_batches)]
-            replay = workload.next_batch()
+            # The replay probe replays a bulk statement with array parameters: PostgreSQL.
+            replay = workload.next_batch() if isinstance(phase.database, Postgres) else None
             handler.prepare(timed[0])  # the connection in use again: no idle ping in a batch
             handler.activate()
             try:
@@ -421,7 +422,7 @@ class Run:
                 )
             except Exception as exc:
                 result.notes.append(f"breakdown: {type(exc).__name__}: {exc}")
-            extra += [*timed, replay]
+            extra += [*timed, *([replay] if replay is not None else [])]
         progress(f"  {phase.title}: profile of one {workload.size:,}-record batch")
         batch = workload.next_batch()
         prepared = handler.prepare(batch)
