@@ -137,11 +137,11 @@ def machine_info() -> dict[str, str]:
         "sqlalchemy": sqlalchemy.__version__,
         "code": code_version(),
     }
-    try:
-        import pymysql
+    from importlib.metadata import PackageNotFoundError, version
 
-        info["pymysql"] = pymysql.__version__
-    except ImportError:
+    try:  # pymysql.__version__ is a MySQLdb-compatible number, not the package's
+        info["pymysql"] = version("PyMySQL")
+    except PackageNotFoundError:
         pass
     return info
 
