@@ -137,12 +137,11 @@ def machine_info() -> dict[str, str]:
         "sqlalchemy": sqlalchemy.__version__,
         "code": code_version(),
     }
+    from contextlib import suppress
     from importlib.metadata import PackageNotFoundError, version
 
-    try:  # pymysql.__version__ is a MySQLdb-compatible number, not the package's
+    with suppress(PackageNotFoundError):  # pymysql.__version__ is MySQLdb-compatible
         info["pymysql"] = version("PyMySQL")
-    except PackageNotFoundError:
-        pass
     return info
 
 
