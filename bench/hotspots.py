@@ -59,7 +59,7 @@ class Breakdown:
     total_s: float
     prepare_s: float | None  # inside the same call: Replicator.prepare, when it is called
     compile_s: float  # SQLAlchemy before_execute → before_cursor_execute
-    execute_s: float  # psycopg Cursor.execute/executemany: adaptation, round trip, server
+    execute_s: float  # psycopg/pymysql Cursor.execute/executemany: escaping, round trip, server
     copy_s: float  # psycopg `with cursor.copy(...)` blocks: rows written, sent, COPY ends
     commit_s: float  # psycopg Connection.commit
     statements: int  # psycopg executes (SQLAlchemy's and any raw ones)
@@ -172,19 +172,36 @@ class _Clock:
                 clock.copies += 1
                 clock.calls.append((_label(args[0] if args else None), took))
 
-        def timed_commit(connection: Any) -> None:
-            started = time.perf_counter()
-            try:
-                commit(connection)
-            finally:
-                took = time.perf_counter() - started
-                clock.commit_s += took
-                clock.calls.append(("COMMIT", took))
+        def timed_commit_of(commit: Callable[[Any], None]) -> Callable[[Any], None]:
+            def timed_commit(connection: Any) -> None:
+                started = time.perf_counter()
+                try:
+                    commit(connection)
+                finally:
+                    took = time.perf_counter() - started
+                    clock.commit_s += took
+                    clock.calls.append(("COMMIT", took))
+
+            return timed_commit
 
         psycopg.Cursor.execute = timed(execute)  # type: ignore[method-assign]
         psycopg.Cursor.executemany = timed(executemany)  # type: ignore[method-assign]
         psycopg.Cursor.copy = timed_copy  # type: ignore[method-assign,assignment]
-        psycopg.Connection.commit = timed_commit  # type: ignore[method-assign,assignment]
+        psycopg.Connection.commit = timed_commit_of(commit)  # type: ignore[method-assign,assignment]
+        try:  # MariaDB/MySQL: pymysql's execute and commit, timed the same way
+            import pymysql
+        except ImportError:
+            return
+        self._saved["pymysql"] = (
+            pymysql.cursors.Cursor.execute,
+            pymysql.cursors.Cursor.executemany,
+            pymysql.connections.Connection.commit,
+        )
+        pymysql.cursors.Cursor.execute = timed(pymysql.cursors.Cursor.execute)
+        pymysql.cursors.Cursor.executemany = timed(pymysql.cursors.Cursor.executemany)
+        pymysql.connections.Connection.commit = timed_commit_of(
+            pymysql.connections.Connection.commit
+        )
 
     def uninstall(self) -> None:
         import psycopg
@@ -194,6 +211,13 @@ class _Clock:
             psycopg.Cursor.executemany = self._saved["executemany"]  # type: ignore[method-assign]
             psycopg.Cursor.copy = self._saved["copy"]  # type: ignore[method-assign]
             psycopg.Connection.commit = self._saved["commit"]  # type: ignore[method-assign]
+            if "pymysql" in self._saved:
+                import pymysql
+
+                execute, executemany, commit = self._saved["pymysql"]
+                pymysql.cursors.Cursor.execute = execute
+                pymysql.cursors.Cursor.executemany = executemany
+                pymysql.connections.Connection.commit = commit
             self._saved = {}
 
 
@@ -353,7 +377,11 @@ _OWNERS: tuple[tuple[Callable[[str, str], bool], str], ...] = (
     (lambda f, n: "/cdc/dialects/" in f, "cdc statement building (cdc/dialects)"),
     (lambda f, n: "/cdc/" in f, "cdc apply/handler/bookkeeping"),
     (lambda f, n: "orjson" in n, "JSON encode (orjson.dumps)"),
-    (lambda f, n: "/sqlalchemy/sql/" in f, "SQLAlchemy statement build + compile"),
+    (
+        lambda f, n: "/sqlalchemy/sql/compiler.py" in f or "/sqlalchemy/sql/crud.py" in f,
+        "SQLAlchemy compile (sql/compiler.py, crud.py)",
+    ),
+    (lambda f, n: "/sqlalchemy/sql/" in f, "SQLAlchemy statement build, coercion, cache keys"),
     (lambda f, n: "/sqlalchemy/" in f, "SQLAlchemy engine/pool/types"),
     (
         lambda f, n: ("/psycopg/connection.py" in f and n == "wait") or "/psycopg/waiting.py" in f,
@@ -362,6 +390,8 @@ _OWNERS: tuple[tuple[Callable[[str, str], bool], str], ...] = (
     (lambda f, n: "/psycopg/types/array.py" in f, "psycopg array adaptation"),
     (lambda f, n: "/psycopg/_copy" in f or "/psycopg/copy.py" in f, "psycopg COPY (rows, send)"),
     (lambda f, n: "/psycopg/" in f or "psycopg" in n, "psycopg other (adaptation, protocol)"),
+    (lambda f, n: "/pymysql/" in f, "pymysql: escaping, protocol, waiting on the server"),
+    (lambda f, n: "sqlite3." in n, "sqlite3: the database's own work (execute, commit)"),
     (lambda f, n: "/tenacity/" in f, "tenacity"),
     (lambda f, n: "/bench/" in f, "bench harness"),
 )
