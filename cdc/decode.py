@@ -246,8 +246,14 @@ def image_to_plain(image: Any, path: str) -> dict[str, Any]:
     if type(image) is dict:
         try:
             return _fast_map(image)
-        except (_Invalid, DecodeError, ValueError):  # ValueError: unpacking, encoding
+        except (_Invalid, DecodeError, ValueError):  # ValueError: unpacking, encoding, base64
             pass  # something is wrong: the careful decoder below says exactly what
+    return careful_image_to_plain(image, path)
+
+
+def careful_image_to_plain(image: Any, path: str) -> dict[str, Any]:
+    """`image_to_plain` without the fast path: the reference the fast paths must match
+    byte for byte, and the decoder whose errors name the attribute path."""
     if type(image) is not dict:
         raise DecodeError(path, f"expected an item object, got {_show(image)}")
     return {_name(name, path): _to_plain(av, f"{path}.{name}", 0) for name, av in image.items()}
@@ -318,7 +324,58 @@ def _fast_plain(av: Any, depth: int) -> Any:
             return payload
     elif tag == "NULL" and payload is True:
         return None
-    raise _Invalid  # B, SS, NS, BS and anything odd: the careful decoder handles them
+    elif tag == "B":
+        if type(payload) is str:
+            _a2b_base64(payload, strict_mode=True)  # binascii.Error (a ValueError) if not
+            return payload
+    elif tag == "SS":
+        return _fast_strings(payload, True)
+    elif tag == "NS":
+        return unique_numbers(_fast_numbers(payload))
+    elif tag == "BS":
+        return _fast_binaries(payload)
+    raise _Invalid  # anything odd: the careful decoder says what
+
+
+# Sets, shared by both fast paths: the careful decoder's rules (see "sets" above), with
+# no attribute path built. `base64.b64decode(text, validate=True)` is this call, minus
+# the str → bytes step that a2b_base64 does itself (and refuses non-ASCII text alike).
+_a2b_base64 = binascii.a2b_base64
+
+
+def _fast_strings(payload: Any, check_unicode: bool) -> list[str]:
+    """SS members, sorted, each once. `check_unicode`: refuse lone surrogates here (the
+    JSON path leaves that to orjson, which refuses them too)."""
+    if type(payload) is not list:
+        raise _Invalid
+    for text in payload:
+        if type(text) is not str or (
+            check_unicode and not text.isascii() and not _encodes(text)
+        ):
+            raise _Invalid
+    return sorted(set(payload))
+
+
+def _fast_numbers(payload: Any) -> list[Decimal]:
+    if type(payload) is not list:
+        raise _Invalid
+    numbers: list[Decimal] = []
+    for text in payload:
+        if type(text) is not str:
+            raise _Invalid
+        numbers.append(fast_number(text))
+    return numbers
+
+
+def _fast_binaries(payload: Any) -> list[str]:
+    if type(payload) is not list:
+        raise _Invalid
+    decoded: list[bytes] = []
+    for text in payload:
+        if type(text) is not str:
+            raise _Invalid
+        decoded.append(_a2b_base64(text, strict_mode=True))
+    return unique_binaries(payload, decoded)
 
 
 def _encodes(text: str) -> bool:
@@ -418,7 +475,17 @@ def _json_value(tag: str, payload: Any, depth: int) -> Any:
             return None
     elif tag == "N":
         return _json_number(payload)
-    raise _Invalid  # B, SS, NS, BS and anything odd: the careful decoder handles them
+    elif tag == "B":
+        if type(payload) is str:
+            _a2b_base64(payload, strict_mode=True)  # binascii.Error (a ValueError) if not
+            return payload
+    elif tag == "SS":
+        return _fast_strings(payload, False)
+    elif tag == "NS":
+        return [_Fragment(str(n)) for n in unique_numbers(_fast_numbers(payload))]
+    elif tag == "BS":
+        return _fast_binaries(payload)
+    raise _Invalid  # anything odd: the careful decoder says what
 
 
 def image_to_json(image: Any, path: str) -> str:
@@ -428,9 +495,9 @@ def image_to_json(image: Any, path: str) -> str:
         try:
             return orjson.dumps(_json_map(image, 0)).decode("utf-8")
         except (_Invalid, DecodeError, ValueError, TypeError):
-            # TypeError: orjson refusing a lone surrogate; ValueError: unpacking
-            pass  # the careful decoder below says exactly what is wrong, or handles it
-    return dumps(image_to_plain(image, path))
+            # TypeError: orjson refusing a lone surrogate; ValueError: unpacking, base64
+            pass  # the careful decoder below says exactly what is wrong
+    return dumps(careful_image_to_plain(image, path))
 
 
 # --- plain JSON text ----------------------------------------------------------------
