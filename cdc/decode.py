@@ -290,16 +290,20 @@ def _fast_map(image: dict[str, Any], depth: int = 0) -> dict[str, Any]:
 
 
 def fast_number(text: str) -> Decimal:
-    # Without an exponent and within 38 characters, a number is always within
-    # DynamoDB's precision and range: no need to check them.
-    if len(text) <= MAX_DIGITS and (
-        (text.isdigit() and text.isascii()) or _SIMPLE_NUMBER.fullmatch(text)
-    ):
-        return Decimal(text)
-    return parse_number(text, "")
+    # Within 38 characters a number has at most 38 significant digits; without an
+    # exponent it is also within DynamoDB's range: no need to check either.
+    if len(text) <= MAX_DIGITS:
+        if (text.isdigit() and text.isascii()) or _SIMPLE_NUMBER.fullmatch(text):
+            return Decimal(text)
+        if _EXPONENT_NUMBER.fullmatch(text):  # not zero: only the range to check
+            value = Decimal(text)
+            if MIN_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+                return value
+    return parse_number(text, "")  # anything else, and every error
 
 
 _SIMPLE_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_EXPONENT_NUMBER = re.compile(r"-?[1-9][0-9]*(?:\.[0-9]*)?[eE][-+]?[0-9]{1,4}")
 
 
 def _fast_plain(av: Any, depth: int) -> Any:
@@ -409,7 +413,9 @@ _Fragment = orjson.Fragment
 
 
 def _json_number(text: Any) -> Any:
-    return _Fragment(str(parse_number(text, "")))  # not canonical text: via Decimal
+    if type(text) is not str:
+        raise _Invalid
+    return _Fragment(str(fast_number(text)))  # not canonical text: via Decimal
 
 
 def _json_map(image: dict[str, Any], depth: int) -> dict[str, Any]:
