@@ -353,9 +353,7 @@ def _fast_strings(payload: Any, check_unicode: bool) -> list[str]:
     if type(payload) is not list:
         raise _Invalid
     for text in payload:
-        if type(text) is not str or (
-            check_unicode and not text.isascii() and not _encodes(text)
-        ):
+        if type(text) is not str or (check_unicode and not text.isascii() and not _encodes(text)):
             raise _Invalid
     return sorted(set(payload))
 
