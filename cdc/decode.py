@@ -262,8 +262,9 @@ def careful_image_to_plain(image: Any, path: str) -> dict[str, Any]:
 # --- the fast path --------------------------------------------------------------------
 # The careful decoders above build an attribute path for every value, in case it is
 # wrong. This one builds none, dispatches inline, and gives up at the first doubt; the
-# caller then runs the careful decoder, whose error names the path. Valid input takes
-# only this path. Measured in BENCHMARKS.md against boto3's TypeDeserializer.
+# caller then runs the careful decoder, whose error names the path. Valid input of
+# every type takes only this path. Measured in BENCHMARKS.md against boto3's
+# TypeDeserializer.
 
 
 class _Invalid(Exception):
@@ -347,13 +348,13 @@ def _fast_plain(av: Any, depth: int) -> Any:
 _a2b_base64 = binascii.a2b_base64
 
 
-def _fast_strings(payload: Any, check_unicode: bool) -> list[str]:
-    """SS members, sorted, each once. `check_unicode`: refuse lone surrogates here (the
+def _fast_strings(payload: Any, surrogates: bool) -> list[str]:
+    """SS members, sorted, each once. `surrogates`: refuse lone surrogates here (the
     JSON path leaves that to orjson, which refuses them too)."""
     if type(payload) is not list:
         raise _Invalid
     for text in payload:
-        if type(text) is not str or (check_unicode and not text.isascii() and not _encodes(text)):
+        if type(text) is not str or (surrogates and not text.isascii() and not _encodes(text)):
             raise _Invalid
     return sorted(set(payload))
 
@@ -400,8 +401,9 @@ def _name(name: str, path: str) -> str:
 # a number whose text is already what `str(Decimal(text))` gives goes into the JSON as
 # that text (an orjson Fragment), with no Decimal and no encoder callback. orjson itself
 # rejects lone surrogates in strings and names, so strings are not checked here. The
-# output is byte-for-byte what `dumps(image_to_plain(image))` gives; anything else
-# (sets, binary, exponents, leading zeros, bad shapes) takes the careful path.
+# output is byte-for-byte what `dumps(image_to_plain(image))` gives, for every type
+# (other numbers go through Decimal, sets as in the plain fast path); only invalid input
+# takes the careful path (tests/test_perf_decode.py holds both paths to that).
 
 # Numbers whose text is their canonical Decimal text: no exponent, no leading zeros,
 # and no "0.000000…" (Decimal writes an adjusted exponent below -6 as 1E-7).
