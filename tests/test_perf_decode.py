@@ -222,12 +222,12 @@ def _careful_text(image: Any) -> str:
 
 @contextmanager
 def _careful_decoder_refused() -> Iterator[None]:
-    """While inside, reaching the careful decoder is a failure."""
+    """While inside, reaching the careful decoder (of any attribute) is a failure."""
 
-    def refuse(image: Any, path: str) -> Any:
-        raise AssertionError(f"the careful decoder was reached for {image!r}")
+    def refuse(av: Any, path: str, depth: int) -> Any:
+        raise AssertionError(f"the careful decoder was reached for {path} = {av!r}")
 
-    with mock.patch.object(decode, "careful_image_to_plain", refuse):
+    with mock.patch.object(decode, "_to_plain", refuse):
         yield
 
 
