@@ -246,8 +246,14 @@ def image_to_plain(image: Any, path: str) -> dict[str, Any]:
     if type(image) is dict:
         try:
             return _fast_map(image)
-        except (_Invalid, DecodeError, ValueError):  # ValueError: unpacking, encoding
+        except (_Invalid, DecodeError, ValueError):  # ValueError: unpacking, encoding, base64
             pass  # something is wrong: the careful decoder below says exactly what
+    return careful_image_to_plain(image, path)
+
+
+def careful_image_to_plain(image: Any, path: str) -> dict[str, Any]:
+    """`image_to_plain` without the fast path: the reference the fast paths must match
+    byte for byte, and the decoder whose errors name the attribute path."""
     if type(image) is not dict:
         raise DecodeError(path, f"expected an item object, got {_show(image)}")
     return {_name(name, path): _to_plain(av, f"{path}.{name}", 0) for name, av in image.items()}
@@ -256,8 +262,9 @@ def image_to_plain(image: Any, path: str) -> dict[str, Any]:
 # --- the fast path --------------------------------------------------------------------
 # The careful decoders above build an attribute path for every value, in case it is
 # wrong. This one builds none, dispatches inline, and gives up at the first doubt; the
-# caller then runs the careful decoder, whose error names the path. Valid input takes
-# only this path. Measured in BENCHMARKS.md against boto3's TypeDeserializer.
+# caller then runs the careful decoder, whose error names the path. Valid input of
+# every type takes only this path. Measured in BENCHMARKS.md against boto3's
+# TypeDeserializer.
 
 
 class _Invalid(Exception):
@@ -284,16 +291,20 @@ def _fast_map(image: dict[str, Any], depth: int = 0) -> dict[str, Any]:
 
 
 def fast_number(text: str) -> Decimal:
-    # Without an exponent and within 38 characters, a number is always within
-    # DynamoDB's precision and range: no need to check them.
-    if len(text) <= MAX_DIGITS and (
-        (text.isdigit() and text.isascii()) or _SIMPLE_NUMBER.fullmatch(text)
-    ):
-        return Decimal(text)
-    return parse_number(text, "")
+    # Within 38 characters a number has at most 38 significant digits; without an
+    # exponent it is also within DynamoDB's range: no need to check either.
+    if len(text) <= MAX_DIGITS:
+        if (text.isdigit() and text.isascii()) or _SIMPLE_NUMBER.fullmatch(text):
+            return Decimal(text)
+        if _EXPONENT_NUMBER.fullmatch(text):  # not zero: only the range to check
+            value = Decimal(text)
+            if MIN_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+                return value
+    return parse_number(text, "")  # anything else, and every error
 
 
 _SIMPLE_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_EXPONENT_NUMBER = re.compile(r"-?[1-9][0-9]*(?:\.[0-9]*)?[eE][-+]?[0-9]{1,4}")
 
 
 def _fast_plain(av: Any, depth: int) -> Any:
@@ -318,7 +329,56 @@ def _fast_plain(av: Any, depth: int) -> Any:
             return payload
     elif tag == "NULL" and payload is True:
         return None
-    raise _Invalid  # B, SS, NS, BS and anything odd: the careful decoder handles them
+    elif tag == "B":
+        if type(payload) is str:
+            _a2b_base64(payload, strict_mode=True)  # binascii.Error (a ValueError) if not
+            return payload
+    elif tag == "SS":
+        return _fast_strings(payload, True)
+    elif tag == "NS":
+        return unique_numbers(_fast_numbers(payload))
+    elif tag == "BS":
+        return _fast_binaries(payload)
+    raise _Invalid  # anything odd: the careful decoder says what
+
+
+# Sets, shared by both fast paths: the careful decoder's rules (see "sets" above), with
+# no attribute path built. `base64.b64decode(text, validate=True)` is this call, minus
+# the str → bytes step that a2b_base64 does itself (and refuses non-ASCII text alike).
+_a2b_base64 = binascii.a2b_base64
+
+
+def _fast_strings(payload: Any, surrogates: bool) -> list[str]:
+    """SS members, sorted, each once. `surrogates`: refuse lone surrogates here (the
+    JSON path leaves that to orjson, which refuses them too)."""
+    if type(payload) is not list:
+        raise _Invalid
+    for text in payload:
+        if type(text) is not str or (surrogates and not text.isascii() and not _encodes(text)):
+            raise _Invalid
+    return sorted(set(payload))
+
+
+def _fast_numbers(payload: Any) -> list[Decimal]:
+    if type(payload) is not list:
+        raise _Invalid
+    numbers: list[Decimal] = []
+    for text in payload:
+        if type(text) is not str:
+            raise _Invalid
+        numbers.append(fast_number(text))
+    return numbers
+
+
+def _fast_binaries(payload: Any) -> list[str]:
+    if type(payload) is not list:
+        raise _Invalid
+    decoded: list[bytes] = []
+    for text in payload:
+        if type(text) is not str:
+            raise _Invalid
+        decoded.append(_a2b_base64(text, strict_mode=True))
+    return unique_binaries(payload, decoded)
 
 
 def _encodes(text: str) -> bool:
@@ -341,8 +401,9 @@ def _name(name: str, path: str) -> str:
 # a number whose text is already what `str(Decimal(text))` gives goes into the JSON as
 # that text (an orjson Fragment), with no Decimal and no encoder callback. orjson itself
 # rejects lone surrogates in strings and names, so strings are not checked here. The
-# output is byte-for-byte what `dumps(image_to_plain(image))` gives; anything else
-# (sets, binary, exponents, leading zeros, bad shapes) takes the careful path.
+# output is byte-for-byte what `dumps(image_to_plain(image))` gives, for every type
+# (other numbers go through Decimal, sets as in the plain fast path); only invalid input
+# takes the careful path (tests/test_perf_decode.py holds both paths to that).
 
 # Numbers whose text is their canonical Decimal text: no exponent, no leading zeros,
 # and no "0.000000…" (Decimal writes an adjusted exponent below -6 as 1E-7).
@@ -352,7 +413,9 @@ _Fragment = orjson.Fragment
 
 
 def _json_number(text: Any) -> Any:
-    return _Fragment(str(parse_number(text, "")))  # not canonical text: via Decimal
+    if type(text) is not str:
+        raise _Invalid
+    return _Fragment(str(fast_number(text)))  # not canonical text: via Decimal
 
 
 def _json_map(image: dict[str, Any], depth: int) -> dict[str, Any]:
@@ -418,7 +481,17 @@ def _json_value(tag: str, payload: Any, depth: int) -> Any:
             return None
     elif tag == "N":
         return _json_number(payload)
-    raise _Invalid  # B, SS, NS, BS and anything odd: the careful decoder handles them
+    elif tag == "B":
+        if type(payload) is str:
+            _a2b_base64(payload, strict_mode=True)  # binascii.Error (a ValueError) if not
+            return payload
+    elif tag == "SS":
+        return _fast_strings(payload, False)
+    elif tag == "NS":
+        return [_Fragment(str(n)) for n in unique_numbers(_fast_numbers(payload))]
+    elif tag == "BS":
+        return _fast_binaries(payload)
+    raise _Invalid  # anything odd: the careful decoder says what
 
 
 def image_to_json(image: Any, path: str) -> str:
@@ -428,9 +501,9 @@ def image_to_json(image: Any, path: str) -> str:
         try:
             return orjson.dumps(_json_map(image, 0)).decode("utf-8")
         except (_Invalid, DecodeError, ValueError, TypeError):
-            # TypeError: orjson refusing a lone surrogate; ValueError: unpacking
-            pass  # the careful decoder below says exactly what is wrong, or handles it
-    return dumps(image_to_plain(image, path))
+            # TypeError: orjson refusing a lone surrogate; ValueError: unpacking, base64
+            pass  # the careful decoder below says exactly what is wrong
+    return dumps(careful_image_to_plain(image, path))
 
 
 # --- plain JSON text ----------------------------------------------------------------
