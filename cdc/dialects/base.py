@@ -37,6 +37,8 @@ from cdc.types import ExactNumber, JsonDocument, UtcDateTime
 _ROWCOUNT = {"preserve_rowcount": True}
 # Bound values per IN list / multi-row VALUES statement: below every database's limit.
 MAX_BINDS = 30000
+# Table.info key: the table's upsert statements by assigned columns (_upsert_statement).
+_UPSERTS = "cdc_upserts"
 
 
 class Incoming(Protocol):
@@ -197,21 +199,33 @@ class Dialect:
         value_names: Sequence[str],
         applied_at: datetime,
     ) -> int:
-        """Guarded upsert setting `value_names` and the bookkeeping columns, as
-        multi-row VALUES statements."""
+        """Guarded upsert setting `value_names` and the bookkeeping columns: one
+        statement of one row, executed with every row as parameters (executemany)."""
+        if not rows:
+            return 0
         dicts = [row_dict(spec, r, value_names, applied_at) for r in rows]
-        assigned = (*value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT)
-        step = self.rows_per_statement(spec.table)
-        count = 0
-        for start in range(0, len(dicts), step):
-            stmt = self.merge(
-                spec.table,
-                dicts[start : start + step],
+        stmt = self._upsert_statement(spec.table, value_names)
+        return int(conn.execute(stmt, dicts, execution_options=_ROWCOUNT).rowcount)
+
+    def _upsert_statement(self, table: Table, value_names: Sequence[str]) -> Insert:
+        """The guarded upsert of `value_names` and the bookkeeping columns, without
+        inline values. Built once per table and column set and kept with the table, so
+        SQLAlchemy compiles it once (its compiled cache finds the same statement) and
+        the driver gets the rows as executemany parameters, each bound by the column
+        types' processors. A multi-row VALUES statement, by contrast, is built and
+        compiled anew for every batch: most of a batch's time on SQLite and MariaDB."""
+        cache: dict[tuple[str, ...], Insert] = table.info.setdefault(_UPSERTS, {})
+        names = tuple(value_names)
+        stmt = cache.get(names)
+        if stmt is None:
+            assigned = (*names, SEQ, DELETED, EVENT_TIME, APPLIED_AT)
+            stmt = cache[names] = self.merge(
+                table,
+                None,
                 assign=lambda new: {c: new[c] for c in assigned},
-                guard=lambda new: spec.table.c[SEQ] < new[SEQ],
+                guard=lambda new: table.c[SEQ] < new[SEQ],
             )
-            count += conn.execute(stmt, execution_options=_ROWCOUNT).rowcount
-        return count
+        return stmt
 
     def _hard_delete(
         self,
