@@ -101,9 +101,7 @@ def attributes(i: int) -> dict[str, Any]:
 
 
 def put(event_name: str, i: int, seq: int, attrs: dict[str, Any] | None = None) -> dict[str, Any]:
-    rec = record(
-        event_name, {"Id": f"k{i}"}, BASE + seq, new={"Id": f"k{i}"}, table="Things"
-    )
+    rec = record(event_name, {"Id": f"k{i}"}, BASE + seq, new={"Id": f"k{i}"}, table="Things")
     rec["dynamodb"]["NewImage"].update(attributes(i) if attrs is None else attrs)
     return rec
 
