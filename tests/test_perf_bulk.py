@@ -339,3 +339,72 @@ def test_the_statement_is_kept_per_set_of_columns(target: Target, tmp_path: Path
         rows = {r.id: r for r in conn.execute(select(table))}
     assert rows["k0"]._cdc_deleted and "näme 0 ✓" in rows["k0"].item
     assert "näme 60 ✓" in rows["k1"].item and not rows["k1"]._cdc_deleted
+
+
+# --- MySQL: no ROLLBACK after a COMMIT when the pool takes a connection back ---------------
+
+
+@pytest.fixture
+def one_connection(mysql_url: str) -> Iterator[Engine]:
+    """A MySQL engine of one pooled connection, so its session counters are ours."""
+    if "mysql" not in DATABASES:
+        pytest.skip("MySQL/MariaDB is not among CDC_TEST_DATABASES")
+    engine = make_engine(
+        parse_database_url(mysql_url, "CDC_TEST_MYSQL_URL"), pool_size=1, max_overflow=0
+    )
+    yield engine
+    engine.dispose()
+
+
+def rollbacks(engine: Engine) -> int:
+    """The ROLLBACKs the server has seen on the pool's one connection (read in a
+    transaction that commits, as a batch does)."""
+    with engine.begin() as conn:
+        return int(conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_rollback'").one()[1])
+
+
+def test_a_committed_connection_returns_to_the_pool_without_a_rollback(
+    one_connection: Engine,
+) -> None:
+    engine = one_connection
+    first = rollbacks(engine)
+    for _ in range(3):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    assert rollbacks(engine) == first
+
+
+@pytest.mark.parametrize("how", ["statement after commit", "raw DBAPI", "rolled back"])
+def test_a_connection_returned_mid_transaction_is_still_rolled_back(
+    one_connection: Engine, how: str
+) -> None:
+    """Locks and uncommitted rows never outlive a connection's use."""
+    engine = one_connection
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {name} (id INT PRIMARY KEY) ENGINE=InnoDB")
+    try:
+        before = rollbacks(engine)
+        if how == "statement after commit":
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"INSERT INTO {name} VALUES (1)")
+                conn.commit()
+                conn.exec_driver_sql(f"INSERT INTO {name} VALUES (2)")
+            expected = [(1,)]
+        elif how == "raw DBAPI":  # SQLAlchemy sees none of its statements
+            raw = engine.raw_connection()
+            raw.cursor().execute(f"INSERT INTO {name} VALUES (3)")
+            raw.close()
+            expected = []
+        else:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"INSERT INTO {name} VALUES (4)")
+                conn.exec_driver_sql(f"INSERT INTO {name} VALUES (5)")
+                conn.get_transaction().rollback()  # type: ignore[union-attr]
+            expected = []
+        assert rollbacks(engine) == before + 1  # one, not one more by the pool
+        with engine.begin() as conn:
+            assert conn.exec_driver_sql(f"SELECT id FROM {name}").all() == expected
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {name}")
