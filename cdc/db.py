@@ -90,23 +90,27 @@ def _rollback_on_return_unless_ended(engine: Engine) -> None:
     def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         record.info[TRANSACTION_ENDED] = False
 
+    def mark(conn: Connection | None, ended: bool) -> None:
+        # An invalidated connection is discarded, not reset (and its info is gone).
+        if conn is not None and not conn.invalidated and not conn.closed:
+            conn.info[TRANSACTION_ENDED] = ended
+
     @event.listens_for(engine, "before_cursor_execute")
     def _executing(conn: Connection, *args: Any) -> None:
-        conn.info[TRANSACTION_ENDED] = False
+        mark(conn, False)
 
     # Both are told before the command is sent; if it fails, handle_error says so.
     @event.listens_for(engine, "commit")
     def _committing(conn: Connection) -> None:
-        conn.info[TRANSACTION_ENDED] = True
+        mark(conn, True)
 
     @event.listens_for(engine, "rollback")
     def _rolling_back(conn: Connection) -> None:
-        conn.info[TRANSACTION_ENDED] = True
+        mark(conn, True)
 
     @event.listens_for(engine, "handle_error")
     def _failed(context: Any) -> None:
-        if context.connection is not None and not context.connection.invalidated:
-            context.connection.info[TRANSACTION_ENDED] = False
+        mark(context.connection, False)
 
     @event.listens_for(engine, "reset")
     def _returned(dbapi_connection: Any, record: Any, state: Any) -> None:
