@@ -1,10 +1,13 @@
 """PostgreSQL: the first-class target.
 
-A batch's row versions for one table go to the server with binary COPY into a staging
-table that lives for the transaction, then one `INSERT … SELECT … ON CONFLICT … DO
-UPDATE … WHERE` applies them under the sequence guard. Binary COPY is the cheapest way
-into PostgreSQL (no parameter escaping or parsing, one round trip for any number of
-rows); measured in BENCHMARKS.md.
+A batch's row versions for one table go to the server chunk by chunk, each chunk one
+`INSERT … SELECT … FROM unnest(…) ON CONFLICT … DO UPDATE … WHERE` whose parameters are
+the chunk's columns as binary arrays, all of them in one pipeline: the server applies a
+chunk while the next one is built, and the whole table costs one round trip (the
+pipeline's sync) whatever the number of chunks. The optimistic pass also queues BEGIN and
+the statement timeout in that pipeline (`batch_pipeline`). A table with array columns
+(string and number sets), which `unnest` would flatten, takes binary COPY into a staging
+table that lives for the transaction instead, chunk by chunk.
 """
 
 from __future__ import annotations
@@ -13,12 +16,26 @@ import hashlib
 import itertools
 import logging
 import re
+import sys
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, bindparam, cast, select
+import psycopg
+from psycopg.adapt import Dumper, PyFormat, Transformer
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -40,6 +57,8 @@ CHUNK_MIN_ROWS = 200
 CHUNK_MAX_ROWS = 2000
 _MODIFIERS = re.compile(r"\(.*?\)")
 # Type names psycopg's COPY accepts for the DDL names SQLAlchemy renders.
+# conn.info key: the pipeline `batch_pipeline` opened, until a table's write syncs it.
+_BATCH_PIPELINE = "cdc_batch_pipeline"
 _COPY_TYPES = {
     "timestamp with time zone": "timestamptz",
     "double precision": "float8",
@@ -53,6 +72,7 @@ class PostgresDialect(OnConflictDialect):
 
     def __init__(self) -> None:
         self._staging: dict[str, _Staging] = {}
+        self._unnest: dict[str, _Unnest] = {}
         self._chunk_numbers = itertools.count()
 
     def insert(self, table: Table) -> Insert:
@@ -85,8 +105,9 @@ class PostgresDialect(OnConflictDialect):
         tombstones: Table,
     ) -> int:
         if spec.options.deletes == "hard":  # tombstones: the general path
+            _end_batch_pipeline(conn)  # SQLAlchemy reads its results at once
             return super().write_chunks(conn, spec, chunks, applied_at, tombstones)
-        return self._copy_upsert(conn, spec, chunks, spec.value_names, applied_at)
+        return self._bulk_upsert(conn, spec, chunks, spec.value_names, applied_at)
 
     def _upsert(
         self,
@@ -96,7 +117,67 @@ class PostgresDialect(OnConflictDialect):
         value_names: Sequence[str],
         applied_at: datetime,
     ) -> int:
-        return self._copy_upsert(conn, spec, iter([list(rows)]), value_names, applied_at)
+        return self._bulk_upsert(conn, spec, iter([list(rows)]), value_names, applied_at)
+
+    def _bulk_upsert(
+        self,
+        conn: Connection,
+        spec: TableSpec,
+        chunks: Iterator[list[RowVersion]],
+        value_names: Sequence[str],
+        applied_at: datetime,
+    ) -> int:
+        names = (*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME)
+        staging = self._staging_for(spec.table, names)
+        if any(t.endswith("[]") for t in staging.copy_types):
+            _end_batch_pipeline(conn)  # COPY cannot run in pipeline mode
+            return self._copy_upsert(conn, spec, chunks, value_names, applied_at)
+        return self._unnest_upsert(conn, spec, chunks, value_names, applied_at)
+
+    def _unnest_upsert(
+        self,
+        conn: Connection,
+        spec: TableSpec,
+        chunks: Iterator[list[RowVersion]],
+        value_names: Sequence[str],
+        applied_at: datetime,
+    ) -> int:
+        """Each chunk: one guarded upsert from `unnest` of its columns, sent as binary
+        arrays without leaving pipeline mode, so the server applies it while the next
+        chunk's values are built (taking the next chunk from `chunks` builds them).
+        Deletes without an image change only the bookkeeping columns: they go last, in
+        the same pipeline. One sync at the end: the row counts, or the first error."""
+        driver: Any = conn.connection.driver_connection
+        _register_arrays(driver)
+        full = self._unnest_for(spec, value_names, conn)
+        cursors: list[Any] = []
+        bare: list[RowVersion] = []
+        try:
+            with ExitStack() as pipeline:
+                batch = conn.info.pop(_BATCH_PIPELINE, None)
+                # Syncing the batch's pipeline sends BEGIN and the statement timeout with
+                # this table's rows; else a pipeline of this table's own.
+                pipeline.enter_context(batch if batch is not None else driver.pipeline())
+                for chunk in chunks:
+                    rows, without_values = split_by_values(chunk) if value_names else (chunk, [])
+                    bare.extend(without_values)
+                    if rows:
+                        cursors.append(_send(driver, full, rows, value_names, applied_at))
+                if bare:
+                    only_bookkeeping = self._unnest_for(spec, (), conn)
+                    cursors.append(_send(driver, only_bookkeeping, bare, (), applied_at))
+            return sum(max(0, cursor.rowcount) for cursor in cursors)
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
+    def _unnest_for(self, spec: TableSpec, value_names: Sequence[str], conn: Connection) -> _Unnest:
+        names = (*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME)
+        key = f"{spec.table.fullname}|{','.join(names)}"
+        unnest = self._unnest.get(key)
+        if unnest is None:
+            unnest = self._unnest[key] = _Unnest(self, spec, names, value_names, conn)
+        return unnest
 
     def _copy_upsert(
         self,
@@ -286,3 +367,170 @@ class _InFlight:
             log.debug("statement abandoned in pipeline mode: %s", exc)
         finally:
             self._cursor.close()
+
+
+class _Unnest:
+    """`INSERT INTO target (…) SELECT … FROM unnest(%(c0)b, …) ORDER BY key ON CONFLICT
+    … DO UPDATE … WHERE target._cdc_seq < excluded._cdc_seq` for one table and column
+    set: built and compiled once, for the driver (pipeline mode is below SQLAlchemy).
+    Each parameter is a column of the chunk, one binary array of the column's type."""
+
+    def __init__(
+        self,
+        dialect: PostgresDialect,
+        spec: TableSpec,
+        names: Sequence[str],
+        value_names: Sequence[str],
+        conn: Connection,
+    ) -> None:
+        table = spec.table
+        driver: Any = conn.connection.driver_connection
+        arrays: list[Any] = []
+        self.array_oids: list[int] = []
+        for index, name in enumerate(names):
+            column_type = table.c[name].type
+            if isinstance(column_type, JsonDocument):
+                column_type = Text()  # our exact JSON text; cast to jsonb on the way in
+            arrays.append(cast(bindparam(f"c{index}"), ARRAY(column_type)))
+            info = driver.adapters.types.get(_copy_type(column_type))
+            if info is None or not info.array_oid:
+                raise TypeError(f"no PostgreSQL array type for column {name!r}")
+            self.array_oids.append(info.array_oid)
+        source = func.unnest(*arrays).table_valued(*names).render_derived(name="cdc_rows")
+        selected: list[Any] = [
+            cast(source.c[n], JSONB) if isinstance(table.c[n].type, JsonDocument) else source.c[n]
+            for n in names
+        ]
+        selected.append(bindparam("applied_at", type_=DateTime(timezone=True)))
+        # Rows in key order: concurrent batches lock rows in one order, never a cycle.
+        query = select(*selected).order_by(*(source.c[k] for k in spec.key_names))
+        stmt = pg_insert(table).from_select([*names, APPLIED_AT], query)
+        assigned = (*value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT)
+        upsert = dialect._on_conflict(
+            stmt,
+            table,
+            assign=lambda new: {c: new[c] for c in assigned},
+            guard=lambda new: table.c[SEQ] < new[SEQ],
+        )
+        compiled = upsert.compile(dialect=conn.dialect)
+        arguments = [f"c{index}" for index in range(len(names))]
+        # The driver gets the parameters as they are: none may need SQLAlchemy's
+        # processing (the arrays are dumped by `_ArrayDumper`, a datetime is plain).
+        assert set(compiled.params) == {*arguments, "applied_at"}, compiled.params
+        sql = str(compiled)
+        for argument in arguments:  # binary format: %(c0)b (our names, not data)
+            sql = sql.replace(f"%({argument})s", f"%({argument})b")
+        self.sql = sql
+        self.arguments = arguments
+        self.document = value_names[0] if len(value_names) == 1 else None
+
+    def params(
+        self, rows: Sequence[RowVersion], value_names: Sequence[str], applied_at: datetime
+    ) -> dict[str, Any]:
+        only = self.document
+        if only is not None:  # document mode: the `item` column alone
+            tuples = [
+                (*row.key, row.values[only], row.sequence, row.deleted, row.event_time)  # type: ignore[index]
+                for row in rows
+            ]
+        else:
+            tuples = []
+            for row in rows:
+                values = row.values
+                cells = [values.get(n) for n in value_names] if values is not None else []
+                tuples.append((*row.key, *cells, row.sequence, row.deleted, row.event_time))
+        params: dict[str, Any] = {
+            argument: _Array(list(column), oid)
+            for argument, oid, column in zip(
+                self.arguments, self.array_oids, zip(*tuples, strict=True), strict=True
+            )
+        }
+        params["applied_at"] = applied_at
+        return params
+
+
+def _send(
+    driver: Any,
+    unnest: _Unnest,
+    rows: Sequence[RowVersion],
+    value_names: Sequence[str],
+    applied_at: datetime,
+) -> Any:
+    """Queue one chunk's upsert in the pipeline; its cursor holds the row count after
+    the sync."""
+    cursor = driver.cursor()
+    try:
+        cursor.execute(unnest.sql, unnest.params(rows, value_names, applied_at))
+    except BaseException:
+        cursor.close()
+        raise
+    return cursor
+
+
+class _Array:
+    """A column of a chunk, sent as a binary array of the type `oid` (whatever Python
+    types its values have: an int or a Decimal to numeric, like COPY's set_types)."""
+
+    __slots__ = ("oid", "values")
+
+    def __init__(self, values: list[Any], oid: int) -> None:
+        self.values = values
+        self.oid = oid
+
+
+class _ArrayDumper(Dumper):
+    format = psycopg.pq.Format.BINARY
+
+    def __init__(self, cls: type, context: Any = None) -> None:
+        super().__init__(cls, context)
+        self._array: Any = None
+
+    def get_key(self, obj: Any, format: PyFormat) -> Any:
+        return (self.cls, obj.oid)
+
+    def upgrade(self, obj: Any, format: PyFormat) -> Dumper:
+        dumper = _ArrayDumper(self.cls, self.connection)
+        dumper.oid = obj.oid
+        # The array dumper psycopg has for that oid (COPY's set_types uses the same).
+        array = Transformer(self.connection).adapters.get_dumper_by_oid(
+            obj.oid, psycopg.pq.Format.BINARY
+        )
+        dumper._array = array(type(None), self.connection)
+        return dumper
+
+    def dump(self, obj: Any) -> Any:
+        return self._array.dump(obj.values)
+
+
+def _register_arrays(driver: Any) -> None:
+    try:
+        driver.adapters.get_dumper(_Array, PyFormat.BINARY)
+    except psycopg.ProgrammingError:
+        driver.adapters.register_dumper(_Array, _ArrayDumper)
+
+
+@contextmanager
+def batch_pipeline(conn: Connection) -> Iterator[None]:
+    """Pipeline mode from the start of a batch's transaction: BEGIN and whatever runs
+    before the first table's rows (the statement timeout) are queued, and reach the
+    server with that table's rows, at its sync. A write that needs its results at once
+    (COPY, SQLAlchemy's statements) ends it first (`_end_batch_pipeline`); the caller
+    ends it, if no table did, before anything that reads a result."""
+    driver: Any = conn.connection.driver_connection
+    stack = ExitStack()
+    stack.enter_context(driver.pipeline())
+    conn.info[_BATCH_PIPELINE] = stack
+    try:
+        yield
+    except BaseException:
+        pending = conn.info.pop(_BATCH_PIPELINE, None)
+        if pending is not None:  # leave pipeline mode; the transaction is lost anyway
+            pending.__exit__(*sys.exc_info())
+        raise
+    _end_batch_pipeline(conn)
+
+
+def _end_batch_pipeline(conn: Connection) -> None:
+    pending = conn.info.pop(_BATCH_PIPELINE, None)
+    if pending is not None:
+        pending.close()  # the sync: the queued statements' errors, if any
