@@ -1,0 +1,200 @@
+"""PostgreSQL round trips per batch (issue 14): a constant number whatever the batch's size.
+
+Counted from libpq's own protocol trace of the batch's connection: a round trip is a run
+of messages to the server answered by a message from it (what bench/proxy.py counts on
+the wire). The optimistic pass of a one-table batch is three: BEGIN, the statement
+timeout and every chunk's upsert in one pipeline, then the checkpoint, then COMMIT.
+A connection idle for a few seconds is not pinged first (a dead one is a transient
+error the retry handles on a new connection); one idle for long still is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, event, text
+
+from cdc import db as cdc_db
+from cdc.apply import Replicator
+from cdc.config import Settings
+from cdc.db import make_engine
+from cdc.retry import Deadline
+from tests.factories import FakeContext, insert, modify, remove
+
+pytestmark = pytest.mark.postgres
+
+
+class RoundTrips:
+    """Traces every connection of `engine` (libpq's PQtrace) into one file; `take`
+    counts the round trips and the simple-protocol queries since the last call."""
+
+    def __init__(self, engine: Engine, path: Path) -> None:
+        self._file = path.open("w+b")
+        self._offset = 0
+
+        @event.listens_for(engine, "connect")
+        def traced(dbapi_connection: Any, _record: Any) -> None:
+            pgconn = dbapi_connection.pgconn
+            pgconn.trace(self._file.fileno())
+            flags = psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE
+            pgconn.set_trace_flags(flags)
+
+    def take(self) -> tuple[int, list[str]]:
+        self._file.flush()
+        lines = Path(self._file.name).read_bytes()[self._offset :]
+        self._offset += len(lines)
+        trips, last = 0, ""
+        texts: list[str] = []
+        for line in lines.decode(errors="replace").splitlines():
+            direction, _, rest = line.partition("\t")
+            if direction == "B" and last == "F":
+                trips += 1
+            if direction in ("F", "B"):
+                last = direction
+            fields = rest.split("\t")
+            if direction == "F" and len(fields) > 2 and fields[1] in ("Query", "Parse"):
+                texts.append(fields[-1])
+        return trips, texts
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@pytest.fixture
+def traced(pg_engine: Engine, tmp_path: Path) -> Iterator[tuple[Engine, RoundTrips]]:
+    engine = make_engine(pg_engine.url, pool_size=1)
+    trips = RoundTrips(engine, tmp_path / "libpq.trace")
+    yield engine, trips
+    engine.dispose()
+    trips.close()
+
+
+def batch(size: int, first: int, seq: int) -> list[dict[str, Any]]:
+    """`size` records of distinct keys: inserts, modifies and (one in ten) removes."""
+    records: list[dict[str, Any]] = []
+    for n in range(size):
+        key = {"Id": first + n}
+        if n % 10 == 9:
+            records.append(remove(key, seq + n, {"v": n}))
+        elif n % 2:
+            records.append(modify(key, seq + n, {"v": n, "s": f"value {n}", "f": Decimal(n) / 4}))
+        else:
+            records.append(insert(key, seq + n, {"v": n, "tags": ["a", "b"], "m": {"n": n}}))
+    return records
+
+
+def deadline() -> Deadline:
+    return Deadline.from_context(FakeContext(60_000))
+
+
+def test_a_batch_costs_the_same_round_trips_whatever_its_size(
+    traced: tuple[Engine, RoundTrips], pg_settings: Settings
+) -> None:
+    engine, trips = traced
+    replicator = Replicator(engine, pg_settings)
+    # GIVEN a warm replicator (its tables made, its statements seen once)
+    assert replicator.process(batch(50, 0, 1000), deadline()).failed == 0
+    trips.take()
+
+    # WHEN batches of 100, 1,000 and 3,000 records (1, 5 and 8 chunks) are applied
+    counts: dict[int, int] = {}
+    seq = 10_000
+    for size in (100, 1000, 3000):
+        records = batch(size, 0, seq)
+        seq += 10_000
+        result = replicator.process(records, deadline())
+        assert result.failed == 0
+        # every record changes its row: the counts stay exact
+        assert (result.applied, result.stale) == (size, 0)
+        counts[size], _ = trips.take()
+
+    # THEN each costs the same three round trips: the pipeline (BEGIN, the statement
+    # timeout, every chunk), the checkpoint, COMMIT
+    assert counts == {100: 3, 1000: 3, 3000: 3}
+
+
+def test_a_connection_idle_for_seconds_is_not_pinged(
+    traced: tuple[Engine, RoundTrips], pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, trips = traced
+    replicator = Replicator(engine, pg_settings)
+    assert replicator.process(batch(20, 0, 1000), deadline()).failed == 0
+    trips.take()
+
+    # GIVEN a pooled connection idle for 10 seconds (a quiet stream)
+    real = time.monotonic
+    monkeypatch.setattr(cdc_db.time, "monotonic", lambda: real() + 10.0)
+
+    # WHEN the next batch arrives
+    result = replicator.process(batch(20, 0, 2000), deadline())
+
+    # THEN it is applied without a ping first: the same three round trips
+    assert result.failed == 0 and result.applied == 20
+    count, texts = trips.take()
+    assert not [t for t in texts if "SELECT 1" in t.upper()], texts
+    assert count == 3
+
+
+def test_a_connection_idle_for_long_is_checked_before_use(
+    traced: tuple[Engine, RoundTrips],
+    pg_engine: Engine,
+    pg_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine, _ = traced
+    replicator = Replicator(engine, pg_settings)
+    pids: list[int] = []
+
+    @event.listens_for(engine, "checkout")
+    def remember(dbapi_connection: Any, *_: Any) -> None:
+        pids.append(dbapi_connection.info.backend_pid)
+
+    assert replicator.process(batch(20, 0, 1000), deadline()).failed == 0
+    # GIVEN a pooled connection that died while idle for an hour
+    with pg_engine.connect() as conn:
+        conn.execute(text("select pg_terminate_backend(:pid, 5000)"), {"pid": pids[-1]})
+    real = time.monotonic
+    monkeypatch.setattr(cdc_db.time, "monotonic", lambda: real() + cdc_db.IDLE_PING_S + 1)
+
+    # WHEN the next batch arrives
+    with caplog.at_level(logging.WARNING, logger="cdc"):
+        result = replicator.process(batch(20, 0, 2000), deadline())
+
+    # THEN the ping replaced the connection: applied at the first attempt
+    assert result.failed == 0 and result.applied == 20
+    assert "batch attempt" not in caplog.text
+
+
+def test_the_statement_timeout_still_bounds_a_pipelined_batch(
+    traced: tuple[Engine, RoundTrips], pg_engine: Engine, pg_settings: Settings, pg_schema: str
+) -> None:
+    engine, _ = traced
+    replicator = Replicator(engine, pg_settings)
+    assert replicator.process(batch(20, 0, 1000), deadline()).failed == 0
+    # GIVEN another session holding the lock of a row the next batch changes
+    holder = pg_engine.connect()
+    holder.execute(text(f"SELECT 1 FROM {pg_schema}.orders WHERE id = 3 FOR UPDATE"))
+    release = threading.Timer(20.0, holder.close)  # never hang the suite
+    release.start()
+    try:
+        # WHEN the batch runs with 3 seconds left before Lambda's deadline
+        started = time.monotonic()
+        result = replicator.process(batch(20, 0, 2000), Deadline.from_context(FakeContext(3000)))
+        elapsed = time.monotonic() - started
+    finally:
+        release.cancel()
+        holder.close()
+
+    # THEN the lock wait is cut by the statement timeout, and the batch is reported
+    # before the deadline, not left to Lambda's timeout
+    assert result.failed == 20
+    assert elapsed < 3.0, elapsed
