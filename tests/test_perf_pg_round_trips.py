@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from sqlalchemy import Engine, event, text
 
 from cdc import db as cdc_db
 from cdc.apply import Replicator
-from cdc.config import Settings
+from cdc.config import Settings, load_settings
 from cdc.db import make_engine
 from cdc.retry import Deadline
 from tests.factories import FakeContext, insert, modify, remove
@@ -198,3 +199,106 @@ def test_the_statement_timeout_still_bounds_a_pipelined_batch(
     # before the deadline, not left to Lambda's timeout
     assert result.failed == 20
     assert elapsed < 3.0, elapsed
+
+
+TYPED = """
+[tables.Things]
+keys = ["Id"]
+
+[tables.Things.columns]
+Id = "text"
+Amount = "numeric"
+Price = "numeric(12,2)"
+Big = "bigint"
+Count = "integer"
+Small = "smallint"
+Flag = "boolean"
+Ratio = "double"
+At = "timestamptz"
+Day = "date"
+Doc = "jsonb"
+Blob = "bytea"
+Tags = "text[]"
+Nums = "numeric[]"
+"""
+BIG38 = "12345678901234567890123456789012345678"
+
+
+def thing(id_: str, seq: int, attrs: dict[str, Any]) -> dict[str, Any]:
+    rec = insert({"Id": id_}, seq, table="Things")
+    rec["dynamodb"]["NewImage"].update(attrs)
+    return rec
+
+
+def test_every_column_kind_goes_through_the_pipeline_exactly(
+    traced: tuple[Engine, RoundTrips], pg_engine: Engine, pg_schema: str, tmp_path: Path
+) -> None:
+    engine, trips = traced
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(TYPED)
+    settings = load_settings(
+        {
+            "CDC_CONFIG": str(mapping),
+            "CDC_DATABASE_URL": pg_engine.url.render_as_string(hide_password=False),
+            "CDC_SCHEMA": pg_schema,
+        }
+    )
+    replicator = Replicator(engine, settings)
+    full = {
+        "Amount": {"N": BIG38},
+        "Price": {"N": "12.5"},
+        "Big": {"N": str(2**62)},
+        "Count": {"N": "-7"},
+        "Small": {"N": "12"},
+        "Flag": {"BOOL": True},
+        "Ratio": {"N": "0.25"},
+        "At": {"S": "2024-03-01T12:34:56Z"},
+        "Day": {"S": "2024-03-01"},
+        "Doc": {"M": {"n": {"N": "1.50"}, "s": {"S": "x"}}},
+        "Blob": {"B": "AAH+/w=="},
+        "Tags": {"L": [{"S": "z"}, {"S": 'a "quoted", {braced}'}, {"S": "z"}]},
+        "Nums": {"L": [{"N": "3"}, {"N": "1.50"}, {"N": "1E-130"}, {"N": BIG38}]},
+    }
+    assert replicator.process([thing("warm", 1, {})], deadline()).failed == 0
+    trips.take()
+
+    # WHEN a batch of every kind, of NULLs and of empty arrays is applied
+    nulls = {k: {"NULL": True} for k in full}
+    empty = {"Tags": {"L": []}, "Nums": {"L": []}}
+    result = replicator.process(
+        [thing("full", 10, full), thing("nulls", 11, nulls), thing("empty", 12, empty)],
+        deadline(),
+    )
+
+    # THEN every value is stored exactly, in the three round trips of the pipeline
+    assert result.failed == 0 and result.applied == 3
+    assert trips.take()[0] == 3
+    with pg_engine.connect() as conn:
+        rows = {
+            r["id"]: dict(r)
+            for r in conn.execute(
+                text(
+                    "SELECT id, amount::text AS amount, price, big, count, small, flag, ratio,"
+                    " at, day, doc::text AS doc, blob, tags, nums::text[] AS nums"
+                    f" FROM {pg_schema}.things"
+                )
+            ).mappings()
+        }
+    assert rows["full"] == {
+        "id": "full",
+        "amount": BIG38,
+        "price": Decimal("12.50"),
+        "big": 2**62,
+        "count": -7,
+        "small": 12,
+        "flag": True,
+        "ratio": 0.25,
+        "at": datetime(2024, 3, 1, 12, 34, 56, tzinfo=UTC),
+        "day": date(2024, 3, 1),
+        "doc": '{"n": 1.50, "s": "x"}',
+        "blob": b"\x00\x01\xfe\xff",
+        "tags": ["z", 'a "quoted", {braced}', "z"],
+        "nums": ["3", "1.50", "0." + "0" * 129 + "1", BIG38],
+    }
+    assert {k for k, v in rows["nulls"].items() if v is not None} == {"id"}
+    assert (rows["empty"]["tags"], rows["empty"]["nums"]) == ([], [])
