@@ -2,12 +2,11 @@
 
 A batch's row versions for one table go to the server chunk by chunk, each chunk one
 `INSERT … SELECT … FROM unnest(…) ON CONFLICT … DO UPDATE … WHERE` whose parameters are
-the chunk's columns as binary arrays, all of them in one pipeline: the server applies a
-chunk while the next one is built, and the whole table costs one round trip (the
-pipeline's sync) whatever the number of chunks. The optimistic pass also queues BEGIN and
-the statement timeout in that pipeline (`batch_pipeline`). A table with array columns
-(string and number sets), which `unnest` would flatten, takes binary COPY into a staging
-table that lives for the transaction instead, chunk by chunk.
+the chunk's columns as binary arrays (no staging table, nothing escaped), all of them
+in one pipeline: the server applies a chunk while the next one is built, and the whole
+table costs one round trip (the pipeline's sync) whatever the number of chunks. The
+optimistic pass also queues BEGIN and the statement timeout in that pipeline
+(`batch_pipeline`). Measured in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ _MODIFIERS = re.compile(r"\(.*?\)")
 # psycopg's type names for the DDL names SQLAlchemy renders.
 # conn.info key: the pipeline `batch_pipeline` opened, until a table's write syncs it.
 _BATCH_PIPELINE = "cdc_batch_pipeline"
-_COPY_TYPES = {
+_TYPE_NAMES = {
     "timestamp with time zone": "timestamptz",
     "double precision": "float8",
     "varchar": "text",
@@ -86,9 +85,9 @@ class PostgresDialect(OnConflictDialect):
         return super().column_type(ctype, key)
 
     def chunk_rows(self, rows: int) -> int:
-        # Each chunk costs two round trips (COPY, then the upsert's result); the last
-        # chunk's upsert is not overlapped with anything. 5 chunks of 1,000 rows and
-        # 15 of 10,000 balance the two (measured in BENCHMARKS.md).
+        # A chunk costs no round trip (they share the table's pipeline), but a
+        # statement on the server; the last chunk's upsert is not overlapped with
+        # building values. 5 chunks of 1,000 rows and 15 of 10,000 balance the two.
         return max(CHUNK_MIN_ROWS, min(CHUNK_MAX_ROWS, int((rows * 50) ** 0.5)))
 
     def write_chunks(
@@ -160,11 +159,11 @@ class PostgresDialect(OnConflictDialect):
         return unnest
 
 
-def _copy_type(column_type: TypeEngine[Any]) -> str:
+def _type_name(column_type: TypeEngine[Any]) -> str:
     rendered = column_type.compile(dialect=_DIALECT).lower()
     array = rendered.endswith("[]")
     base = _MODIFIERS.sub("", rendered.removesuffix("[]")).strip()
-    base = _COPY_TYPES.get(base, base)
+    base = _TYPE_NAMES.get(base, base)
     return base + ("[]" if array else "")
 
 
@@ -197,7 +196,7 @@ class _Unnest:
                     self.as_json.append(index)
                 column_type = Text()
             arrays.append(cast(bindparam(f"c{index}"), ARRAY(column_type)))
-            info = driver.adapters.types.get(_copy_type(column_type))
+            info = driver.adapters.types.get(_type_name(column_type))
             if info is None or not info.array_oid:
                 raise TypeError(f"no PostgreSQL array type for column {name!r}")
             self.array_oids.append(info.array_oid)
@@ -332,7 +331,7 @@ def batch_pipeline(conn: Connection) -> Iterator[None]:
     """Pipeline mode from the start of a batch's transaction: BEGIN and whatever runs
     before the first table's rows (the statement timeout) are queued, and reach the
     server with that table's rows, at its sync. A write that needs its results at once
-    (COPY, SQLAlchemy's statements) ends it first (`_end_batch_pipeline`); the caller
+    (SQLAlchemy's statements) ends it first (`_end_batch_pipeline`); the caller
     ends it, if no table did, before anything that reads a result."""
     driver: Any = conn.connection.driver_connection
     stack = ExitStack()
