@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +28,7 @@ from cdc import db as cdc_db
 from cdc.apply import Replicator
 from cdc.config import Settings, load_settings
 from cdc.db import make_engine
+from cdc.mapping import TableConfig, TableOptions
 from cdc.retry import Deadline
 from tests.factories import FakeContext, insert, modify, remove
 
@@ -302,3 +304,41 @@ def test_every_column_kind_goes_through_the_pipeline_exactly(
     }
     assert {k for k, v in rows["nulls"].items() if v is not None} == {"id"}
     assert (rows["empty"]["tags"], rows["empty"]["nums"]) == ([], [])
+
+
+@pytest.mark.parametrize("hard_first", [True, False])
+def test_a_batch_over_a_hard_delete_table_and_others_leaves_the_pipeline_correctly(
+    traced: tuple[Engine, RoundTrips], pg_engine: Engine, pg_settings: Settings, hard_first: bool
+) -> None:
+    engine, _ = traced
+    # GIVEN a table with hard deletes (its SQLAlchemy statements read their results at
+    # once) and two of the usual kind, in one batch, with a row the database rejects
+    # (the careful pass: each table in a savepoint, the bad row bisected out)
+    gone_config = TableConfig("Gone", options=TableOptions(deletes="hard"))
+    settings = replace(pg_settings, tables={"Gone": gone_config})
+    replicator = Replicator(engine, settings)
+    warm = [insert({"Id": 1000}, 1, table=name) for name in ("Gone", "Others", "Orders")]
+    assert replicator.process(warm, deadline()).failed == 0
+    schema = pg_settings.schema
+    with pg_engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {schema}.others ADD CHECK (NOT item ? 'poison')"))
+    gone = [insert({"Id": n}, 100 + n, {"v": n}, table="Gone") for n in range(6)]
+    gone.append(remove({"Id": 0}, 200, table="Gone"))
+    orders = batch(300, 0, 1000)
+    others = [insert({"Id": n}, 300 + n, {"v": n}, table="Others") for n in range(5)]
+    others.append(insert({"Id": 99}, 400, {"poison": True}, table="Others"))
+    records = [*gone, *orders, *others] if hard_first else [*orders, *others, *gone]
+
+    # WHEN it is applied
+    result = replicator.process(records, deadline())
+
+    # THEN every table is written, the bad row alone dead-lettered, the counts exact
+    assert result.failed == 0, result.error
+    assert result.dead_lettered == 1
+    assert (result.applied, result.stale) == (6 + 300 + 5, 1)  # the insert the REMOVE beat
+    with pg_engine.connect() as conn:
+        assert conn.execute(text(f"SELECT count(*) FROM {schema}.gone")).scalar() == 1 + 5
+        assert conn.execute(text(f"SELECT count(*) FROM {schema}.orders")).scalar() == 1 + 300
+        assert conn.execute(text(f"SELECT count(*) FROM {schema}.others")).scalar() == 1 + 5
+        letters = conn.execute(text(f"SELECT error_message FROM {schema}.cdc_dead_letters"))
+        assert ["the database rejected the row" in m for (m,) in letters] == [True]
