@@ -52,6 +52,7 @@ _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 CHUNK_MIN_ROWS = 200
 CHUNK_MAX_ROWS = 2000
 _MODIFIERS = re.compile(r"\(.*?\)")
+_PLACEHOLDER = re.compile(r"(?<!%)%\((c[0-9]+)\)s")
 # psycopg's type names for the DDL names SQLAlchemy renders.
 # conn.info key: the pipeline `batch_pipeline` opened, until a table's write syncs it.
 _BATCH_PIPELINE = "cdc_batch_pipeline"
@@ -218,10 +219,9 @@ class _Unnest:
         # The driver gets the parameters as they are: none may need SQLAlchemy's
         # processing (the arrays are dumped by `_ArrayDumper`, a datetime is plain).
         assert set(compiled.params) == {*arguments, "applied_at"}, compiled.params
-        sql = str(compiled)
-        for argument in arguments:  # binary format: %(c0)b (our names, not data)
-            sql = sql.replace(f"%({argument})s", f"%({argument})b")
-        self.sql = sql
+        # Binary format: %(c0)b. A placeholder is never preceded by a `%` (the compiler
+        # doubles every literal one, as in a quoted identifier).
+        self.sql = _PLACEHOLDER.sub(r"%(\1)b", str(compiled))
         self.arguments = arguments
         self.document = value_names[0] if len(value_names) == 1 else None
 
