@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -27,6 +28,7 @@ from cdc.config import Settings
 from cdc.db import mysql_session_limits, set_session
 from cdc.dberrors import ErrorKind, classify, describe
 from cdc.dialects import dialect_for
+from cdc.dialects.postgresql import batch_pipeline
 from cdc.errors import RecordError
 from cdc.mapping import (
     BOOKKEEPING_COLUMNS,
@@ -468,7 +470,11 @@ class Replicator:
         applied = stale = 0
         per_table: dict[tuple[str, str], tuple[int, int]] = {}
         progress: dict[str, StreamProgress] = {}
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn, ExitStack() as pipelined:
+            if not careful and self.engine.dialect.name == "postgresql":
+                # BEGIN and the statement timeout go with the first table's rows; the
+                # careful pass needs each savepoint's outcome at once.
+                pipelined.enter_context(batch_pipeline(conn))
             self._limit_statement_time(conn, deadline)
             for table_plan in plans:
                 spec = table_plan.spec
@@ -494,6 +500,7 @@ class Replicator:
                     entry = progress.setdefault(stream, StreamProgress(stream, shard_id))
                     entry.applied += changed
                     entry.stale += table_stale
+            pipelined.close()  # the dead letters and checkpoints read their results
             stale += len(prepared.ignored)
             for change in prepared.ignored:
                 key = (change.stream_arn, change.source_table)

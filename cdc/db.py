@@ -173,15 +173,18 @@ def _reset_session_limits(engine: Engine) -> None:
             raise DisconnectionError(f"could not reset a pooled connection: {exc}") from exc
 
 
-IDLE_PING_S = 2.0
+# Idle timeouts that drop a connection are minutes long (a NAT gateway's 350 s, RDS
+# Proxy's 30 min by default); a stream invoking Lambda every few seconds must not pay a
+# round trip per batch to guard against them.
+IDLE_PING_S = 300.0
 
 
 def _ping_when_idle(engine: Engine) -> None:
-    """Check a pooled connection before use only if it sat idle: after a Lambda freeze
-    or a quiet spell it may be dead (server restart, idle timeout, NAT), while one used a
-    moment ago almost never is. SQLAlchemy's pool_pre_ping pays a round trip on every
-    checkout; a dead connection that slips through fails its batch's first statement,
-    is invalidated, and the retry gets a new one."""
+    """Check a pooled connection before use only if it sat idle for minutes, long enough
+    for an idle timeout (server, proxy, NAT) to have dropped it, while one used seconds
+    ago almost never is dead. SQLAlchemy's pool_pre_ping pays a round trip on every
+    checkout; a dead connection that slips through (a server restart, a failover) fails
+    its batch's first statement, is invalidated, and the retry gets a new one."""
 
     @event.listens_for(engine, "checkin")
     def _checked_in(dbapi_connection: Any, record: Any) -> None:
