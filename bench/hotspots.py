@@ -5,7 +5,8 @@ probes reach into cdc's internals (the replicator, its engine), so each of them 
 * `breakdown`: unprofiled wall-clock split of warm batches: the pure part
   (`Replicator.prepare`: parse, keys, plan), the values built while writing
   (`TableSpec.materialize`: decode, JSON encode), the wait for pipelined upserts
-  (`_InFlight.rowcount`: server time not hidden behind Python), SQLAlchemy compile + bind
+  (the pipeline's sync, `psycopg.Pipeline.__exit__`: server time not hidden behind
+  Python), SQLAlchemy compile + bind
   processing (engine events), the driver (psycopg's execute, COPY blocks and commit,
   wrapped for the duration), and everything else;
 * `replay`: the batch's bulk statement replayed inside a savepoint (rolled back) with
@@ -66,7 +67,7 @@ class Breakdown:
     copies: int
     calls: list[tuple[str, float]] = field(default_factory=list)  # (SQL, seconds), in order
     build_s: float | None = None  # TableSpec.materialize: values built while writing
-    wait_s: float | None = None  # _InFlight.rowcount: waiting on pipelined upserts
+    wait_s: float | None = None  # psycopg.Pipeline.__exit__: waiting on pipelined upserts
 
     @property
     def other_s(self) -> float:
@@ -300,8 +301,9 @@ def breakdown(
     # Time the pure part inside the handler's own call (an instance attribute over the
     # bound method), the values built lazily while writing and the waits for pipelined
     # upserts (class-level); all removed afterwards. What cdc no longer has reads n/a.
+    import psycopg
+
     from cdc import mapping
-    from cdc.dialects import postgresql
 
     prepared: list[float] = []
     built: list[float] = []
@@ -309,7 +311,8 @@ def breakdown(
     probes = {
         "Replicator.prepare": (replicator, "prepare", prepared),
         "TableSpec.materialize": (mapping.TableSpec, "materialize", built),
-        "_InFlight.rowcount": (getattr(postgresql, "_InFlight", None), "rowcount", waited),
+        # The pipeline's sync: the server time not hidden behind building values.
+        "Pipeline.__exit__": (psycopg.Pipeline, "__exit__", waited),
     }
     undo: dict[str, Callable[[], None]] = {}
     for label, (owner, method, into) in probes.items():
@@ -343,7 +346,7 @@ def breakdown(
                     copies=clock.copies,
                     calls=list(clock.calls),
                     build_s=sum(built) if "TableSpec.materialize" in undo else None,
-                    wait_s=sum(waited) if "_InFlight.rowcount" in undo else None,
+                    wait_s=sum(waited) if "Pipeline.__exit__" in undo else None,
                 )
             )
         if replay_batch is not None:
