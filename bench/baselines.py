@@ -1,33 +1,48 @@
-"""The three ways of applying a batch that the suite compares, and their tables.
+"""The contenders the suite compares, and the tables they write.
 
-* `HandlerMethod`: the project's Lambda handler, end to end (decoding included);
-* `NaiveMethod`: boto3's `TypeDeserializer`, then one guarded upsert and one commit per
-  record with psycopg: what a first version of such a Lambda usually looks like;
-* `CopyFloor`: rows decoded and JSON-encoded before the clock starts, then a binary
-  COPY into a temporary staging table and one guarded `INSERT … SELECT … ON CONFLICT`:
-  SQL alone, the fastest way we know to get a batch into PostgreSQL.
+* `HandlerMethod`: the project's Lambda handler, end to end (decoding included), on any
+  of the three databases, through `cdc.handler.handler` itself;
+* the floors, one per database, "rows already encoded, nothing but the database's own
+  bulk path" (decoding and JSON encoding happen in `prepare`, before the clock starts):
+  - `CopyFloor` (PostgreSQL): binary COPY into a temporary staging table and one
+    guarded `INSERT … SELECT … ON CONFLICT … DO UPDATE … WHERE`, one commit;
+  - `MariaDBFloor`: one multi-row `INSERT … ON DUPLICATE KEY UPDATE` with the guard in
+    every assignment, executed by the driver (pymysql) with parameters, one commit
+    (statements split only to stay under max_allowed_packet);
+  - `SqliteFloor`: `executemany` of one guarded `INSERT … ON CONFLICT` in one transaction;
+* `NaiveMethod` (PostgreSQL, `--naive`): boto3's `TypeDeserializer`, then one guarded
+  upsert and one commit per record with psycopg: what a first version usually looks like;
+* `PeerMethod` (`bench/peers.py`, in a venv of its own): a Powertools `BatchProcessor`.
 
-Each method writes to its own table of the replica layout (README: Replica tables), so all three see
-the same batches against the same table state, and their final states can be compared.
-The timed part of a method is `apply`; `prepare` is outside the clock.
+Each contender writes to its own table of the replica layout (README: Replica tables), so
+all see the same batches against the same table state, and their final states can be
+compared. The timed part of a contender is `apply`; `prepare` is outside the clock.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
 
-from bench.workload import REPLICA_TABLE, FakeContext, event, single_batch
+from bench.encode import canonical_number, plain_json
+from bench.workload import FakeContext, event, single_batch
 
 NAIVE_TABLE = "naive_items"
-COPY_TABLE = "copy_items"
+FLOOR_TABLE = "floor_items"
+PEER_TABLE = "peer_items"
 COLUMNS = ("id", "item", "_cdc_seq", "_cdc_deleted", "_cdc_event_time", "_cdc_applied_at")
 
 
@@ -39,13 +54,14 @@ def psycopg_conninfo(url: str) -> str:
 
 
 class Method(Protocol):
-    name: str
-
     def prepare(self, records: list[dict[str, Any]]) -> Any:
         """Work done before the clock starts."""
 
-    def apply(self, prepared: Any) -> None:
-        """The timed part: apply one batch and commit it."""
+    def apply(self, prepared: Any) -> float | None:
+        """The timed part: apply one batch and commit it. Returns its own measure of
+        the time taken when the work happens elsewhere (another process), else None."""
+
+    def close(self) -> None: ...
 
 
 class BenchFailure(RuntimeError):
@@ -56,28 +72,47 @@ class BenchFailure(RuntimeError):
 
 
 class HandlerMethod:
-    name = "handler"
+    """`cdc.handler.handler(event, context)` with a replicator of its own: the handler
+    builds it from the environment (CDC_DATABASE_URL, CDC_SCHEMA) as in Lambda, and it
+    is put in place before each call, so several handlers (one per database or RTT)
+    can take turns in one process."""
 
-    def __init__(self, database_url: str, schema: str) -> None:
-        os.environ["CDC_DATABASE_URL"] = database_url
-        os.environ["CDC_SCHEMA"] = schema
+    def __init__(self, database_url: str, schema: str | None) -> None:
         import cdc.handler
 
         self._module = cdc.handler
-        cdc.handler.reset()  # rebuild from the environment just set
+        os.environ["CDC_DATABASE_URL"] = database_url
+        if schema is None:
+            os.environ.pop("CDC_SCHEMA", None)
+        else:
+            os.environ["CDC_SCHEMA"] = schema
+        cdc.handler._replicator = None
+        self.replicator = cdc.handler.replicator()
         # The handler writes its log line and metrics to stdout (Lambda ships stdout to
         # CloudWatch): still written, and timed, but not into the suite's table.
         self._stdout = open(os.devnull, "w")  # noqa: SIM115 (closed in close())
 
-    def warm_container(self) -> None:
+    def activate(self) -> None:
+        """Make this the container's replicator (the probes in bench.hotspots ask the
+        handler module for it)."""
+        self._module._replicator = self.replicator
+
+    def warm_container(self, kind: str) -> None:
         """The first invocation of a container: engine, bookkeeping tables and the
         replica table are created here, never in a timed batch."""
-        self.apply(event(single_batch(1, base=1)))
+        self.apply(event(single_batch(1, base=1, kind=kind)))
 
     def prepare(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        # cdc pings a pooled connection that sat idle for more than 2 s before using it
+        # (cdc.db); in the suite's lockstep every contender waits seconds for its turn,
+        # while a Lambda under a steady stream gets its batches back to back. The
+        # connection is checked out and in here, before the clock, so the timed call
+        # sees the steady state (no ping round trip).
+        self.replicator.engine.connect().close()
         return event(records)
 
     def apply(self, prepared: dict[str, Any]) -> None:
+        self.activate()
         with contextlib.redirect_stdout(self._stdout):
             response = self._module.handler(prepared, FakeContext())
         failures = response.get("batchItemFailures")
@@ -85,7 +120,8 @@ class HandlerMethod:
             raise BenchFailure(f"the handler reported {len(failures)} failed records")
 
     def close(self) -> None:
-        self._module.reset()
+        self.replicator.engine.dispose()
+        self._module._replicator = None
         self._stdout.close()
 
 
@@ -96,8 +132,10 @@ def _naive_default(value: object) -> object:
     """What a first version does with boto3's Decimals: int, else float."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
+    if hasattr(value, "value") and isinstance(value.value, bytes):  # boto3's Binary
+        return base64.b64encode(value.value).decode("ascii")
     if isinstance(value, set | frozenset):
-        return sorted(value)
+        return sorted(str(_naive_default(v)) if hasattr(v, "value") else v for v in value)
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
@@ -122,15 +160,13 @@ def _upsert_sql(schema: str, table: str, source: sql.Composable) -> sql.Composed
 
 
 class NaiveMethod:
-    name = "naive"
-
-    def __init__(self, conninfo: str, schema: str) -> None:
+    def __init__(self, conninfo: str, schema: str, table: str = NAIVE_TABLE) -> None:
         from boto3.dynamodb.types import TypeDeserializer
 
         self._deserializer = TypeDeserializer()
         self._conn = psycopg.connect(conninfo, application_name="cdc-bench-naive")
         self._sql = _upsert_sql(
-            schema, NAIVE_TABLE, sql.SQL("VALUES (%s, %s::jsonb, %s, false, %s, now())")
+            schema, table, sql.SQL("VALUES (%s, %s::jsonb, %s, false, %s, now())")
         ).as_string(self._conn)
 
     def prepare(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,9 +187,28 @@ class NaiveMethod:
         self._conn.close()
 
 
-# --- the COPY floor ---------------------------------------------------------------------
+# --- the floors ---------------------------------------------------------------------
 
-Row = tuple[Decimal, str, Decimal, bool, datetime]
+Row = tuple[Any, ...]
+
+
+def _encoded(records: list[dict[str, Any]]) -> list[tuple[Decimal, str, int, datetime]]:
+    """(key, plain-JSON item, sequence number, event time) of each record: the part of
+    the floors' pre-encoding every database shares."""
+    rows = []
+    for record in records:
+        ddb = record["dynamodb"]
+        rows.append(
+            (
+                Decimal(ddb["Keys"]["id"]["N"]),
+                plain_json(ddb["NewImage"]),
+                int(ddb["SequenceNumber"]),
+                datetime.fromtimestamp(ddb["ApproximateCreationDateTime"], UTC),
+            )
+        )
+    return rows
+
+
 _STAGE_TYPES = ["numeric", "text", "numeric", "bool", "timestamptz"]
 
 
@@ -162,12 +217,7 @@ class CopyFloor:
     at each commit), then one guarded `INSERT … SELECT … ON CONFLICT … DO UPDATE … WHERE`
     and one commit."""
 
-    name = "copy"
-
-    def __init__(self, conninfo: str, schema: str) -> None:
-        from boto3.dynamodb.types import TypeDeserializer
-
-        self._deserializer = TypeDeserializer()
+    def __init__(self, conninfo: str, schema: str, table: str = FLOOR_TABLE) -> None:
         self._conn = psycopg.connect(conninfo, application_name="cdc-bench-copy")
         self._conn.execute(
             "CREATE TEMPORARY TABLE cdc_bench_stage (id numeric, item text, seq numeric, "
@@ -177,24 +227,10 @@ class CopyFloor:
         select = sql.SQL(
             "SELECT id, item::jsonb, seq, deleted, event_time, now() FROM cdc_bench_stage"
         )
-        self._upsert = _upsert_sql(schema, COPY_TABLE, select).as_string(self._conn)
+        self._upsert = _upsert_sql(schema, table, select).as_string(self._conn)
 
     def prepare(self, records: list[dict[str, Any]]) -> list[Row]:
-        deserialize = self._deserializer.deserialize
-        rows: list[Row] = []
-        for record in records:
-            ddb = record["dynamodb"]
-            item = {name: deserialize(value) for name, value in ddb["NewImage"].items()}
-            rows.append(
-                (
-                    deserialize(ddb["Keys"]["id"]),
-                    naive_json(item),
-                    Decimal(ddb["SequenceNumber"]),
-                    False,
-                    datetime.fromtimestamp(ddb["ApproximateCreationDateTime"], UTC),
-                )
-            )
-        return rows
+        return [(key, item, Decimal(seq), False, at) for key, item, seq, at in _encoded(records)]
 
     def apply(self, prepared: list[Row]) -> None:
         with self._conn.cursor() as cur:
@@ -212,45 +248,201 @@ class CopyFloor:
         self._conn.close()
 
 
-# --- the schema the suite works in ------------------------------------------------------
+def mysql_connect(url: str, database: str | None = None) -> Any:
+    """A pymysql connection for a SQLAlchemy URL, as cdc's engine makes it (utf8mb4,
+    READ COMMITTED)."""
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    conn = pymysql.connect(
+        host=u.host or "127.0.0.1",
+        port=u.port or 3306,
+        user=u.username or "root",
+        password=u.password or "",
+        database=database if database is not None else u.database,
+        charset="utf8mb4",
+        autocommit=False,
+    )
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    conn.commit()
+    return conn
 
 
-class BenchSchema:
-    """A schema of its own, created at the start and dropped at the end."""
+# Keep each statement well under max_allowed_packet (16 MiB by default); a batch whose
+# rows fit (up to ~5,000 rows of the all-types workload) is one statement.
+MYSQL_STATEMENT_BYTES = 8 * 1024 * 1024
 
-    def __init__(self, conninfo: str, name: str) -> None:
-        self.name = name
-        self._conn = psycopg.connect(conninfo, autocommit=True, application_name="cdc-bench")
-        self._conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
 
-    def clone_replica_tables(self) -> None:
-        """The baselines' tables: the layout the handler created for its own."""
-        source = sql.Identifier(self.name, REPLICA_TABLE)
-        self._conn.execute(sql.SQL("DELETE FROM {}").format(source))  # the warm-up row
-        for table in (NAIVE_TABLE, COPY_TABLE):
-            self._conn.execute(
-                sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
-                    sql.Identifier(self.name, table), source
-                )
-            )
+class MariaDBFloor:
+    """One multi-row `INSERT … VALUES (…), (…) … ON DUPLICATE KEY UPDATE` of pre-encoded
+    rows, the guard in every assignment (`IF(_cdc_seq < VALUES(_cdc_seq), new, old)`,
+    the sequence assigned last, as ON DUPLICATE KEY assignments see the ones before
+    them), sent by pymysql with parameters, and one commit."""
 
-    def differences(self, table: str, other: str = REPLICA_TABLE) -> tuple[int, int, int]:
-        """(rows in `table`, rows in `other`, keys whose replicated state differs).
+    def __init__(self, url: str, database: str, table: str = FLOOR_TABLE) -> None:
+        self._conn = mysql_connect(url, database)
+        target = f"`{database}`.`{table}`"
+        guard = "`_cdc_seq` < VALUES(`_cdc_seq`)"
+        assigned = [c for c in COLUMNS[1:] if c != "_cdc_seq"] + ["_cdc_seq"]
+        updates = ", ".join(f"`{c}` = IF({guard}, VALUES(`{c}`), `{c}`)" for c in assigned)
+        columns = ", ".join(f"`{c}`" for c in COLUMNS)
+        self._head = f"INSERT INTO {target} ({columns}) VALUES "
+        self._tail = f" ON DUPLICATE KEY UPDATE {updates}"
+        self._sql: dict[int, str] = {}  # rows per statement → its text (built once)
 
-        Items compare as jsonb (numbers by value: the naive encoder writes 1.5 where
-        the exact one writes 1.50)."""
-        query = sql.SQL(
-            "SELECT (SELECT count(*) FROM {a}), (SELECT count(*) FROM {b}), "
-            "(SELECT count(*) FROM {a} a FULL JOIN {b} b USING (id) "
-            " WHERE a.item IS DISTINCT FROM b.item OR a._cdc_seq IS DISTINCT FROM b._cdc_seq "
-            " OR a._cdc_deleted IS DISTINCT FROM b._cdc_deleted "
-            " OR a._cdc_event_time IS DISTINCT FROM b._cdc_event_time)"
-        ).format(a=sql.Identifier(self.name, table), b=sql.Identifier(self.name, other))
-        row = self._conn.execute(query).fetchone()
-        assert row is not None
-        return int(row[0]), int(row[1]), int(row[2])
+    def _statement(self, rows: int) -> str:
+        if rows not in self._sql:
+            values = ", ".join(["(%s, %s, %s, %s, %s, UTC_TIMESTAMP(6))"] * rows)
+            self._sql[rows] = self._head + values + self._tail
+        return self._sql[rows]
 
-    def drop(self) -> None:
-        drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.name))
-        self._conn.execute(drop)
+    def prepare(self, records: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+        statements: list[tuple[str, list[Any]]] = []
+        params: list[Any] = []
+        size = rows = 0
+        for key, item, seq, at in _encoded(records):
+            if rows and size + len(item) > MYSQL_STATEMENT_BYTES:
+                statements.append((self._statement(rows), params))
+                params, size, rows = [], 0, 0
+            params += (canonical_number(key), item, seq, 0, at.replace(tzinfo=None))
+            size += len(item) + 100
+            rows += 1
+        if rows:
+            statements.append((self._statement(rows), params))
+        return statements
+
+    def apply(self, prepared: list[tuple[str, list[Any]]]) -> None:
+        with self._conn.cursor() as cur:
+            for statement, params in prepared:
+                cur.execute(statement, params)
+        self._conn.commit()
+
+    def close(self) -> None:
         self._conn.close()
+
+
+def sqlite_datetime(moment: datetime) -> str:
+    """A UTC instant as SQLAlchemy's SQLite DateTime stores it (cdc's UtcDateTime)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class SqliteFloor:
+    """`executemany` of one guarded `INSERT … ON CONFLICT (id) DO UPDATE … WHERE` over
+    the pre-encoded rows, in one transaction (BEGIN IMMEDIATE … COMMIT, as cdc's
+    engine begins)."""
+
+    def __init__(self, path: str, table: str = FLOOR_TABLE) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        quoted = f'"{table}"'
+        updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+        self._sql = (
+            f"INSERT INTO {quoted} ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?) "
+            f"ON CONFLICT (id) DO UPDATE SET {updates} "
+            f"WHERE {quoted}._cdc_seq < excluded._cdc_seq"
+        )
+
+    def prepare(self, records: list[dict[str, Any]]) -> list[Row]:
+        applied = sqlite_datetime(datetime.now(UTC))
+        return [
+            (canonical_number(key), item, f"{seq:040d}", 0, sqlite_datetime(at), applied)
+            for key, item, seq, at in _encoded(records)
+        ]
+
+    def apply(self, prepared: list[Row]) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(self._sql, prepared)
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+# --- the peer: a Powertools BatchProcessor, in a venv of its own -------------------------
+
+PEERS_SCRIPT = Path(__file__).resolve().with_name("peers.py")
+
+
+def peers_python() -> Path | None:
+    """The bench venv's interpreter (bench/README.md says how to make it), if any."""
+    configured = os.environ.get("CDC_BENCH_PEERS_PYTHON")
+    candidate = (
+        Path(configured) if configured else Path(__file__).resolve().parent / ".venv/bin/python"
+    )
+    return candidate if candidate.exists() else None
+
+
+class PeerMethod:
+    """A worker process (bench/peers.py, run by the bench venv's Python) applies each
+    batch with Powertools' `BatchProcessor` and reports the time it took; the batch is
+    handed over (JSON on its stdin) before the clock starts."""
+
+    def __init__(self, python: Path, database_url: str, schema: str, table: str) -> None:
+        self._proc = subprocess.Popen(
+            [str(python), str(PEERS_SCRIPT), database_url, schema, table],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        hello = self._reply()
+        if not hello.get("ready"):
+            raise BenchFailure(f"the peers worker did not start: {hello}")
+        self.versions: str = hello.get("versions", "?")
+
+    def _reply(self) -> dict[str, Any]:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise BenchFailure(f"the peers worker exited (code {self._proc.wait()})")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def prepare(self, records: list[dict[str, Any]]) -> str:
+        return json.dumps({"Records": records}) + "\n"
+
+    def apply(self, prepared: str) -> float:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(prepared)
+        self._proc.stdin.flush()
+        reply = self._reply()
+        if reply.get("failures"):
+            raise BenchFailure(f"the Powertools peer reported {reply['failures']} failed records")
+        return float(reply["seconds"])
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+Counter = Callable[[], int]
+
+
+def count_mysql_commands() -> tuple[Counter, Callable[[], None]]:
+    """Count the commands pymysql sends (each waits for its reply: one round trip),
+    for every pymysql connection of this process; returns (read, undo)."""
+    from pymysql.connections import Connection
+
+    original = Connection._execute_command
+    sent = [0]
+
+    def counted(self: Any, command: int, sql: Any) -> Any:
+        sent[0] += 1
+        return original(self, command, sql)
+
+    Connection._execute_command = counted
+
+    def undo() -> None:
+        Connection._execute_command = original
+
+    return (lambda: sent[0]), undo
+
+
+__all__ = ["sys"]

@@ -5,7 +5,8 @@ probes reach into cdc's internals (the replicator, its engine), so each of them 
 * `breakdown`: unprofiled wall-clock split of warm batches: the pure part
   (`Replicator.prepare`: parse, keys, plan), the values built while writing
   (`TableSpec.materialize`: decode, JSON encode), the wait for pipelined upserts
-  (`_InFlight.rowcount`: server time not hidden behind Python), SQLAlchemy compile + bind
+  (the pipeline's sync, `psycopg.Pipeline.__exit__`: server time not hidden behind
+  Python), SQLAlchemy compile + bind
   processing (engine events), the driver (psycopg's execute, COPY blocks and commit,
   wrapped for the duration), and everything else;
 * `replay`: the batch's bulk statement replayed inside a savepoint (rolled back) with
@@ -59,14 +60,14 @@ class Breakdown:
     total_s: float
     prepare_s: float | None  # inside the same call: Replicator.prepare, when it is called
     compile_s: float  # SQLAlchemy before_execute → before_cursor_execute
-    execute_s: float  # psycopg Cursor.execute/executemany: adaptation, round trip, server
+    execute_s: float  # psycopg/pymysql Cursor.execute/executemany: escaping, round trip, server
     copy_s: float  # psycopg `with cursor.copy(...)` blocks: rows written, sent, COPY ends
     commit_s: float  # psycopg Connection.commit
     statements: int  # psycopg executes (SQLAlchemy's and any raw ones)
     copies: int
     calls: list[tuple[str, float]] = field(default_factory=list)  # (SQL, seconds), in order
     build_s: float | None = None  # TableSpec.materialize: values built while writing
-    wait_s: float | None = None  # _InFlight.rowcount: waiting on pipelined upserts
+    wait_s: float | None = None  # psycopg.Pipeline.__exit__: waiting on pipelined upserts
 
     @property
     def other_s(self) -> float:
@@ -172,19 +173,36 @@ class _Clock:
                 clock.copies += 1
                 clock.calls.append((_label(args[0] if args else None), took))
 
-        def timed_commit(connection: Any) -> None:
-            started = time.perf_counter()
-            try:
-                commit(connection)
-            finally:
-                took = time.perf_counter() - started
-                clock.commit_s += took
-                clock.calls.append(("COMMIT", took))
+        def timed_commit_of(commit: Callable[[Any], None]) -> Callable[[Any], None]:
+            def timed_commit(connection: Any) -> None:
+                started = time.perf_counter()
+                try:
+                    commit(connection)
+                finally:
+                    took = time.perf_counter() - started
+                    clock.commit_s += took
+                    clock.calls.append(("COMMIT", took))
+
+            return timed_commit
 
         psycopg.Cursor.execute = timed(execute)  # type: ignore[method-assign]
         psycopg.Cursor.executemany = timed(executemany)  # type: ignore[method-assign]
         psycopg.Cursor.copy = timed_copy  # type: ignore[method-assign,assignment]
-        psycopg.Connection.commit = timed_commit  # type: ignore[method-assign,assignment]
+        psycopg.Connection.commit = timed_commit_of(commit)  # type: ignore[method-assign,assignment]
+        try:  # MariaDB/MySQL: pymysql's execute and commit, timed the same way
+            import pymysql
+        except ImportError:
+            return
+        self._saved["pymysql"] = (
+            pymysql.cursors.Cursor.execute,
+            pymysql.cursors.Cursor.executemany,
+            pymysql.connections.Connection.commit,
+        )
+        pymysql.cursors.Cursor.execute = timed(pymysql.cursors.Cursor.execute)
+        pymysql.cursors.Cursor.executemany = timed(pymysql.cursors.Cursor.executemany)
+        pymysql.connections.Connection.commit = timed_commit_of(
+            pymysql.connections.Connection.commit
+        )
 
     def uninstall(self) -> None:
         import psycopg
@@ -194,6 +212,13 @@ class _Clock:
             psycopg.Cursor.executemany = self._saved["executemany"]  # type: ignore[method-assign]
             psycopg.Cursor.copy = self._saved["copy"]  # type: ignore[method-assign]
             psycopg.Connection.commit = self._saved["commit"]  # type: ignore[method-assign]
+            if "pymysql" in self._saved:
+                import pymysql
+
+                execute, executemany, commit = self._saved["pymysql"]
+                pymysql.cursors.Cursor.execute = execute
+                pymysql.cursors.Cursor.executemany = executemany
+                pymysql.connections.Connection.commit = commit
             self._saved = {}
 
 
@@ -276,8 +301,9 @@ def breakdown(
     # Time the pure part inside the handler's own call (an instance attribute over the
     # bound method), the values built lazily while writing and the waits for pipelined
     # upserts (class-level); all removed afterwards. What cdc no longer has reads n/a.
+    import psycopg
+
     from cdc.core import mapping
-    from cdc.sql.backends.registry import postgresql
 
     prepared: list[float] = []
     built: list[float] = []
@@ -285,7 +311,8 @@ def breakdown(
     probes = {
         "Replicator.prepare": (replicator, "prepare", prepared),
         "TableSpec.materialize": (mapping.TableSpec, "materialize", built),
-        "_InFlight.rowcount": (getattr(postgresql, "_InFlight", None), "rowcount", waited),
+        # The pipeline's sync: the server time not hidden behind building values.
+        "Pipeline.__exit__": (psycopg.Pipeline, "__exit__", waited),
     }
     undo: dict[str, Callable[[], None]] = {}
     for label, (owner, method, into) in probes.items():
@@ -319,7 +346,7 @@ def breakdown(
                     copies=clock.copies,
                     calls=list(clock.calls),
                     build_s=sum(built) if "TableSpec.materialize" in undo else None,
-                    wait_s=sum(waited) if "_InFlight.rowcount" in undo else None,
+                    wait_s=sum(waited) if "Pipeline.__exit__" in undo else None,
                 )
             )
         if replay_batch is not None:
@@ -347,7 +374,10 @@ def breakdown(
 
 # (test on the file name or function name, owner), first match wins.
 _OWNERS: tuple[tuple[Callable[[str, str], bool], str], ...] = (
-    (lambda f, n: "/cdc/core/decode.py" in f, "cdc decode (cdc/core/decode.py)"),
+    (
+        lambda f, n: "/cdc/core/decode.py" in f or "/cdc/core/jsontext.py" in f,
+        "cdc decode (cdc/core/decode.py, jsontext.py)",
+    ),
     (
         lambda f, n: "/cdc/sources/dynamodb_streams/records.py" in f,
         "cdc record parsing (cdc/sources/dynamodb_streams/records.py)",
@@ -356,7 +386,11 @@ _OWNERS: tuple[tuple[Callable[[str, str], bool], str], ...] = (
     (lambda f, n: "/cdc/sql/backends/" in f, "cdc statement building (cdc/sql/backends)"),
     (lambda f, n: "/cdc/" in f, "cdc apply/handler/bookkeeping"),
     (lambda f, n: "orjson" in n, "JSON encode (orjson.dumps)"),
-    (lambda f, n: "/sqlalchemy/sql/" in f, "SQLAlchemy statement build + compile"),
+    (
+        lambda f, n: "/sqlalchemy/sql/compiler.py" in f or "/sqlalchemy/sql/crud.py" in f,
+        "SQLAlchemy compile (sql/compiler.py, crud.py)",
+    ),
+    (lambda f, n: "/sqlalchemy/sql/" in f, "SQLAlchemy statement build, coercion, cache keys"),
     (lambda f, n: "/sqlalchemy/" in f, "SQLAlchemy engine/pool/types"),
     (
         lambda f, n: ("/psycopg/connection.py" in f and n == "wait") or "/psycopg/waiting.py" in f,
@@ -365,6 +399,8 @@ _OWNERS: tuple[tuple[Callable[[str, str], bool], str], ...] = (
     (lambda f, n: "/psycopg/types/array.py" in f, "psycopg array adaptation"),
     (lambda f, n: "/psycopg/_copy" in f or "/psycopg/copy.py" in f, "psycopg COPY (rows, send)"),
     (lambda f, n: "/psycopg/" in f or "psycopg" in n, "psycopg other (adaptation, protocol)"),
+    (lambda f, n: "/pymysql/" in f, "pymysql: escaping, protocol, waiting on the server"),
+    (lambda f, n: "sqlite3." in n, "sqlite3: the database's own work (execute, commit)"),
     (lambda f, n: "/tenacity/" in f, "tenacity"),
     (lambda f, n: "/bench/" in f, "bench harness"),
 )

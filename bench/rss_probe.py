@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--base", type=int, required=True)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--schema", required=True)
+    parser.add_argument("--workload", default="all-types")
     args = parser.parse_args()
     os.environ["CDC_DATABASE_URL"] = args.database_url
     os.environ["CDC_SCHEMA"] = args.schema
@@ -51,9 +52,10 @@ def main() -> None:
 
     after_imports = maxrss_mb()
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # its logs
-        cdc.handler.handler(event(single_batch(1, base=args.base - 1)), FakeContext())
+        warm_up = single_batch(1, base=args.base - 1, kind=args.workload)
+        cdc.handler.handler(event(warm_up), FakeContext())
         after_first = maxrss_mb()
-        batch = event(single_batch(args.size, base=args.base))
+        batch = event(single_batch(args.size, base=args.base, kind=args.workload))
         after_event = maxrss_mb()
         response = cdc.handler.handler(batch, FakeContext())
         peak = maxrss_mb()
@@ -66,6 +68,7 @@ def main() -> None:
         json.dumps(
             {
                 "size": args.size,
+                "workload": args.workload,
                 "after_imports_mb": round(after_imports, 1),
                 "after_first_invocation_mb": round(after_first, 1),
                 "after_event_mb": round(after_event, 1),

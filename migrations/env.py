@@ -16,7 +16,7 @@ from typing import Any
 from alembic import context
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
 from sqlalchemy.types import TypeDecorator
 
@@ -130,6 +130,10 @@ def run_online() -> None:
             connection.execute(text("SELECT GET_LOCK('cdc_migrate', 60)"))
         if schema is not None and name == "postgresql":
             connection.execute(CreateSchema(schema, if_not_exists=True))
+        elif schema is not None and not inspect(connection).has_schema(schema):
+            # MySQL's schema is a database: made like PostgreSQL's schema, and only when
+            # missing, so a user without CREATE on other databases is never asked for it.
+            connection.execute(CreateSchema(schema))
         connection.commit()
         try:
             metadata = target_metadata(settings, name)

@@ -4,8 +4,8 @@ Two decoders share one validation discipline:
 
 * `to_python` gives what boto3's `TypeDeserializer` gives (Decimal, bytes, sets);
 * `to_plain` gives the contract's plain-JSON form (README: Replica tables, "Plain JSON
-  form"): numbers stay `Decimal` so they are encoded exactly, binary stays base64 text, sets become
-  sorted lists.
+  form"): numbers stay `Decimal` so they are encoded exactly, binary stays base64 text,
+  sets become sorted lists.
 
 Both are strict: a value of the wrong shape raises `DecodeError` naming the attribute
 path (``NewImage.Address.Lines[2]``). Nothing is guessed, nothing goes through float.
@@ -244,8 +244,14 @@ def image_to_plain(image: Any, path: str) -> dict[str, Any]:
     if type(image) is dict:
         try:
             return _fast_map(image)
-        except (_Invalid, DecodeError, ValueError):  # ValueError: unpacking, encoding
+        except (_Invalid, DecodeError, ValueError):  # ValueError: unpacking, encoding, base64
             pass  # something is wrong: the careful decoder below says exactly what
+    return careful_image_to_plain(image, path)
+
+
+def careful_image_to_plain(image: Any, path: str) -> dict[str, Any]:
+    """`image_to_plain` without the fast path: the reference the fast paths must match
+    byte for byte, and the decoder whose errors name the attribute path."""
     if type(image) is not dict:
         raise DecodeError(path, f"expected an item object, got {_show(image)}")
     return {_name(name, path): _to_plain(av, f"{path}.{name}", 0) for name, av in image.items()}
@@ -254,8 +260,9 @@ def image_to_plain(image: Any, path: str) -> dict[str, Any]:
 # --- the fast path --------------------------------------------------------------------
 # The careful decoders above build an attribute path for every value, in case it is
 # wrong. This one builds none, dispatches inline, and gives up at the first doubt; the
-# caller then runs the careful decoder, whose error names the path. Valid input takes
-# only this path. Measured in BENCHMARKS.md against boto3's TypeDeserializer.
+# caller then runs the careful decoder, whose error names the path. Valid input of
+# every type takes only this path. Measured in BENCHMARKS.md against boto3's
+# TypeDeserializer.
 
 
 class _Invalid(Exception):
@@ -282,16 +289,20 @@ def _fast_map(image: dict[str, Any], depth: int = 0) -> dict[str, Any]:
 
 
 def fast_number(text: str) -> Decimal:
-    # Without an exponent and within 38 characters, a number is always within
-    # DynamoDB's precision and range: no need to check them.
-    if len(text) <= MAX_DIGITS and (
-        (text.isdigit() and text.isascii()) or _SIMPLE_NUMBER.fullmatch(text)
-    ):
-        return Decimal(text)
-    return parse_number(text, "")
+    # Within 38 characters a number has at most 38 significant digits; without an
+    # exponent it is also within DynamoDB's range: no need to check either.
+    if len(text) <= MAX_DIGITS:
+        if (text.isdigit() and text.isascii()) or _SIMPLE_NUMBER.fullmatch(text):
+            return Decimal(text)
+        if _EXPONENT_NUMBER.fullmatch(text):  # not zero: only the range to check
+            value = Decimal(text)
+            if MIN_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+                return value
+    return parse_number(text, "")  # anything else, and every error
 
 
 _SIMPLE_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_EXPONENT_NUMBER = re.compile(r"-?[1-9][0-9]*(?:\.[0-9]*)?[eE][-+]?[0-9]{1,4}")
 
 
 def _fast_plain(av: Any, depth: int) -> Any:
@@ -316,7 +327,56 @@ def _fast_plain(av: Any, depth: int) -> Any:
             return payload
     elif tag == "NULL" and payload is True:
         return None
-    raise _Invalid  # B, SS, NS, BS and anything odd: the careful decoder handles them
+    elif tag == "B":
+        if type(payload) is str:
+            _a2b_base64(payload, strict_mode=True)  # binascii.Error (a ValueError) if not
+            return payload
+    elif tag == "SS":
+        return _fast_strings(payload, True)
+    elif tag == "NS":
+        return unique_numbers(_fast_numbers(payload))
+    elif tag == "BS":
+        return _fast_binaries(payload)
+    raise _Invalid  # anything odd: the careful decoder says what
+
+
+# Sets, shared by both fast paths: the careful decoder's rules (see "sets" above), with
+# no attribute path built. `base64.b64decode(text, validate=True)` is this call, minus
+# the str → bytes step that a2b_base64 does itself (and refuses non-ASCII text alike).
+_a2b_base64 = binascii.a2b_base64
+
+
+def _fast_strings(payload: Any, surrogates: bool) -> list[str]:
+    """SS members, sorted, each once. `surrogates`: refuse lone surrogates here (the
+    JSON path leaves that to orjson, which refuses them too)."""
+    if type(payload) is not list:
+        raise _Invalid
+    for text in payload:
+        if type(text) is not str or (surrogates and not text.isascii() and not _encodes(text)):
+            raise _Invalid
+    return sorted(set(payload))
+
+
+def _fast_numbers(payload: Any) -> list[Decimal]:
+    if type(payload) is not list:
+        raise _Invalid
+    numbers: list[Decimal] = []
+    for text in payload:
+        if type(text) is not str:
+            raise _Invalid
+        numbers.append(fast_number(text))
+    return numbers
+
+
+def _fast_binaries(payload: Any) -> list[str]:
+    if type(payload) is not list:
+        raise _Invalid
+    decoded: list[bytes] = []
+    for text in payload:
+        if type(text) is not str:
+            raise _Invalid
+        decoded.append(_a2b_base64(text, strict_mode=True))
+    return unique_binaries(payload, decoded)
 
 
 def _encodes(text: str) -> bool:
@@ -332,9 +392,6 @@ def _name(name: str, path: str) -> str:
     if not name.isascii():
         check_unicode(name, f"{path} attribute name")
     return name
-
-
-# --- plain JSON text ----------------------------------------------------------------
 
 
 def find_nul(value: Any, path: str) -> str | None:

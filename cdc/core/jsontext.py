@@ -10,7 +10,18 @@ from typing import Any
 
 import orjson
 
-from cdc.core.decode import MAX_DEPTH, MAX_DIGITS, _Invalid, image_to_plain, parse_number
+from cdc.core.decode import (
+    MAX_DEPTH,
+    MAX_DIGITS,
+    _a2b_base64,
+    _fast_binaries,
+    _fast_numbers,
+    _fast_strings,
+    _Invalid,
+    careful_image_to_plain,
+    fast_number,
+    unique_numbers,
+)
 from cdc.core.errors import DecodeError
 
 # --- the document fast path: AttributeValues straight to JSON text -------------------
@@ -18,22 +29,21 @@ from cdc.core.errors import DecodeError
 # a number whose text is already what `str(Decimal(text))` gives goes into the JSON as
 # that text (an orjson Fragment), with no Decimal and no encoder callback. orjson itself
 # rejects lone surrogates in strings and names, so strings are not checked here. The
-# output is byte-for-byte what `dumps(image_to_plain(image))` gives; anything else
-# (sets, binary, exponents, leading zeros, bad shapes) takes the careful path.
+# output is byte-for-byte what `dumps(image_to_plain(image))` gives, for every type
+# (other numbers go through Decimal, sets as in the plain fast path); only invalid input
+# takes the careful path (tests/test_perf_decode.py holds both paths to that).
 
 # Numbers whose text is their canonical Decimal text: no exponent, no leading zeros,
 # and no "0.000000…" (Decimal writes an adjusted exponent below -6 as 1E-7).
 _CANONICAL_NUMBER = re.compile(r"-?(?:[1-9][0-9]*(?:\.[0-9]+)?|0(?:\.(?!0{6})[0-9]+)?)")
-
-
 _canonical_number = _CANONICAL_NUMBER.fullmatch
-
-
 _Fragment = orjson.Fragment
 
 
 def _json_number(text: Any) -> Any:
-    return _Fragment(str(parse_number(text, "")))  # not canonical text: via Decimal
+    if type(text) is not str:
+        raise _Invalid
+    return _Fragment(str(fast_number(text)))  # not canonical text: via Decimal
 
 
 def _json_map(image: dict[str, Any], depth: int) -> dict[str, Any]:
@@ -99,7 +109,17 @@ def _json_value(tag: str, payload: Any, depth: int) -> Any:
             return None
     elif tag == "N":
         return _json_number(payload)
-    raise _Invalid  # B, SS, NS, BS and anything odd: the careful decoder handles them
+    elif tag == "B":
+        if type(payload) is str:
+            _a2b_base64(payload, strict_mode=True)  # binascii.Error (a ValueError) if not
+            return payload
+    elif tag == "SS":
+        return _fast_strings(payload, False)
+    elif tag == "NS":
+        return [_Fragment(str(n)) for n in unique_numbers(_fast_numbers(payload))]
+    elif tag == "BS":
+        return _fast_binaries(payload)
+    raise _Invalid  # anything odd: the careful decoder says what
 
 
 def image_to_json(image: Any, path: str) -> str:
@@ -109,9 +129,12 @@ def image_to_json(image: Any, path: str) -> str:
         try:
             return orjson.dumps(_json_map(image, 0)).decode("utf-8")
         except (_Invalid, DecodeError, ValueError, TypeError):
-            # TypeError: orjson refusing a lone surrogate; ValueError: unpacking
-            pass  # the careful decoder below says exactly what is wrong, or handles it
-    return dumps(image_to_plain(image, path))
+            # TypeError: orjson refusing a lone surrogate; ValueError: unpacking, base64
+            pass  # the careful decoder below says exactly what is wrong
+    return dumps(careful_image_to_plain(image, path))
+
+
+# --- plain JSON text ----------------------------------------------------------------
 
 
 def _encode_default(value: Any) -> Any:

@@ -34,6 +34,9 @@ def make_engine(
         # READ COMMITTED: no gap locks, so the row locks a batch takes (in key order)
         # are all it waits on; concurrent batches then cannot deadlock on gaps.
         kwargs["isolation_level"] = "READ COMMITTED"
+        # The pool's rollback on return is replaced by one that skips it after a
+        # COMMIT (_rollback_on_return_unless_ended).
+        kwargs["pool_reset_on_return"] = None
     elif backend == "sqlite":
         defaults = {"timeout": 30}
     kwargs["connect_args"] = {**defaults, **(connect_args or {})}
@@ -50,7 +53,59 @@ def make_engine(
     _ping_when_idle(engine)
     if backend in ("mysql", "mariadb"):
         _reset_session_limits(engine)
+        if kwargs.get("pool_reset_on_return", "rollback") is None:
+            _rollback_on_return_unless_ended(engine)
     return engine
+
+
+# conn.info key: the pooled connection's last command through SQLAlchemy ended its
+# transaction (COMMIT or ROLLBACK), and nothing has run on it since.
+TRANSACTION_ENDED = "cdc_transaction_ended"
+
+
+def _rollback_on_return_unless_ended(engine: Engine) -> None:
+    """Roll a connection back when it returns to the pool, unless its transaction has
+    just ended. SQLAlchemy's pool rolls back every returned connection, in case a
+    transaction is still open; pymysql sends that ROLLBACK to the server even right
+    after a COMMIT: one round trip per batch for nothing. A connection returned
+    mid-transaction (a statement after the COMMIT, a failed COMMIT, raw DBAPI use since
+    the checkout) is still rolled back, so its locks never outlive its use. Only
+    statements run through SQLAlchemy are seen: code that takes the DBAPI connection
+    after a commit must end its own transaction."""
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        record.info[TRANSACTION_ENDED] = False
+
+    def mark(conn: Connection | None, ended: bool) -> None:
+        # An invalidated connection is discarded, not reset (and its info is gone).
+        if conn is not None and not conn.invalidated and not conn.closed:
+            conn.info[TRANSACTION_ENDED] = ended
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _executing(conn: Connection, *args: Any) -> None:
+        mark(conn, False)
+
+    # Both are told before the command is sent; if it fails, handle_error says so.
+    @event.listens_for(engine, "commit")
+    def _committing(conn: Connection) -> None:
+        mark(conn, True)
+
+    @event.listens_for(engine, "rollback")
+    def _rolling_back(conn: Connection) -> None:
+        mark(conn, True)
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: Any) -> None:
+        mark(context.connection, False)
+
+    @event.listens_for(engine, "reset")
+    def _returned(dbapi_connection: Any, record: Any, state: Any) -> None:
+        if state.transaction_was_reset or not state.asyncio_safe:
+            return  # the Connection has just rolled back itself / nothing may be sent
+        if record is not None and record.info.pop(TRANSACTION_ENDED, False):
+            return
+        dbapi_connection.rollback()
 
 
 # --- MySQL / MariaDB session limits ----------------------------------------------------
@@ -105,15 +160,18 @@ def _reset_session_limits(engine: Engine) -> None:
             raise DisconnectionError(f"could not reset a pooled connection: {exc}") from exc
 
 
-IDLE_PING_S = 2.0
+# Idle timeouts that drop a connection are minutes long (a NAT gateway's 350 s, RDS
+# Proxy's 30 min by default); a stream invoking Lambda every few seconds must not pay a
+# round trip per batch to guard against them.
+IDLE_PING_S = 300.0
 
 
 def _ping_when_idle(engine: Engine) -> None:
-    """Check a pooled connection before use only if it sat idle: after a Lambda freeze
-    or a quiet spell it may be dead (server restart, idle timeout, NAT), while one used a
-    moment ago almost never is. SQLAlchemy's pool_pre_ping pays a round trip on every
-    checkout; a dead connection that slips through fails its batch's first statement,
-    is invalidated, and the retry gets a new one."""
+    """Check a pooled connection before use only if it sat idle for minutes, long enough
+    for an idle timeout (server, proxy, NAT) to have dropped it, while one used seconds
+    ago almost never is dead. SQLAlchemy's pool_pre_ping pays a round trip on every
+    checkout; a dead connection that slips through (a server restart, a failover) fails
+    its batch's first statement, is invalidated, and the retry gets a new one."""
 
     @event.listens_for(engine, "checkin")
     def _checked_in(dbapi_connection: Any, record: Any) -> None:

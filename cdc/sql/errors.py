@@ -63,6 +63,7 @@ _MYSQL_ROW = frozenset(
         1048,  # column cannot be null
         1062,  # duplicate entry
         1264,  # out of range value
+        1364,  # a NOT NULL column without a value (a row without its required column)
         1292,  # incorrect datetime value
         1366,  # incorrect value for column
         1406,  # data too long

@@ -231,7 +231,10 @@ def ensure_bookkeeping(
 
 
 def _bookkeeping_exists(engine: Engine, schema: str | None) -> bool:
-    return set(BOOKKEEPING_TABLES) <= set(inspect(engine).get_table_names(schema=schema))
+    inspector = inspect(engine)
+    if schema is not None and engine.dialect.name != "sqlite" and not inspector.has_schema(schema):
+        return False  # MySQL cannot list the tables of a database that is not there yet
+    return set(BOOKKEEPING_TABLES) <= set(inspector.get_table_names(schema=schema))
 
 
 def target_metadata(settings: Settings, dialect_name: str) -> MetaData:

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -302,7 +303,10 @@ class Replicator:
         applied = stale = 0
         per_table: dict[tuple[str, str], tuple[int, int]] = {}
         progress: dict[str, StreamProgress] = {}
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn, ExitStack() as pipelined:
+            if not careful:
+                # The careful pass needs each savepoint's outcome at once.
+                pipelined.enter_context(self.dialect.batch_context(conn))
             self.writer.limit_statement_time(conn, deadline)
             for table_plan in plans:
                 spec = table_plan.spec
@@ -328,6 +332,7 @@ class Replicator:
                     entry = progress.setdefault(stream, StreamProgress(stream, shard_id))
                     entry.applied += changed
                     entry.stale += table_stale
+            pipelined.close()  # the dead letters and checkpoints read their results
             stale += len(prepared.ignored)
             for change in prepared.ignored:
                 key = (change.stream_arn, change.source_table)

@@ -109,6 +109,9 @@ class MySQLDialect(Dialect):
     ) -> int:
         stored = self._stored_sequences(conn, spec, rows)
         newer = [r for r in rows if stored.get(r.key, -1) < r.sequence]
+        # Each chunk is one executemany of the compiled one-row upsert; pymysql rewrites
+        # it into multi-row `INSERT … VALUES (…), (…) ON DUPLICATE KEY UPDATE` statements
+        # of at most its max_stmt_length (1 MB) each.
         for chunk in _chunks(newer, value_names):
             super()._upsert(conn, spec, chunk, value_names, applied_at)
         return len(newer)

@@ -1,33 +1,47 @@
 """PostgreSQL: the first-class target.
 
-A batch's row versions for one table go to the server with binary COPY into a staging
-table that lives for the transaction, then one `INSERT … SELECT … ON CONFLICT … DO
-UPDATE … WHERE` applies them under the sequence guard. Binary COPY is the cheapest way
-into PostgreSQL (no parameter escaping or parsing, one round trip for any number of
-rows); measured in BENCHMARKS.md.
+A batch's row versions for one table go to the server chunk by chunk, each chunk one
+`INSERT … SELECT … FROM unnest(…) ON CONFLICT … DO UPDATE … WHERE` whose parameters are
+the chunk's columns as binary arrays (no staging table, nothing escaped), all of them
+in one pipeline: the server applies a chunk while the next one is built, and the whole
+table costs one round trip (the pipeline's sync) whatever the number of chunks. The
+optimistic pass also queues BEGIN and the statement timeout in that pipeline
+(`batch_pipeline`). Measured in BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import logging
 import re
+import sys
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, bindparam, cast, select
+import psycopg
+from psycopg.adapt import Dumper, PyFormat, Transformer
+from sqlalchemy import (
+    DateTime,
+    Table,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    null,
+    select,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.schema import CreateSchema, CreateTable
+from sqlalchemy.schema import CreateSchema
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
 from cdc.core.convert import ColumnType
+from cdc.core.jsontext import dumps
 from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion
 from cdc.core.plan import split_by_values
 from cdc.sql.backends.base import OnConflictDialect
@@ -36,12 +50,14 @@ from cdc.sql.types import JsonDocument
 
 log = logging.getLogger("cdc")
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
-CHUNK = "_cdc_chunk"  # staging only: which chunk of the batch a row belongs to
 CHUNK_MIN_ROWS = 200
 CHUNK_MAX_ROWS = 2000
 _MODIFIERS = re.compile(r"\(.*?\)")
-# Type names psycopg's COPY accepts for the DDL names SQLAlchemy renders.
-_COPY_TYPES = {
+_PLACEHOLDER = re.compile(r"(?<!%)%\((c[0-9]+)\)s")
+# psycopg's type names for the DDL names SQLAlchemy renders.
+# conn.info key: the pipeline `batch_pipeline` opened, until a table's write syncs it.
+_BATCH_PIPELINE = "cdc_batch_pipeline"
+_TYPE_NAMES = {
     "timestamp with time zone": "timestamptz",
     "double precision": "float8",
     "varchar": "text",
@@ -53,11 +69,13 @@ class PostgresDialect(OnConflictDialect):
     max_identifier_bytes = 63
 
     def __init__(self) -> None:
-        self._staging: dict[str, _Staging] = {}
-        self._chunk_numbers = itertools.count()
+        self._unnest: dict[str, _Unnest] = {}
 
     def insert(self, table: Table) -> Insert:
         return pg_insert(table)
+
+    def batch_context(self, conn: Connection) -> AbstractContextManager[None]:
+        return batch_pipeline(conn)
 
     def ensure_schema(self, conn: Connection, schema: str) -> None:
         conn.execute(CreateSchema(schema, if_not_exists=True))
@@ -72,9 +90,9 @@ class PostgresDialect(OnConflictDialect):
         return super().column_type(ctype, key)
 
     def chunk_rows(self, rows: int) -> int:
-        # Each chunk costs two round trips (COPY, then the upsert's result); the last
-        # chunk's upsert is not overlapped with anything. 5 chunks of 1,000 rows and
-        # 15 of 10,000 balance the two (measured in BENCHMARKS.md).
+        # A chunk costs no round trip (they share the table's pipeline), but a
+        # statement on the server; the last chunk's upsert is not overlapped with
+        # building values. 5 chunks of 1,000 rows and 15 of 10,000 balance the two.
         return max(CHUNK_MIN_ROWS, min(CHUNK_MAX_ROWS, int((rows * 50) ** 0.5)))
 
     def write_chunks(
@@ -86,8 +104,9 @@ class PostgresDialect(OnConflictDialect):
         tombstones: Table,
     ) -> int:
         if spec.options.deletes == "hard":  # tombstones: the general path
+            _end_batch_pipeline(conn)  # SQLAlchemy reads its results at once
             return super().write_chunks(conn, spec, chunks, applied_at, tombstones)
-        return self._copy_upsert(conn, spec, chunks, spec.value_names, applied_at)
+        return self._unnest_upsert(conn, spec, chunks, spec.value_names, applied_at)
 
     def _upsert(
         self,
@@ -97,9 +116,9 @@ class PostgresDialect(OnConflictDialect):
         value_names: Sequence[str],
         applied_at: datetime,
     ) -> int:
-        return self._copy_upsert(conn, spec, iter([list(rows)]), value_names, applied_at)
+        return self._unnest_upsert(conn, spec, iter([list(rows)]), value_names, applied_at)
 
-    def _copy_upsert(
+    def _unnest_upsert(
         self,
         conn: Connection,
         spec: ReplicaSpec,
@@ -107,183 +126,234 @@ class PostgresDialect(OnConflictDialect):
         value_names: Sequence[str],
         applied_at: datetime,
     ) -> int:
-        """Each chunk: binary COPY into the staging table, then the guarded upsert of
-        that chunk, sent in pipeline mode so the server applies it while the next
+        """Each chunk: one guarded upsert from `unnest` of its columns, sent as binary
+        arrays without leaving pipeline mode, so the server applies it while the next
         chunk's values are built (taking the next chunk from `chunks` builds them).
-        Deletes without an image change only the bookkeeping columns: they are
-        written last, by a staging table of those columns."""
-        names = (*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME)
-        staging = self._staging_for(spec.table, names)
-        if staging.upsert is None:
-            staging.upsert = self._staged_upsert(spec, staging, names, value_names, conn)
-        driver = conn.connection.driver_connection
-        count = 0
+        Deletes without an image change only the bookkeeping columns: they go last, in
+        the same pipeline. One sync at the end: the row counts, or the first error."""
+        driver: Any = conn.connection.driver_connection
+        _register_arrays(driver)
+        full = self._unnest_for(spec, value_names, conn)
+        cursors: list[Any] = []
         bare: list[RowVersion] = []
-        # The staging table is created while the first chunk is built.
-        in_flight: _InFlight | None = _InFlight(driver, staging.create_sql, None)
         try:
-            for chunk in chunks:
-                rows, without_values = split_by_values(chunk) if value_names else (chunk, [])
-                bare.extend(without_values)
-                if not rows:
-                    continue
-                if in_flight is not None:  # COPY cannot start while a result is pending
-                    count += max(0, in_flight.rowcount())  # CREATE TABLE's is -1
-                    in_flight = None
-                # Unique within the transaction: the staging table outlives this call
-                # (a careful retry writes a table in several calls, in savepoints).
-                number = next(self._chunk_numbers) % 2**31
-                self._copy(driver, staging, rows, value_names, number)
-                in_flight = _InFlight(
-                    driver, staging.upsert, {"applied_at": applied_at, "chunk": number}
-                )
-            if in_flight is not None:
-                count += max(0, in_flight.rowcount())
-                in_flight = None
+            with ExitStack() as pipeline:
+                batch = conn.info.pop(_BATCH_PIPELINE, None)
+                # Syncing the batch's pipeline sends BEGIN and the statement timeout with
+                # this table's rows; else a pipeline of this table's own.
+                pipeline.enter_context(batch if batch is not None else driver.pipeline())
+                for chunk in chunks:
+                    rows, without_values = split_by_values(chunk) if value_names else (chunk, [])
+                    bare.extend(without_values)
+                    if rows:
+                        cursors.append(_send(driver, full, rows, value_names, applied_at))
+                if bare:
+                    only_bookkeeping = self._unnest_for(spec, (), conn)
+                    cursors.append(_send(driver, only_bookkeeping, bare, (), applied_at))
+            return sum(max(0, cursor.rowcount) for cursor in cursors)
         finally:
-            if in_flight is not None:  # something failed here: leave pipeline mode
-                in_flight.abandon()
-        if bare:
-            count += self._copy_upsert(conn, spec, iter([bare]), (), applied_at)
-        return count
+            for cursor in cursors:
+                cursor.close()
 
-    @staticmethod
-    def _copy(
-        driver: Any,
-        staging: _Staging,
-        rows: Sequence[RowVersion],
-        value_names: Sequence[str],
-        number: int,
-    ) -> None:
-        with driver.cursor() as cursor, cursor.copy(staging.copy_sql) as copy:
-            copy.set_types(staging.copy_types)
-            write = copy.write_row
-            if len(value_names) == 1:  # document mode: the `item` column alone
-                (only,) = value_names
-                for row in rows:
-                    values = row.values
-                    assert values is not None
-                    write(
-                        (*row.key, values[only], row.sequence, row.deleted, row.event_time, number)
-                    )
-            else:
-                for row in rows:
-                    values = row.values
-                    cells = [values.get(n) for n in value_names] if values is not None else []
-                    write((*row.key, *cells, row.sequence, row.deleted, row.event_time, number))
+    def _unnest_for(
+        self, spec: ReplicaSpec, value_names: Sequence[str], conn: Connection
+    ) -> _Unnest:
+        names = (*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME)
+        key = f"{spec.table.fullname}|{','.join(names)}"
+        unnest = self._unnest.get(key)
+        if unnest is None:
+            unnest = self._unnest[key] = _Unnest(self, spec, names, value_names, conn)
+        return unnest
 
-    def _staged_upsert(
+
+def _type_name(column_type: TypeEngine[Any]) -> str:
+    rendered = column_type.compile(dialect=_DIALECT).lower()
+    array = rendered.endswith("[]")
+    base = _MODIFIERS.sub("", rendered.removesuffix("[]")).strip()
+    base = _TYPE_NAMES.get(base, base)
+    return base + ("[]" if array else "")
+
+
+class _Unnest:
+    """`INSERT INTO target (…) SELECT … FROM unnest(%(c0)b, …) ORDER BY key ON CONFLICT
+    … DO UPDATE … WHERE target._cdc_seq < excluded._cdc_seq` for one table and column
+    set: built and compiled once, for the driver (pipeline mode is below SQLAlchemy).
+    Each parameter is a column of the chunk, one binary array of the column's type."""
+
+    def __init__(
         self,
+        dialect: PostgresDialect,
         spec: ReplicaSpec,
-        staging: _Staging,
         names: Sequence[str],
         value_names: Sequence[str],
         conn: Connection,
-    ) -> str:
-        """INSERT INTO target SELECT … FROM staging WHERE chunk ORDER BY key ON CONFLICT
-        … WHERE target._cdc_seq < excluded._cdc_seq — built and compiled once per table
-        and column set, for the driver (pipeline mode is below SQLAlchemy)."""
+    ) -> None:
         table = spec.table
-        source = staging.table
-        selected: list[Any] = [
-            cast(source.c[n], JSONB) if isinstance(table.c[n].type, JsonDocument) else source.c[n]
-            for n in names
-        ]
+        driver: Any = conn.connection.driver_connection
+        arrays: list[Any] = []
+        self.array_oids: list[int] = []
+        self.as_json: list[int] = []  # indexes of the array columns, sent as JSON text
+        for index, name in enumerate(names):
+            column_type = table.c[name].type
+            if isinstance(column_type, JsonDocument | ARRAY):
+                # Our exact JSON text, cast on the way in. An array column's values go
+                # as JSON too: `unnest` would flatten an array of arrays (nor can one
+                # hold arrays of different lengths).
+                if isinstance(column_type, ARRAY):
+                    self.as_json.append(index)
+                column_type = Text()
+            arrays.append(cast(bindparam(f"c{index}"), ARRAY(column_type)))
+            info = driver.adapters.types.get(_type_name(column_type))
+            if info is None or not info.array_oid:
+                raise TypeError(f"no PostgreSQL array type for column {name!r}")
+            self.array_oids.append(info.array_oid)
+        source = func.unnest(*arrays).table_valued(*names).render_derived(name="cdc_rows")
+        selected = [_from_text(source.c[n], table.c[n].type) for n in names]
         selected.append(bindparam("applied_at", type_=DateTime(timezone=True)))
         # Rows in key order: concurrent batches lock rows in one order, never a cycle.
-        query = (
-            select(*selected)
-            .where(source.c[CHUNK] == bindparam("chunk", type_=Integer()))
-            .order_by(*(source.c[k] for k in spec.key_names))
-        )
+        query = select(*selected).order_by(*(source.c[k] for k in spec.key_names))
         stmt = pg_insert(table).from_select([*names, APPLIED_AT], query)
         assigned = (*value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT)
-        upsert = self._on_conflict(
+        upsert = dialect._on_conflict(
             stmt,
             table,
             assign=lambda new: {c: new[c] for c in assigned},
             guard=lambda new: table.c[SEQ] < new[SEQ],
         )
         compiled = upsert.compile(dialect=conn.dialect)
+        arguments = [f"c{index}" for index in range(len(names))]
         # The driver gets the parameters as they are: none may need SQLAlchemy's
-        # processing (a datetime and an int do not).
-        assert set(compiled.params) == {"applied_at", "chunk"}, compiled.params
-        return str(compiled)
+        # processing (the arrays are dumped by `_ArrayDumper`, a datetime is plain).
+        assert set(compiled.params) == {*arguments, "applied_at"}, compiled.params
+        # Binary format: %(c0)b. A placeholder is never preceded by a `%` (the compiler
+        # doubles every literal one, as in a quoted identifier).
+        self.sql = _PLACEHOLDER.sub(r"%(\1)b", str(compiled))
+        self.arguments = arguments
+        self.document = value_names[0] if len(value_names) == 1 else None
 
-    def _staging_for(self, table: Table, names: Sequence[str]) -> _Staging:
-        key = f"{table.fullname}|{','.join(names)}"
-        staging = self._staging.get(key)
-        if staging is None:
-            staging = self._staging[key] = _Staging(table, names)
-        return staging
+    def params(
+        self, rows: Sequence[RowVersion], value_names: Sequence[str], applied_at: datetime
+    ) -> dict[str, Any]:
+        only = self.document
+        if only is not None:  # document mode: the `item` column alone
+            tuples = [
+                (*row.key, row.values[only], row.sequence, row.deleted, row.event_time)  # type: ignore[index]
+                for row in rows
+            ]
+        else:
+            tuples = []
+            for row in rows:
+                values = row.values
+                cells = [values.get(n) for n in value_names] if values is not None else []
+                tuples.append((*row.key, *cells, row.sequence, row.deleted, row.event_time))
+        columns = [list(column) for column in zip(*tuples, strict=True)]
+        for index in self.as_json:
+            columns[index] = [None if v is None else dumps(v) for v in columns[index]]
+        params: dict[str, Any] = {
+            argument: _Array(column, oid)
+            for argument, oid, column in zip(self.arguments, self.array_oids, columns, strict=True)
+        }
+        params["applied_at"] = applied_at
+        return params
 
 
-class _Staging:
-    """A temporary table shaped like the columns being written, dropped at commit (so
-    it also works through PgBouncer or RDS Proxy in transaction mode)."""
+def _from_text(column: Any, target: TypeEngine[Any]) -> Any:
+    """A column of `unnest` as its target column takes it: JSON text cast to jsonb, a
+    JSON array (exact numbers) made a PostgreSQL array of the column's element type."""
+    if isinstance(target, JsonDocument):
+        return cast(column, JSONB)
+    if not isinstance(target, ARRAY):
+        return column
+    elements: Any = func.jsonb_array_elements_text(cast(column, JSONB))
+    if not isinstance(target.item_type, Text):
+        elements = cast(elements, target.item_type)
+    correlated = select(elements).correlate(column.table).scalar_subquery()
+    built = func.array(correlated)  # ARRAY((SELECT …)): its elements, in order
+    return cast(case((column.is_(None), null()), else_=built), target)
 
-    def __init__(self, target: Table, names: Sequence[str]) -> None:
-        digest = hashlib.sha256(f"{target.fullname}|{','.join(names)}".encode()).hexdigest()[:12]
-        columns = []
-        for name in names:
-            column_type = target.c[name].type
-            if isinstance(column_type, JsonDocument):
-                column_type = Text()  # our exact JSON text; cast to jsonb on the way in
-            columns.append(Column(name, column_type))
-        columns.append(Column(CHUNK, Integer()))
-        self.table = Table(
-            f"cdc_stage_{digest}",
-            MetaData(),
-            *columns,
-            prefixes=["TEMPORARY"],
-            postgresql_on_commit="DROP",
+
+def _send(
+    driver: Any,
+    unnest: _Unnest,
+    rows: Sequence[RowVersion],
+    value_names: Sequence[str],
+    applied_at: datetime,
+) -> Any:
+    """Queue one chunk's upsert in the pipeline; its cursor holds the row count after
+    the sync."""
+    cursor = driver.cursor()
+    try:
+        cursor.execute(unnest.sql, unnest.params(rows, value_names, applied_at))
+    except BaseException:
+        cursor.close()
+        raise
+    return cursor
+
+
+class _Array:
+    """A column of a chunk, sent as a binary array of the type `oid` (whatever Python
+    types its values have: an int or a Decimal to numeric, like COPY's set_types)."""
+
+    __slots__ = ("oid", "values")
+
+    def __init__(self, values: list[Any], oid: int) -> None:
+        self.values = values
+        self.oid = oid
+
+
+class _ArrayDumper(Dumper):
+    format = psycopg.pq.Format.BINARY
+
+    def __init__(self, cls: type, context: Any = None) -> None:
+        super().__init__(cls, context)
+        self._array: Any = None
+
+    def get_key(self, obj: Any, format: PyFormat) -> Any:
+        return (self.cls, obj.oid)
+
+    def upgrade(self, obj: Any, format: PyFormat) -> Dumper:
+        dumper = _ArrayDumper(self.cls, self.connection)
+        dumper.oid = obj.oid
+        # The array dumper psycopg has for that oid (COPY's set_types uses the same).
+        array = Transformer(self.connection).adapters.get_dumper_by_oid(
+            obj.oid, psycopg.pq.Format.BINARY
         )
-        # DDL is never in SQLAlchemy's compiled cache: compile it once, here.
-        self.create_sql = str(CreateTable(self.table, if_not_exists=True).compile(dialect=_DIALECT))
-        quote = _DIALECT.identifier_preparer.quote
-        self.copy_sql = "COPY {} ({}) FROM STDIN (FORMAT BINARY)".format(
-            quote(self.table.name), ", ".join(quote(n) for n in (*names, CHUNK))
-        )
-        self.copy_types = [_copy_type(c.type) for c in self.table.columns]
-        self.upsert: str | None = None
+        dumper._array = array(type(None), self.connection)
+        return dumper
+
+    def dump(self, obj: Any) -> Any:
+        return self._array.dump(obj.values)
 
 
-def _copy_type(column_type: TypeEngine[Any]) -> str:
-    rendered = column_type.compile(dialect=_DIALECT).lower()
-    array = rendered.endswith("[]")
-    base = _MODIFIERS.sub("", rendered.removesuffix("[]")).strip()
-    base = _COPY_TYPES.get(base, base)
-    return base + ("[]" if array else "")
+def _register_arrays(driver: Any) -> None:
+    try:
+        driver.adapters.get_dumper(_Array, PyFormat.BINARY)
+    except psycopg.ProgrammingError:
+        driver.adapters.register_dumper(_Array, _ArrayDumper)
 
 
-class _InFlight:
-    """One statement sent in psycopg's pipeline mode: the server runs it while we go
-    on; `rowcount` waits for it and raises its error, if any."""
+@contextmanager
+def batch_pipeline(conn: Connection) -> Iterator[None]:
+    """Pipeline mode from the start of a batch's transaction: BEGIN and whatever runs
+    before the first table's rows (the statement timeout) are queued, and reach the
+    server with that table's rows, at its sync. A write that needs its results at once
+    (SQLAlchemy's statements) ends it first (`_end_batch_pipeline`); the caller
+    ends it, if no table did, before anything that reads a result."""
+    driver: Any = conn.connection.driver_connection
+    stack = ExitStack()
+    stack.enter_context(driver.pipeline())
+    conn.info[_BATCH_PIPELINE] = stack
+    try:
+        yield
+    except BaseException:
+        pending = conn.info.pop(_BATCH_PIPELINE, None)
+        if pending is not None:  # leave pipeline mode; the transaction is lost anyway
+            pending.__exit__(*sys.exc_info())
+        raise
+    _end_batch_pipeline(conn)
 
-    def __init__(self, driver: Any, sql: str, params: dict[str, Any] | None) -> None:
-        self._pipeline = ExitStack()
-        self._pipeline.enter_context(driver.pipeline())
-        self._cursor = driver.cursor()
-        try:
-            self._cursor.execute(sql, params)
-        except BaseException:
-            self.abandon()
-            raise
 
-    def rowcount(self) -> int:
-        try:
-            self._pipeline.close()  # leaving pipeline mode syncs: results, or the error
-            count: int = self._cursor.rowcount
-            return count
-        finally:
-            self._cursor.close()
-
-    def abandon(self) -> None:
-        """Leave pipeline mode after a failure elsewhere; the transaction is lost
-        anyway, so this statement's own outcome does not matter."""
-        try:
-            self._pipeline.close()
-        except Exception as exc:
-            log.debug("statement abandoned in pipeline mode: %s", exc)
-        finally:
-            self._cursor.close()
+def _end_batch_pipeline(conn: Connection) -> None:
+    pending = conn.info.pop(_BATCH_PIPELINE, None)
+    if pending is not None:
+        pending.close()  # the sync: the queued statements' errors, if any
