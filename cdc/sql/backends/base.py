@@ -341,7 +341,7 @@ class _BoundUpsert:
 
     def parameters(
         self,
-        spec: TableSpec,
+        spec: ReplicaSpec,
         rows: Sequence[RowVersion],
         value_names: Sequence[str],
         applied_at: datetime,
