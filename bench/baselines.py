@@ -78,16 +78,18 @@ class HandlerMethod:
     can take turns in one process."""
 
     def __init__(self, database_url: str, schema: str | None) -> None:
-        import cdc.handler
+        # The module that holds the container's state (`cdc.handler` re-exports its
+        # handler under the published name; the same function).
+        import cdc.app.handler
 
-        self._module = cdc.handler
+        self._module = cdc.app.handler
         os.environ["CDC_DATABASE_URL"] = database_url
         if schema is None:
             os.environ.pop("CDC_SCHEMA", None)
         else:
             os.environ["CDC_SCHEMA"] = schema
-        cdc.handler._replicator = None
-        self.replicator = cdc.handler.replicator()
+        self._module._replicator = None
+        self.replicator = self._module.replicator()
         # The handler writes its log line and metrics to stdout (Lambda ships stdout to
         # CloudWatch): still written, and timed, but not into the suite's table.
         self._stdout = open(os.devnull, "w")  # noqa: SIM115 (closed in close())
@@ -103,8 +105,8 @@ class HandlerMethod:
         self.apply(event(single_batch(1, base=1, kind=kind)))
 
     def prepare(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        # cdc pings a pooled connection that sat idle for more than 2 s before using it
-        # (cdc.db); in the suite's lockstep every contender waits seconds for its turn,
+        # cdc pings a pooled connection that sat idle for more than 300 s before using it
+        # (cdc.sql.engines); in the suite's lockstep every contender waits seconds for its turn,
         # while a Lambda under a steady stream gets its batches back to back. The
         # connection is checked out and in here, before the clock, so the timed call
         # sees the steady state (no ping round trip).

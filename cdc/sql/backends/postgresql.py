@@ -17,10 +17,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-import psycopg
-from psycopg.adapt import Dumper, PyFormat, Transformer
 from sqlalchemy import (
     DateTime,
     Table,
@@ -301,35 +300,48 @@ class _Array:
         self.oid = oid
 
 
-class _ArrayDumper(Dumper):
-    format = psycopg.pq.Format.BINARY
+@cache
+def _array_dumper() -> type[Any]:
+    """The psycopg dumper of `_Array`, made on first use: importing psycopg costs a
+    Lambda's cold start ~0.1 s, and the engine imports it anyway when it first connects
+    (README: Performance)."""
+    import psycopg
+    from psycopg.adapt import Dumper, PyFormat, Transformer
 
-    def __init__(self, cls: type, context: Any = None) -> None:
-        super().__init__(cls, context)
-        self._array: Any = None
+    class ArrayDumper(Dumper):
+        format = psycopg.pq.Format.BINARY
 
-    def get_key(self, obj: Any, format: PyFormat) -> Any:
-        return (self.cls, obj.oid)
+        def __init__(self, cls: type, context: Any = None) -> None:
+            super().__init__(cls, context)
+            self._array: Any = None
 
-    def upgrade(self, obj: Any, format: PyFormat) -> Dumper:
-        dumper = _ArrayDumper(self.cls, self.connection)
-        dumper.oid = obj.oid
-        # The array dumper psycopg has for that oid (COPY's set_types uses the same).
-        array = Transformer(self.connection).adapters.get_dumper_by_oid(
-            obj.oid, psycopg.pq.Format.BINARY
-        )
-        dumper._array = array(type(None), self.connection)
-        return dumper
+        def get_key(self, obj: Any, format: PyFormat) -> Any:
+            return (self.cls, obj.oid)
 
-    def dump(self, obj: Any) -> Any:
-        return self._array.dump(obj.values)
+        def upgrade(self, obj: Any, format: PyFormat) -> Dumper:
+            dumper = ArrayDumper(self.cls, self.connection)
+            dumper.oid = obj.oid
+            # The array dumper psycopg has for that oid (COPY's set_types uses the same).
+            array = Transformer(self.connection).adapters.get_dumper_by_oid(
+                obj.oid, psycopg.pq.Format.BINARY
+            )
+            dumper._array = array(type(None), self.connection)
+            return dumper
+
+        def dump(self, obj: Any) -> Any:
+            return self._array.dump(obj.values)
+
+    return ArrayDumper
 
 
 def _register_arrays(driver: Any) -> None:
+    import psycopg
+    from psycopg.adapt import PyFormat
+
     try:
         driver.adapters.get_dumper(_Array, PyFormat.BINARY)
     except psycopg.ProgrammingError:
-        driver.adapters.register_dumper(_Array, _ArrayDumper)
+        driver.adapters.register_dumper(_Array, _array_dumper())
 
 
 @contextmanager
