@@ -110,6 +110,25 @@ class Replicator:
                     self._specs[change.source_table] = spec
         return spec
 
+    def _letter(
+        self,
+        index: int,
+        record: Any,
+        exc: Exception,
+        change: Change | None,
+        spec: ReplicaSpec | None,
+    ) -> DeadLetter:
+        """The dead letter of a record `prepare` could not take. A `RecordError` keeps
+        its kind; anything else is a bug of ours, logged with its traceback (call this
+        inside the `except`), and the record is kept as "internal" rather than stall
+        the shard."""
+        if isinstance(exc, RecordError):
+            kind, message = exc.kind, str(exc)
+        else:
+            log.exception("unexpected error preparing record %d", index)
+            kind, message = "internal", f"{type(exc).__name__}: {exc}"
+        return DeadLetter(index, record, kind, message, change, spec, self.records)
+
     def prepare(self, records: Sequence[Any], deadline: Deadline | None = None) -> Prepared:
         versions: list[tuple[ReplicaSpec, RowVersion]] = []
         dead: list[DeadLetter] = []
@@ -124,24 +143,8 @@ class Replicator:
                 change = self.records.parse(record, index)
                 changes.append(change)
                 spec = self.spec_for(change)
-            except RecordError as exc:
-                dead.append(
-                    DeadLetter(index, record, exc.kind, str(exc), change, spec, self.records)
-                )
-                continue
-            except Exception as exc:  # a bug of ours: keep the record, do not stall the shard
-                log.exception("unexpected error preparing record %d", index)
-                dead.append(
-                    DeadLetter(
-                        index,
-                        record,
-                        "internal",
-                        f"{type(exc).__name__}: {exc}",
-                        change,
-                        spec,
-                        self.records,
-                    )
-                )
+            except Exception as exc:
+                dead.append(self._letter(index, record, exc, change, spec))
                 continue
             parsed.append((index, change, spec))
 
@@ -158,26 +161,8 @@ class Replicator:
                 change = replace(change, new_image=item)
             try:
                 version = spec.row_version(change, lazy=True)
-            except RecordError as exc:
-                dead.append(
-                    DeadLetter(
-                        index, records[index], exc.kind, str(exc), change, spec, self.records
-                    )
-                )
-                continue
             except Exception as exc:
-                log.exception("unexpected error preparing record %d", index)
-                dead.append(
-                    DeadLetter(
-                        index,
-                        records[index],
-                        "internal",
-                        f"{type(exc).__name__}: {exc}",
-                        change,
-                        spec,
-                        self.records,
-                    )
-                )
+                dead.append(self._letter(index, records[index], exc, change, spec))
                 continue
             if version is None:
                 ignored.append(change)
