@@ -128,3 +128,27 @@ class FakeContext:
         import time
 
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def record_from_item(
+    item: dict[str, Any], key_names: tuple[str, ...], arn: str, seq: int | str = "1"
+) -> dict[str, Any]:
+    """An INSERT stream record of an item in boto3 client form (binary as bytes), as the
+    stream of table ARN `arn` would deliver it; callers change its event and sequence."""
+    from cdc.aws.wire import image_to_wire
+
+    wire = image_to_wire(item)
+    return {
+        "eventID": f"{next(_event_ids):032x}",
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": arn.split(":")[3],
+        "eventSourceARN": arn,
+        "dynamodb": {
+            "Keys": {name: wire[name] for name in key_names if name in wire},
+            "NewImage": wire,
+            "SequenceNumber": str(seq),
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }

@@ -1,9 +1,10 @@
 """Backfill: copy a table's current items into the replica with a parallel Scan.
 
 A stream only holds 24 hours of changes, so a new replica starts empty. Each scanned
-item becomes an INSERT record with sequence number 0 and goes through the same apply
-path as the stream (`Replicator.process`). The sequence guard writes a row version only
-where its sequence is greater than the stored one, and no stream record has sequence 0:
+item becomes a snapshot change (cdc/sources/snapshots.py) placed below every stream
+record in the version order, and goes through the same apply path as the stream
+(`Replicator.process`). The guard writes a row version only where its version is greater
+than the stored one:
 a backfilled item lands only where no row exists (and no tombstone), so it can never
 overwrite a change the stream applied, whatever the interleaving. The stream, started
 before the backfill, then brings every row to its latest version.
@@ -31,7 +32,7 @@ from cdc.aws import wire as aws_wire
 from cdc.aws.scans import RateLimiter, scan_limit
 from cdc.config import Settings
 from cdc.core.errors import CdcError
-from cdc.sources.snapshots import STREAM_LABEL, backfill_record
+from cdc.sources.snapshots import SNAPSHOT_RECORDS, STREAM_LABEL, Snapshot
 from cdc.sql.segments import SegmentRow, SegmentStore
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ class Backfill:
         self.stop = stop or threading.Event()
         self.before_write = before_write
         self.stream_arn = source.synthetic_stream_arn(STREAM_LABEL)
+        self.snapshot = Snapshot(source.name, source.key_names, self.stream_arn)
         self.store = SegmentStore(engine, settings.schema, source.name)
         self.limiter = RateLimiter(options.rate) if options.rate else None
         self._lock = threading.Lock()
@@ -214,7 +216,7 @@ class Backfill:
     def _segment(self, row: SegmentRow, report: BackfillReport) -> None:
         from cdc.jobs.replicate import Replicator
 
-        replicator = Replicator(self.engine, self.settings)
+        replicator = Replicator(self.engine, self.settings, records=SNAPSHOT_RECORDS)
         last_key = row.last_key
         limit = self.options.scan_limit()
         while not self.stop.is_set():
@@ -238,7 +240,7 @@ class Backfill:
             items: Sequence[dict[str, Any]] = page.get("Items", [])
             if self.limiter is not None and limit is not None:
                 self.limiter.refund(limit - len(items))
-            records = [backfill_record(item, self.source, self.stream_arn) for item in items]
+            records = [self.snapshot.record(aws_wire.image_to_wire(item)) for item in items]
             if self.before_write is not None:
                 self.before_write(row.segment, records)
             if records:

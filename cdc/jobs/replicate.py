@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from cdc.config import Settings
+    from cdc.core.change import RecordFormat
 
 
 def _new_hydrator() -> Any:
@@ -24,7 +25,8 @@ def _new_hydrator() -> Any:
 
 
 class Replicator(SqlReplicator):
-    """Applies batches of DynamoDB stream records (Lambda's shape) to one database."""
+    """Applies batches of records to one database: DynamoDB stream records (Lambda's
+    shape) unless another format is given (a backfill's snapshot items, say)."""
 
     def __init__(
         self,
@@ -32,12 +34,13 @@ class Replicator(SqlReplicator):
         settings: Settings,
         policy: RetryPolicy = WRITE_BATCH,
         hydrator: Any = None,
+        records: RecordFormat = LAMBDA_RECORDS,
     ) -> None:
         super().__init__(
             engine,
             settings,
             policy,
             hydrator,
-            records=LAMBDA_RECORDS,
+            records=records,
             new_hydrator=_new_hydrator,
         )

@@ -1,10 +1,10 @@
 """Verify: prove the replica matches the source table, or say exactly where it does not.
 
-Each source item is turned into the INSERT record Lambda would deliver and through the
-table's own `TableSpec` into the values the replica row should hold, so whatever the
-mapping (document or typed) the comparison is the apply path's, not a second opinion.
-Values are compared in the plain-JSON form (README, "Replica tables"): numbers exactly,
-as Decimals.
+Each source item is turned into the change a backfill would apply (a snapshot change,
+cdc/sources/snapshots.py) and through the table's own `TableSpec` into the values the
+replica row should hold, so whatever the mapping (document or typed) the comparison is
+the apply path's, not a second opinion. Values are compared in the plain-JSON form
+(README, "Replica tables"): numbers exactly, as Decimals.
 
 Three kinds of difference:
 
@@ -68,8 +68,7 @@ from cdc.core.decode import to_plain
 from cdc.core.errors import RecordError
 from cdc.core.mapping import DELETED, EXTRA, ITEM
 from cdc.core.numbers import canonical_number
-from cdc.sources.dynamodb_streams.records import parse_record
-from cdc.sources.snapshots import backfill_record
+from cdc.sources.snapshots import Snapshot
 from cdc.sql.lookup import LOOKUP_CHUNK, ReplicaLookup
 from cdc.sql.replica import ReplicaSpec
 
@@ -123,6 +122,7 @@ class Verifier:
         self.random = random.Random(seed)  # noqa: S311 (sampling, not secrets)
         self.sleep = sleep
         self.stream_arn = source.synthetic_stream_arn(STREAM_LABEL)
+        self.snapshot = Snapshot(source.name, source.key_names, self.stream_arn)
         self.settings = settings
         self.replicator = Replicator(engine, settings)
         self.spec = self._spec()
@@ -137,13 +137,11 @@ class Verifier:
     # --- building blocks ----------------------------------------------------------------
 
     def _spec(self) -> ReplicaSpec:
-        """The replica table's spec, from a record with placeholder key values: the
-        spec depends on the key's attributes and types, not on its values."""
+        """The replica table's spec, from an item of placeholder key values: the spec
+        depends on the key's attributes and types, not on its values."""
         placeholders = {"S": {"S": "verify"}, "N": {"N": "0"}, "B": {"B": "AA=="}}
         item = {name: placeholders[tag] for name, tag in self.source.keys}
-        record = backfill_record(item, self.source, self.stream_arn)
-        record["dynamodb"]["NewImage"] = record["dynamodb"]["Keys"]
-        return self.replicator.spec_for(parse_record(record, 0))
+        return self.replicator.spec_for(self.snapshot.change(item))
 
     def _ttl_attribute(self) -> str | None:
         """The table's TTL attribute, for `ttl_deletes = "ignore"`: None when TTL was
@@ -198,8 +196,7 @@ class Verifier:
 
     def _expected(self, item: Mapping[str, Any]) -> tuple[Key, dict[str, Any]]:
         """(key, values the replica row should hold) for a source item (client form)."""
-        record = backfill_record(dict(item), self.source, self.stream_arn)
-        change = parse_record(record, 0)
+        change = self.snapshot.change(aws_wire.image_to_wire(item))
         version = self.spec.row_version(change)
         if version is None or version.values is None:  # pragma: no cover - INSERTs always
             raise RecordError("the table's mapping ignores this item")
@@ -284,8 +281,7 @@ class Verifier:
         return found
 
     def _source_key(self, av_key: Mapping[str, Any]) -> Key:
-        record = backfill_record(dict(av_key), self.source, self.stream_arn)
-        return _norm_key(self.spec.key_of(parse_record(record, 0)))
+        return _norm_key(self.spec.key_of(self.snapshot.change(aws_wire.image_to_wire(av_key))))
 
     def _classify(
         self,

@@ -1,41 +1,132 @@
-"""Items read by a Scan (backfill, verify) presented as changes: sequence 0, below every
-real stream sequence number, so a snapshot never overwrites a streamed version."""
+"""Items read from the source table itself (a Scan for `cdc backfill` and `cdc verify`)
+as changes. A snapshot is no stream record: it has no sequence number of its own, so
+it is placed explicitly in the version order (`Snapshot.sequence`), below every record
+of the stream it is taken beside, and a snapshot item never overwrites a streamed
+version (docs/architecture.md, "The ordering argument").
+
+A `Snapshot` builds Changes directly. The raw record a dead letter keeps of a snapshot
+item is `Snapshot.record(item)`, a small envelope of its own (`eventSource`
+"cdc:snapshot") that `SNAPSHOT_RECORDS` reads back, so `cdc dlq redrive` applies it
+again exactly as the backfill would have. Pure.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from cdc.aws import clients as aws
-from cdc.aws import wire as aws_wire
+from cdc.core.change import Change
+from cdc.core.errors import MalformedRecord
+from cdc.core.keys import check_keys
 
-if TYPE_CHECKING:
-    pass
-
-
-STREAM_LABEL = "backfill"  # the synthetic stream label of backfilled records
-
-
-BACKFILL_SEQUENCE = "0"  # below every real sequence number: never overwrites
+SNAPSHOT_SOURCE = "cdc:snapshot"  # the eventSource of a snapshot item's envelope
+STREAM_LABEL = "backfill"  # the synthetic stream label of backfilled items
+SNAPSHOT_SEQUENCE = 0  # below every stream sequence number: never overwrites
 
 
-def backfill_record(
-    item: dict[str, Any], source: aws.SourceTable, stream_arn: str
-) -> dict[str, Any]:
-    """A scanned item as the INSERT record Lambda would deliver, with sequence 0."""
-    image = aws_wire.image_to_wire(item)
-    return {
-        "eventID": "backfill",
-        "eventName": "INSERT",
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": source.region,
-        "eventSourceARN": stream_arn,
-        "dynamodb": {
-            # Scan returns whole items, keys included; a record missing one is
-            # dead-lettered by the apply path like any malformed record.
-            "Keys": {name: image[name] for name in source.key_names if name in image},
-            "NewImage": image,
-            "SequenceNumber": BACKFILL_SEQUENCE,
-            "StreamViewType": "NEW_AND_OLD_IMAGES",
-        },
-    }
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One read of a source table: which table, its key attributes, the synthetic stream
+    ARN its checkpoints and dead letters are filed under, and its place in the version
+    order."""
+
+    table: str
+    key_names: tuple[str, ...]
+    stream_arn: str
+    sequence: int = SNAPSHOT_SEQUENCE
+
+    def change(self, item: Mapping[str, Any], index: int = 0) -> Change:
+        """An item (AttributeValues, wire form: binary as base64) as an INSERT."""
+        if not isinstance(item, Mapping):
+            raise MalformedRecord(f"snapshot item is a {type(item).__name__}, not an object")
+        missing = [name for name in self.key_names if name not in item]
+        if missing:
+            raise MalformedRecord(
+                f"the item has no key attribute {', '.join(map(repr, missing))} "
+                f"(the key of {self.table!r} is {', '.join(self.key_names)})"
+            )
+        keys = {name: item[name] for name in self.key_names}
+        key_types, key_values = check_keys(keys, "the item's key")
+        return Change(
+            index=index,
+            sequence=self.sequence,
+            sequence_number=str(self.sequence),
+            stream_arn=self.stream_arn,
+            source_table=self.table,
+            event_name="INSERT",
+            keys=keys,
+            key_types=key_types,
+            key_values=key_values,
+            new_image=dict(item),
+            old_image=None,
+            event_time=None,
+            is_ttl_expiry=False,
+        )
+
+    def record(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """The raw record of an item: what a dead letter keeps, and what the replicator
+        takes from a backfill (SNAPSHOT_RECORDS parses it)."""
+        return {
+            "eventSource": SNAPSHOT_SOURCE,
+            "eventSourceARN": self.stream_arn,
+            "tableName": self.table,
+            "keyNames": list(self.key_names),
+            "sequence": str(self.sequence),
+            "Item": dict(item),
+        }
+
+
+def _snapshot_of(record: object) -> tuple[Snapshot, Any]:
+    if not isinstance(record, dict) or record.get("eventSource") != SNAPSHOT_SOURCE:
+        raise MalformedRecord(f"not a {SNAPSHOT_SOURCE} record")
+    table, arn = record.get("tableName"), record.get("eventSourceARN")
+    names, sequence = record.get("keyNames"), record.get("sequence")
+    if not (
+        isinstance(table, str)
+        and isinstance(arn, str)
+        and isinstance(names, list)
+        and names
+        and all(isinstance(n, str) for n in names)
+        and isinstance(sequence, str)
+        and sequence.isdigit()
+        and sequence.isascii()
+    ):
+        raise MalformedRecord(
+            f"{SNAPSHOT_SOURCE} record lacks tableName, eventSourceARN, keyNames or sequence"
+        )
+    return Snapshot(table, tuple(names), arn, int(sequence)), record.get("Item")
+
+
+class SnapshotRecords:
+    """The RecordFormat of snapshot envelopes (`Snapshot.record`)."""
+
+    @staticmethod
+    def parse(record: Any, index: int) -> Change:
+        snapshot, item = _snapshot_of(record)
+        return snapshot.change(item, index)
+
+    @staticmethod
+    def sequence_of(record: Any) -> str | None:
+        sequence = record.get("sequence") if isinstance(record, dict) else None
+        return sequence if isinstance(sequence, str) and sequence.isdigit() else None
+
+    @staticmethod
+    def hints(record: Any) -> dict[str, str]:
+        if not isinstance(record, dict):
+            return {}
+        hints = {"event_name": "INSERT"}
+        for hint, field in (("source_table", "tableName"), ("stream_arn", "eventSourceARN")):
+            value = record.get(field)
+            if isinstance(value, str):
+                hints[hint] = value
+        return hints
+
+    @staticmethod
+    def failure_identifiers(records: Sequence[Any], failed: Iterable[int]) -> list[str]:
+        """None: nothing redelivers a snapshot. A backfill that could not commit its
+        page stops and is run again from the last committed page."""
+        return []
+
+
+SNAPSHOT_RECORDS = SnapshotRecords()

@@ -30,8 +30,8 @@ from cdc.jobs.replicate import Replicator
 from cdc.jobs.tail import Tail
 from cdc.jobs.verify import Verifier
 from cdc.sources.dynamodb_streams.reader import StreamReader
-from cdc.sources.snapshots import backfill_record
 from cdc.sql.bookkeeping import tables
+from tests.factories import record_from_item
 
 REGION = "eu-central-1"
 BIG = "12345678901234567890123456789012345678"  # 38 significant digits: exact or bust
@@ -153,7 +153,7 @@ def test_backfill_racing_with_stream_changes_ends_identical(
     planted: dict[str, int] = {}
 
     def during_scan(segment: int, records: list[dict]) -> None:
-        ids = [int(r["dynamodb"]["Keys"]["Id"]["N"]) for r in records]
+        ids = [int(r["Item"]["Id"]["N"]) for r in records]
         pages.append(ids)
         if len(pages) == 1:
             # The page was read; before it is written, the source changes under it:
@@ -279,10 +279,10 @@ def test_backfill_never_overwrites_a_row_the_stream_applied(
     make_table(clients, count=3)
     source = describe_table(clients.dynamodb(), "Orders")
     stream = source.synthetic_stream_arn("2026-01-01T00:00:00.000")
-    newer = backfill_record(item(1, name={"S": "from the stream"}), source, stream)
+    newer = record_from_item(item(1, name={"S": "from the stream"}), source.key_names, stream)
     newer["dynamodb"]["SequenceNumber"] = "100000000000000000001"
     newer["eventName"] = "MODIFY"
-    removed = backfill_record(item(2), source, stream)
+    removed = record_from_item(item(2), source.key_names, stream)
     removed["eventName"], removed["dynamodb"]["SequenceNumber"] = "REMOVE", "100000000000000000002"
     removed["dynamodb"]["OldImage"] = removed["dynamodb"].pop("NewImage")
     assert Replicator(pg_engine, pg_settings).process([newer, removed]).failed == 0
@@ -460,6 +460,36 @@ def test_each_unappliable_item_gets_its_own_dead_letter(clients, pg_engine, pg_s
     assert keys == ['{"Id":0}', '{"Id":1}']
 
 
+def test_a_backfill_dead_letter_is_redriven_after_the_fix(
+    clients, pg_engine, pg_settings, pg_schema
+):
+    # GIVEN an item the backfill dead-lettered (U+0000, the table rejects it) ...
+    from cdc.app.commands.dlq import redrive
+    from cdc.config import Settings
+    from cdc.core.mapping import TableConfig, TableOptions
+
+    make_table(clients, count=2, stream=False)
+    ddb = clients.dynamodb()
+    ddb.put_item(TableName="Orders", Item=item(1, name={"S": "bad\x00one"}))
+    assert backfill(clients, pg_engine, pg_settings, segments=1).dead_lettered == 1
+    letters = tables(pg_schema)["cdc_dead_letters"]
+    with pg_engine.connect() as c:
+        (raw,) = c.execute(select(letters.c.raw_record)).scalars()
+    # ... whose raw record is the snapshot item itself, not a made-up stream record
+    assert loads(raw)["eventSource"] == "cdc:snapshot"
+    # WHEN the table is told to strip U+0000 and the letter is redriven
+    strip = TableConfig("Orders", options=TableOptions(nul="strip"))
+    fixed = Settings(
+        database_url=pg_settings.database_url, schema=pg_settings.schema, tables={"Orders": strip}
+    )
+    assert redrive(pg_engine, fixed, ids=[], all_=True, table=None) == 0
+    # THEN the item is in the replica, at the snapshot's version, and the letter resolved
+    doc, seq, deleted = replica(pg_engine, pg_schema)[1]
+    assert (doc["name"], seq, deleted) == ("badone", 0, False)
+    with pg_engine.connect() as c:
+        assert list(c.execute(select(letters.c.status)).scalars()) == ["resolved"]
+
+
 def test_a_tombstone_keeps_a_hard_deleted_row_from_coming_back(
     clients, pg_engine, pg_settings, pg_schema
 ):
@@ -475,7 +505,7 @@ def test_a_tombstone_keeps_a_hard_deleted_row_from_coming_back(
     make_table(clients, count=3)
     source = describe_table(clients.dynamodb(), "Orders")
     stream = source.synthetic_stream_arn("2026-01-01T00:00:00.000")
-    removed = backfill_record(item(1), source, stream)
+    removed = record_from_item(item(1), source.key_names, stream)
     removed["eventName"], removed["dynamodb"]["SequenceNumber"] = "REMOVE", "100000000000000000001"
     removed["dynamodb"]["OldImage"] = removed["dynamodb"].pop("NewImage")
     assert Replicator(pg_engine, settings).process([removed]).failed == 0

@@ -20,7 +20,7 @@ from cdc.core.compare import _in_sample, same
 from cdc.jobs.backfill import Backfill, BackfillOptions
 from cdc.jobs.replicate import Replicator
 from cdc.jobs.verify import Verifier
-from cdc.sources.snapshots import backfill_record
+from tests.factories import record_from_item
 
 REGION = "eu-central-1"
 BIG = "12345678901234567890123456789012345678"
@@ -96,7 +96,7 @@ def test_each_kind_of_planted_difference_is_found(
     sql(pg_engine, f"delete from {events} where pk = 'user#1' and sk = 1")
     sql(pg_engine, f"update {events} set _cdc_deleted = true where pk = 'user#2' and sk = 2")
     # extra: a live replica row with no source item
-    extra = backfill_record(item("ghost", 99), table, table.synthetic_stream_arn("x"))
+    extra = record_from_item(item("ghost", 99), table.key_names, table.synthetic_stream_arn("x"))
     assert Replicator(pg_engine, pg_settings).process([extra]).failed == 0
     # different: the source changed without the replica hearing of it, in the 38th
     # digit of a number (float would not see it), and an attribute added
@@ -140,8 +140,8 @@ def test_a_change_in_flight_is_not_reported(clients, table, pg_engine, pg_settin
     # GIVEN the source changed and the stream has not delivered it yet
     ddb = clients.dynamodb()
     ddb.put_item(TableName="Events", Item=item("user#1", 5, price={"N": "2"}))
-    changed = backfill_record(
-        item("user#1", 5, price={"N": "2"}), table, table.synthetic_stream_arn("s")
+    changed = record_from_item(
+        item("user#1", 5, price={"N": "2"}), table.key_names, table.synthetic_stream_arn("s")
     )
     changed["eventName"], changed["dynamodb"]["SequenceNumber"] = "MODIFY", "100000000000000000001"
 
@@ -174,7 +174,9 @@ def test_sampling_reads_a_fraction_and_still_finds_extras(clients, table, pg_eng
     replicator = Replicator(pg_engine, pg_settings)
     spec = Verifier(clients.dynamodb(), table, pg_engine, pg_settings).spec
     for n in range(1000, 1100):
-        record = backfill_record(item("ghost", n), table, table.synthetic_stream_arn("x"))
+        record = record_from_item(
+            item("ghost", n), table.key_names, table.synthetic_stream_arn("x")
+        )
         key = spec.key_of(replicator.prepare([record]).changes[0])
         if _in_sample(key, 0.3):
             assert replicator.process([record]).failed == 0

@@ -17,6 +17,7 @@ from cdc.core.errors import CdcError
 from cdc.core.jsontext import dumps, loads
 from cdc.core.outcomes import Outcome
 from cdc.jobs.replicate import Replicator
+from cdc.sources.formats import ANY_RECORDS
 from cdc.sql.bookkeeping import tables
 from cdc.sql.migrations import ensure_bookkeeping
 
@@ -210,7 +211,8 @@ def redrive(
         print("nothing to redrive")
         return 0
     records = [json.loads(row.raw_record) for row in letters]
-    result = Replicator(engine, settings).process(records)
+    # A letter may hold any source's record (a stream's, a backfill's snapshot item).
+    result = Replicator(engine, settings, records=ANY_RECORDS).process(records)
     resolved = [
         row.id for row, o in zip(letters, result.outcomes, strict=True) if o is Outcome.APPLIED
     ]

@@ -16,12 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cdc.core.change import Change
-from cdc.core.decode import check_unicode, fast_number, parse_binary, parse_number
-from cdc.core.errors import DecodeError, MalformedRecord, RecordError
+from cdc.core.errors import MalformedRecord, RecordError
+from cdc.core.keys import check_keys
 
 EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
-KEY_TYPES = frozenset({"S", "N", "B"})
-MAX_KEY_ATTRIBUTES = 2  # a partition key and an optional sort key
 MAX_SEQUENCE_DIGITS = 40
 _SEQUENCE = re.compile(r"[0-9]{1,40}")
 # arn:PARTITION:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL, in printable ASCII (the
@@ -120,20 +118,7 @@ def parse_record(record: object, index: int) -> Change:
             f"dynamodb.SequenceNumber {seq_text!r} is not a decimal string of 1-40 digits"
         )
 
-    keys = dynamodb.get("Keys")
-    if not isinstance(keys, dict) or not keys:
-        raise MalformedRecord("dynamodb.Keys is missing or empty")
-    if len(keys) > MAX_KEY_ATTRIBUTES:
-        # Before any table is made from them: a replica table keyed on three columns
-        # would be wrong for every record of the source table.
-        raise MalformedRecord(
-            f"dynamodb.Keys has {len(keys)} attributes ({', '.join(map(repr, sorted(keys)))}); "
-            "a DynamoDB key has one or two (partition and sort key)"
-        )
-    key_types: dict[str, str] = {}
-    key_values: dict[str, Any] = {}
-    for name, av in keys.items():
-        key_types[name], key_values[name] = _check_key(name, av)
+    key_types, key_values = check_keys(dynamodb.get("Keys"))
 
     new_image = _image(dynamodb, "NewImage")
     old_image = _image(dynamodb, "OldImage")
@@ -151,7 +136,7 @@ def parse_record(record: object, index: int) -> Change:
         stream_arn=str(arn),
         source_table=table,
         event_name=str(event_name),
-        keys=keys,
+        keys=dynamodb["Keys"],
         key_types=key_types,
         key_values=key_values,
         new_image=new_image,
@@ -159,44 +144,6 @@ def parse_record(record: object, index: int) -> Change:
         event_time=_event_time(dynamodb.get("ApproximateCreationDateTime")),
         is_ttl_expiry=is_ttl,
     )
-
-
-def _check_key(name: str, av: object) -> tuple[str, Any]:
-    """(type descriptor, value) of one key attribute, validated: str, Decimal or bytes."""
-    if type(av) is dict and len(av) == 1 and name.isascii():  # the common, valid case
-        (tag,) = av
-        payload = av[tag]
-        if tag == "S" and type(payload) is str and payload and payload.isascii():
-            return tag, payload
-        if tag == "N" and type(payload) is str:
-            try:
-                return tag, fast_number(payload)
-            except DecodeError:
-                pass  # the careful path below names the attribute
-    return _check_key_carefully(name, av)
-
-
-def _check_key_carefully(name: str, av: object) -> tuple[str, Any]:
-    path = f"Keys.{name}"
-    if not isinstance(av, dict) or len(av) != 1:
-        raise DecodeError(path, f"expected an AttributeValue with one type descriptor, got {av!r}")
-    ((tag, payload),) = av.items()
-    if tag not in KEY_TYPES:
-        raise DecodeError(path, f"key attributes are S, N or B; got {tag!r}")
-    if not name.isascii():
-        check_unicode(name, "Keys attribute name")
-    if tag == "S":
-        if not isinstance(payload, str) or payload == "":
-            raise DecodeError(path, f"S key value {payload!r} is not a non-empty string")
-        if not payload.isascii():
-            check_unicode(payload, path)
-        return tag, payload
-    if tag == "N":
-        return tag, parse_number(payload, path)
-    value = parse_binary(payload, path)
-    if not value:
-        raise DecodeError(path, "B key value is empty; DynamoDB keys are never empty")
-    return tag, value
 
 
 def _image(dynamodb: dict[str, Any], name: str) -> dict[str, Any] | None:
