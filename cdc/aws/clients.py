@@ -13,7 +13,6 @@ two so every record we build looks exactly like one Lambda would deliver.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -91,14 +90,15 @@ class Clients:
     """Makes boto3 clients on demand, one per service and region, and reuses them.
 
     boto3 clients are thread-safe (sessions are not, so the session is made once, under
-    a lock). Region: the argument (e.g. from an ARN), else `region` given here, else
-    what boto3 resolves (AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config). Endpoints for
+    a lock). Region: the argument (e.g. from an ARN), else `region` given here (the
+    settings' AWS_REGION or AWS_DEFAULT_REGION, read with every setting in cdc/config),
+    else what boto3 resolves (AWS_DEFAULT_REGION, ~/.aws/config). Endpoints for
     local emulators come from boto3's own AWS_ENDPOINT_URL_<SERVICE> variables.
     Tests pass a subclass that returns fakes.
     """
 
     def __init__(self, region: str | None = None) -> None:
-        self.region = region or os.environ.get("AWS_REGION") or None
+        self.region = region
         self._lock = threading.Lock()
         self._session: Any = None
         self._clients: dict[tuple[str, str | None], Any] = {}

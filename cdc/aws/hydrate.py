@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cdc.aws.clients import Clients, call, region_of
+from cdc.aws.clients import Clients, region_of
+from cdc.aws.reads import UnprocessedKeys, batch_get
 from cdc.aws.wire import image_from_wire, image_to_wire
 from cdc.core.change import Change
 from cdc.core.deadline import Deadline
@@ -23,9 +24,7 @@ from cdc.core.jsontext import dumps
 
 log = logging.getLogger("cdc.hydrate")
 
-BATCH_GET_LIMIT = 100  # keys per BatchGetItem request (DynamoDB's limit)
 WRITE_RESERVE_S = 3.0  # of the Lambda deadline, kept for writing the batch after hydrating
-UNPROCESSED_ATTEMPTS = 8
 
 
 class HydrationError(CdcError):
@@ -83,39 +82,22 @@ class Hydrator:
         keys: list[dict[str, Any]],
         sleep: Callable[[float], None],
     ) -> dict[str, dict[str, Any]]:
-        client = self.clients.dynamodb(region)
-        items: dict[str, dict[str, Any]] = {}
         key_names = set(keys[0]) if keys else set()
-        for start in range(0, len(keys), BATCH_GET_LIMIT):
-            pending: list[dict[str, Any]] = [
-                image_from_wire(k) for k in keys[start : start + BATCH_GET_LIMIT]
-            ]
-            for attempt in range(UNPROCESSED_ATTEMPTS):
-                try:
-                    response = call(
-                        client.batch_get_item,
-                        sleep=sleep,
-                        RequestItems={table: {"Keys": pending, "ConsistentRead": True}},
-                    )
-                except HydrationError:
-                    raise
-                except Exception as exc:
-                    raise HydrationError(
-                        f"cannot read {table!r} from DynamoDB to hydrate: {exc}"
-                    ) from exc
-                for item in response.get("Responses", {}).get(table, []):
-                    wire = image_to_wire(item)
-                    items[_key_id({k: wire[k] for k in key_names if k in wire})] = wire
-                pending = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-                if not pending:
-                    break
-                # DynamoDB returns unprocessed keys when throttled: back off, then ask again.
-                sleep(min(5.0, 0.05 * 2**attempt))
-            else:
-                raise HydrationError(
-                    f"DynamoDB left {len(pending)} keys of {table!r} unprocessed after "
-                    f"{UNPROCESSED_ATTEMPTS} attempts"
-                )
+        try:
+            found = batch_get(
+                self.clients.dynamodb(region),
+                table,
+                [image_from_wire(k) for k in keys],
+                sleep=sleep,
+            )
+        except (HydrationError, UnprocessedKeys) as exc:
+            raise HydrationError(str(exc)) from exc
+        except Exception as exc:
+            raise HydrationError(f"cannot read {table!r} from DynamoDB to hydrate: {exc}") from exc
+        items: dict[str, dict[str, Any]] = {}
+        for item in found:
+            wire = image_to_wire(item)
+            items[_key_id({k: wire[k] for k in key_names if k in wire})] = wire
         return items
 
 

@@ -127,6 +127,9 @@ class Settings:
     # The user's alembic revisions of the mapping (`cdc revision`): CDC_MIGRATIONS_DIR,
     # or `migrations` in the mapping file, relative to that file.
     migrations_dir: Path | None = None
+    # AWS_REGION (as Lambda sets it), else AWS_DEFAULT_REGION: the region of the AWS
+    # clients when no ARN names one; None lets boto3 resolve it (~/.aws/config).
+    region: str | None = None
 
     def options_for(self, source_table: str) -> TableOptions:
         config = self.tables.get(source_table)
@@ -251,6 +254,7 @@ def load_settings(
         metrics_namespace=_namespace(env),
         service=_env(env, SERVICE_NAME) or DEFAULT_SERVICE,
         migrations_dir=migrations_dir,
+        region=database.region,
     )
 
 

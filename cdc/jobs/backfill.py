@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from cdc.aws import clients as aws
 from cdc.aws import errors as aws_errors
 from cdc.aws import wire as aws_wire
+from cdc.aws.reads import scan_pages
 from cdc.aws.scans import RateLimiter, scan_limit
 from cdc.config import Settings
 from cdc.core.errors import CdcError
@@ -217,29 +218,19 @@ class Backfill:
         from cdc.jobs.replicate import Replicator
 
         replicator = Replicator(self.engine, self.settings, records=SNAPSHOT_RECORDS)
-        last_key = row.last_key
-        limit = self.options.scan_limit()
-        while not self.stop.is_set():
-            if (
-                self.limiter is not None
-                and limit is not None
-                and not self.limiter.acquire(limit, self.stop)
-            ):
-                return
-            kwargs: dict[str, Any] = {
-                "TableName": self.source.name,
-                "Segment": row.segment,
-                "TotalSegments": row.total_segments,
-                "ConsistentRead": self.options.consistent,
-            }
-            if last_key is not None:
-                kwargs["ExclusiveStartKey"] = aws_wire.image_from_wire(last_key)
-            if limit is not None:
-                kwargs["Limit"] = limit
-            page = aws.call(self.client.scan, **kwargs)
-            items: Sequence[dict[str, Any]] = page.get("Items", [])
-            if self.limiter is not None and limit is not None:
-                self.limiter.refund(limit - len(items))
+        start = row.last_key
+        pages = scan_pages(
+            self.client,
+            self.source.name,
+            segment=(row.segment, row.total_segments),
+            start_key=None if start is None else aws_wire.image_from_wire(start),
+            consistent=self.options.consistent,
+            limit=self.options.scan_limit(),
+            limiter=self.limiter,
+            stop=self.stop,
+        )
+        for page in pages:
+            items = page.items
             records = [self.snapshot.record(aws_wire.image_to_wire(item)) for item in items]
             if self.before_write is not None:
                 self.before_write(row.segment, records)
@@ -252,8 +243,7 @@ class Backfill:
                     )
                 with self._lock:
                     report.add(result)
-            next_key = page.get("LastEvaluatedKey")
-            last_key = None if next_key is None else aws_wire.image_to_wire(next_key)
+            last_key = None if page.last_key is None else aws_wire.image_to_wire(page.last_key)
             self.store.save(row.segment, last_key, len(items))
             with self._lock:
                 report.items_read += len(items)

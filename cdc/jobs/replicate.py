@@ -18,10 +18,11 @@ if TYPE_CHECKING:
     from cdc.core.change import RecordFormat
 
 
-def _new_hydrator() -> Any:
+def _new_hydrator(region: str | None) -> Any:
+    from cdc.aws.clients import Clients
     from cdc.aws.hydrate import Hydrator  # boto3 only when a table asks for it
 
-    return Hydrator()
+    return Hydrator(Clients(region))
 
 
 class Replicator(SqlReplicator):
@@ -42,5 +43,5 @@ class Replicator(SqlReplicator):
             policy,
             hydrator,
             records=records,
-            new_hydrator=_new_hydrator,
+            new_hydrator=lambda: _new_hydrator(settings.region),
         )

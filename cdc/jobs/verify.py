@@ -50,6 +50,7 @@ from sqlalchemy import Engine
 from cdc.aws import clients as aws
 from cdc.aws import errors as aws_errors
 from cdc.aws import wire as aws_wire
+from cdc.aws.reads import batch_get, scan_pages
 from cdc.aws.scans import RateLimiter, scan_limit
 from cdc.config import Settings
 from cdc.core.compare import (
@@ -79,7 +80,6 @@ log = logging.getLogger("cdc.verify")
 
 STREAM_LABEL = "verify"
 SAMPLE_SEGMENTS = 1000  # sampling picks Scan segments out of this many
-BATCH_GET_MAX = 100  # BatchGetItem's limit
 RECHECK_LIMIT = 10_000  # more candidates than this: the replica is plainly behind
 
 
@@ -230,55 +230,23 @@ class Verifier:
             segments = [(s, SAMPLE_SEGMENTS) for s in chosen]
         limit = scan_limit(self.page_size, self.limiter.rate if self.limiter else None)
         for segment in segments:
-            last_key: Any = None
-            while True:
-                if self.limiter is not None and limit is not None:
-                    self.limiter.acquire(limit)
-                kwargs: dict[str, Any] = {
-                    "TableName": self.source.name,
-                    "ConsistentRead": self.consistent,
-                }
-                if segment is not None:
-                    kwargs["Segment"], kwargs["TotalSegments"] = segment
-                if last_key is not None:
-                    kwargs["ExclusiveStartKey"] = last_key
-                if limit is not None:
-                    kwargs["Limit"] = limit
-                page = aws.call(self.client.scan, **kwargs)
-                items = page.get("Items", [])
-                if self.limiter is not None and limit is not None:
-                    self.limiter.refund(limit - len(items))
-                yield from items
-                last_key = page.get("LastEvaluatedKey")
-                if last_key is None:
-                    break
+            for page in scan_pages(
+                self.client,
+                self.source.name,
+                segment=segment,
+                consistent=self.consistent,
+                limit=limit,
+                limiter=self.limiter,
+            ):
+                yield from page.items
 
     def _get_items(self, av_keys: Sequence[Mapping[str, Any]]) -> dict[Key, dict[str, Any]]:
-        """Source items by key, strongly consistent (BatchGetItem, 100 keys a call,
-        unprocessed keys retried with backoff)."""
-        found: dict[Key, dict[str, Any]] = {}
+        """Source items by key, strongly consistent."""
         names = self.source.key_names
-        for start in range(0, len(av_keys), BATCH_GET_MAX):
-            pending: list[Mapping[str, Any]] = list(av_keys[start : start + BATCH_GET_MAX])
-            attempt = 0
-            while pending:
-                if self.limiter is not None:
-                    self.limiter.acquire(len(pending))
-                response = aws.call(
-                    self.client.batch_get_item,
-                    RequestItems={self.source.name: {"Keys": pending, "ConsistentRead": True}},
-                )
-                items = response.get("Responses", {}).get(self.source.name, [])
-                if self.limiter is not None:
-                    self.limiter.refund(len(pending) - len(items))
-                for item in items:
-                    found[self._source_key({n: item[n] for n in names})] = item
-                unprocessed = response.get("UnprocessedKeys", {}).get(self.source.name)
-                pending = list(unprocessed["Keys"]) if unprocessed else []
-                if pending:
-                    attempt += 1
-                    self.sleep(min(5.0, 0.05 * 2**attempt) * self.random.uniform(0.5, 1))
-        return found
+        items = batch_get(
+            self.client, self.source.name, av_keys, limiter=self.limiter, sleep=self.sleep
+        )
+        return {self._source_key({n: item[n] for n in names}): item for item in items}
 
     def _source_key(self, av_key: Mapping[str, Any]) -> Key:
         return _norm_key(self.spec.key_of(self.snapshot.change(aws_wire.image_to_wire(av_key))))

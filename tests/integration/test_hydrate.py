@@ -33,7 +33,8 @@ import pytest
 from moto import mock_aws
 
 from cdc.aws.clients import Clients
-from cdc.aws.hydrate import BATCH_GET_LIMIT, Hydrator
+from cdc.aws.hydrate import Hydrator
+from cdc.aws.reads import BATCH_GET_LIMIT
 from cdc.config import Settings
 from cdc.core.deadline import Deadline
 from cdc.core.jsontext import loads

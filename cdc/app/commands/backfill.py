@@ -85,7 +85,7 @@ def run(
     from cdc.jobs.backfill import Backfill, BackfillOptions, Progress
 
     name, arn_region = aws.table_name_and_region(args.table)
-    clients = clients or aws.Clients(args.region)
+    clients = clients or aws.Clients(args.region or settings.region)
     client = clients.dynamodb(args.region or arn_region)
     source = aws.describe_table(client, name)
     options = BackfillOptions(

@@ -84,7 +84,7 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
     from cdc.aws import errors as aws_errors
     from cdc.jobs.replicate import Replicator
 
-    clients = clients or aws.Clients(args.region)
+    clients = clients or aws.Clients(args.region or settings.region)
     sqs = clients.sqs(args.region or _queue_region(args.queue_url))
     engine = engine_for(settings)
     replicator = Replicator(engine, settings)

@@ -85,7 +85,7 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
             f"{args.stream_arn!r} is not a DynamoDB stream ARN "
             "(arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL)"
         )
-    clients = clients or aws.Clients()
+    clients = clients or aws.Clients(settings.region)
     reader = StreamReader(clients.streams(arn.region or None), args.stream_arn)
     engine = engine_for(settings)
     stop = threading.Event()

@@ -71,7 +71,7 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
     from cdc.jobs.verify import Verifier
 
     name, arn_region = aws.table_name_and_region(args.table)
-    clients = clients or aws.Clients(args.region)
+    clients = clients or aws.Clients(args.region or settings.region)
     client = clients.dynamodb(args.region or arn_region)
     source = aws.describe_table(client, name)
     engine = engine_for(settings)
