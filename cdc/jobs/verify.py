@@ -421,5 +421,3 @@ class _Found:
         else:
             self.complete = False
 
-
-# --- pure helpers ---------------------------------------------------------------------
