@@ -420,4 +420,3 @@ class _Found:
             self.candidates.append(_Candidate(dict(av_key), difference))
         else:
             self.complete = False
-
