@@ -27,7 +27,7 @@ from cdc.core.change import Change, RecordFormat
 from cdc.core.deadline import Deadline
 from cdc.core.errors import CdcError, RecordError
 from cdc.core.mapping import RowVersion
-from cdc.core.outcomes import BatchResult, DeadLetter, Outcome, Prepared, StreamProgress, Written
+from cdc.core.outcomes import BatchResult, DeadLetter, Prepared
 from cdc.core.plan import TablePlan, plan
 from cdc.sql.backends.registry import dialect_for
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
@@ -205,8 +205,6 @@ class Replicator:
         started = time.monotonic()
         deadline = deadline or Deadline()
         prepared = self.prepare(records, deadline)
-        result = BatchResult([Outcome.APPLIED] * len(records), records, source=self.records)
-        result.tables = [p.spec.qualified_name for p in prepared.plans]
         now = datetime.now(UTC)
 
         def on_retry(state: RetryCallState) -> None:
@@ -223,37 +221,22 @@ class Replicator:
         try:
             for attempt in self.policy.retrying(deadline, on_retry):
                 with attempt:
-                    written = self._write(prepared, deadline, shard_id)
+                    result = self._write(prepared, deadline, shard_id)
         except Exception as exc:
             # Out of time or attempts, or not retryable: nothing was committed.
             kind, message = describe(exc)
-            result.outcomes = [Outcome.FAILED] * len(records)
-            result.error = f"{classify(exc).value} error, batch not committed: {kind}: {message}"
-            log.error("batch of %d records not committed: %s", len(records), result.error)
-            result.seconds = time.monotonic() - started
-            result._tally(prepared, None, now)
-            return result
+            error = f"{classify(exc).value} error, batch not committed: {kind}: {message}"
+            log.error("batch of %d records not committed: %s", len(records), error)
+            result = prepared.failed(error)
+        return replace(
+            result,
+            tables=[p.spec.qualified_name for p in prepared.plans],
+            seconds=time.monotonic() - started,
+            measured_at=now,
+            source=self.records,
+        )
 
-        for index in prepared.unreadable:
-            result.outcomes[index] = Outcome.FAILED
-            result.error = "items could not be read from DynamoDB for hydration"
-        for index, why in written.reported.items():
-            result.outcomes[index] = Outcome.FAILED
-            result.error = why
-        unwritten = {id(letter) for letter in written.unwritten}
-        for letter in written.dead:
-            failed = id(letter) in unwritten
-            result.outcomes[letter.index] = Outcome.FAILED if failed else Outcome.DEAD_LETTERED
-        if written.dead_letter_error is not None:
-            result.error = f"dead letters not written: {written.dead_letter_error}"
-        result.applied = written.applied
-        result.stale = written.stale
-        result.dead_lettered = sum(1 for o in result.outcomes if o is Outcome.DEAD_LETTERED)
-        result.seconds = time.monotonic() - started
-        result._tally(prepared, written, now)
-        return result
-
-    def _write(self, prepared: Prepared, deadline: Deadline, shard_id: str) -> Written:
+    def _write(self, prepared: Prepared, deadline: Deadline, shard_id: str) -> BatchResult:
         """One transaction. Optimistic first: no savepoints, which cost two round trips
         per table; if the database rejects a row's data, the transaction is rolled back
         and written again carefully, each table in a savepoint, bad rows bisected out."""
@@ -264,7 +247,7 @@ class Replicator:
 
     def _write_once(
         self, prepared: Prepared, deadline: Deadline, shard_id: str, *, careful: bool
-    ) -> Written:
+    ) -> BatchResult:
         self._ensure_bookkeeping()
         dead = list(prepared.dead)
         plans: list[TablePlan] = []
@@ -285,9 +268,7 @@ class Replicator:
                 log.error("%s", problem.message)
 
         now = datetime.now(UTC)
-        applied = stale = 0
-        per_table: dict[tuple[str, str], tuple[int, int]] = {}
-        progress: dict[str, StreamProgress] = {}
+        wrote: list[tuple[TablePlan, int]] = []
         with self.engine.begin() as conn, ExitStack() as pipelined:
             if not careful:
                 # The careful pass needs each savepoint's outcome at once.
@@ -308,40 +289,18 @@ class Replicator:
                     prepared.dead_letter(row, spec, kind, message)
                     for row, kind, message in (*settling.unbuildable, *rejected)
                 )
-                applied += changed
-                table_stale = settling.stale + settling.sent - len(rejected) - changed
-                stale += table_stale
-                stream = table_plan.rows[0].change.stream_arn if table_plan.rows else None
-                if stream is not None:
-                    per_table[(stream, spec.source_table)] = (changed, table_stale)
-                    entry = progress.setdefault(stream, StreamProgress(stream, shard_id))
-                    entry.applied += changed
-                    entry.stale += table_stale
+                wrote.append((table_plan, changed))
             pipelined.close()  # the dead letters and checkpoints read their results
-            stale += len(prepared.ignored)
-            for change in prepared.ignored:
-                key = (change.stream_arn, change.source_table)
-                done, old = per_table.get(key, (0, 0))
-                per_table[key] = (done, old + 1)
-            unwritten, dead_letter_error = (
+            unstored, dead_letter_error = (
                 self.writer.write_letters(conn, dead, now) if dead else ([], None)
             )
-            # The checkpoint counts what this transaction handled: not the records
-            # reported for redelivery (hydration failed, dead letter not stored).
-            reported = set(prepared.unreadable) | {letter.index for letter in unwritten} | set(held)
-            for change in prepared.changes:
-                if change.index not in reported:
-                    progress.setdefault(
-                        change.stream_arn, StreamProgress(change.stream_arn, shard_id)
-                    ).saw(change)
-            for change in prepared.ignored:
-                progress[change.stream_arn].stale += 1
-            for letter in dead:
-                if letter.change is not None and letter.index not in reported:
-                    progress[letter.change.stream_arn].dead_lettered += 1
+            result = prepared.settle(
+                wrote, dead, unstored=unstored, held=held, dead_letter_error=dead_letter_error
+            )
+            progress = result.checkpoints(shard_id)
             if progress:
-                write_checkpoints(conn, self.dialect, self.schema, list(progress.values()), now)
-        return Written(applied, stale, dead, dead_letter_error, per_table, unwritten, held)
+                write_checkpoints(conn, self.dialect, self.schema, progress, now)
+        return result
 
     def _ensure_bookkeeping(self) -> None:
         if self._bookkeeping_ready:

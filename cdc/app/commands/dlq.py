@@ -212,7 +212,7 @@ def redrive(
     records = [json.loads(row.raw_record) for row in letters]
     result = Replicator(engine, settings).process(records)
     resolved = [
-        row.id for row, o in zip(letters, result.outcomes, strict=True) if o is Outcome.APPLIED
+        row.id for row, o in zip(letters, result.outcomes, strict=True) if o is Outcome.SETTLED
     ]
     if resolved:
         with engine.begin() as conn:
