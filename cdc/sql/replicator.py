@@ -1,11 +1,13 @@
 """The I/O edge: apply a batch of records to the database.
 
 parse → map → plan are pure; the replicator owns the engine and the transaction and
-hands the rest to its rooms: the writes and the isolation of bad rows to
-cdc/sql/writer.py, the replica tables (creation, ownership, key and drift checks) to
-cdc/sql/replica_tables.py, dead letters and checkpoints to cdc/sql/bookkeeping.py. One
-batch is one transaction, retried whole on transient errors (the sequence guard makes a
-retry, a replay or a redelivery harmless), so a batch is either committed or reported.
+hands the rest to its rooms: hydration to cdc/core/hydration.py, the writes and the
+isolation of bad rows to cdc/sql/writer.py, the replica and bookkeeping tables (creation,
+ownership, key and drift checks, first-run migrations) to cdc/sql/replica_tables.py, the
+outcome of every record, and the counts and checkpoints derived from it, to
+cdc/core/outcomes.py, dead letters and checkpoints to cdc/sql/bookkeeping.py. One batch
+is one transaction, retried whole on transient errors (the sequence guard makes a retry,
+a replay or a redelivery harmless), so a batch is either committed or reported.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from tenacity import RetryCallState
 from cdc.config import Settings
 from cdc.core.change import Change, RecordFormat
 from cdc.core.deadline import Deadline
-from cdc.core.errors import CdcError, RecordError
+from cdc.core.errors import RecordError
+from cdc.core.hydration import Hydration, ItemReader
 from cdc.core.mapping import RowVersion
 from cdc.core.outcomes import BatchResult, DeadLetter, Prepared
 from cdc.core.plan import TablePlan, plan
@@ -55,14 +58,13 @@ class Replicator:
         engine: Engine,
         settings: Settings,
         policy: RetryPolicy = WRITE_BATCH,
-        hydrator: Any = None,
+        hydrator: ItemReader | None = None,
         *,
         records: RecordFormat,
-        new_hydrator: Callable[[], Any] | None = None,
+        new_hydrator: Callable[[], ItemReader] | None = None,
     ) -> None:
         self.engine = engine
         self.records = records
-        self._new_hydrator = new_hydrator
         self.settings = settings
         self.policy = policy
         self.dialect = dialect_for(engine.dialect.name)
@@ -93,8 +95,7 @@ class Replicator:
             if config.typed
         }
         self.replica_tables = ReplicaTables(engine, self.dialect, settings)
-        self._bookkeeping_ready = False
-        self._hydrator: Any = hydrator
+        self.hydration = Hydration(hydrator, new_hydrator)
 
     # --- the pure part ------------------------------------------------------------------
 
@@ -148,7 +149,7 @@ class Replicator:
                 continue
             parsed.append((index, change, spec))
 
-        hydrated = self._hydrate([(c, s) for _, c, s in parsed], deadline)
+        hydrated = self.hydration.items([(c, s) for _, c, s in parsed], deadline)
         for index, change, spec in parsed:
             if index in hydrated:
                 item = hydrated[index]
@@ -170,28 +171,6 @@ class Replicator:
                 versions.append((spec, version))
         return Prepared(plan(versions), dead, ignored, changes, records, unreadable)
 
-    def _hydrate(
-        self, parsed: Sequence[tuple[Change, ReplicaSpec]], deadline: Deadline | None
-    ) -> dict[int, Any]:
-        """Items read back from DynamoDB for image-less INSERT/MODIFY records of tables
-        that enable hydration: index → item, None (gone) or the error that stopped it."""
-        wanted = [
-            c
-            for c, spec in parsed
-            if spec.options.hydrate and not c.is_remove and c.new_image is None
-        ]
-        if not wanted:
-            return {}
-        if self._hydrator is None:
-            if self._new_hydrator is None:
-                raise CdcError("a table asks for hydration but this replicator has no hydrator")
-            self._hydrator = self._new_hydrator()
-        try:
-            return dict(self._hydrator.items_for(wanted, deadline))
-        except Exception as exc:  # throttled or unreachable: report, never dead-letter
-            log.error("hydration failed, %d records will be redelivered: %s", len(wanted), exc)
-            return {c.index: exc for c in wanted}
-
     # --- the I/O part -------------------------------------------------------------------
 
     def process(
@@ -210,7 +189,7 @@ class Replicator:
         def on_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             if error is not None and classify(error) is ErrorKind.SYSTEMIC:
-                self._forget_tables()  # maybe a table was dropped under us
+                self.replica_tables.forget()  # maybe a table was dropped under us
             log.warning(
                 "batch attempt %d failed, retrying in %.2fs: %s",
                 state.attempt_number,
@@ -248,25 +227,7 @@ class Replicator:
     def _write_once(
         self, prepared: Prepared, deadline: Deadline, shard_id: str, *, careful: bool
     ) -> BatchResult:
-        self._ensure_bookkeeping()
-        dead = list(prepared.dead)
-        plans: list[TablePlan] = []
-        held: dict[int, str] = {}  # record index → why it is reported, not written
-        for table_plan in prepared.plans:
-            problem = self.replica_tables.ensure(table_plan.spec)
-            if problem is None:
-                plans.append(table_plan)
-                continue
-            for row in (*table_plan.rows, *table_plan.superseded):
-                if problem.report:
-                    held[row.change.index] = problem.message
-                else:
-                    dead.append(
-                        prepared.dead_letter(row, table_plan.spec, problem.kind, problem.message)
-                    )
-            if problem.report:
-                log.error("%s", problem.message)
-
+        plans, dead, held = self.replica_tables.admit(prepared)
         now = datetime.now(UTC)
         wrote: list[tuple[TablePlan, int]] = []
         with self.engine.begin() as conn, ExitStack() as pipelined:
@@ -301,15 +262,3 @@ class Replicator:
             if progress:
                 write_checkpoints(conn, self.dialect, self.schema, progress, now)
         return result
-
-    def _ensure_bookkeeping(self) -> None:
-        if self._bookkeeping_ready:
-            return
-        from cdc.sql.migrations import ensure_bookkeeping
-
-        ensure_bookkeeping(self.engine, self.schema, self.settings)
-        self._bookkeeping_ready = True
-
-    def _forget_tables(self) -> None:
-        self.replica_tables.forget()
-        self._bookkeeping_ready = False
