@@ -149,22 +149,26 @@ class BatchResult:
         for change in self.changes:
             group = groups[change.index] = (change.stream_arn, change.source_table)
             moment = change.event_time
-            if moment is not None and (group not in earliest or moment < earliest[group]):
-                earliest[group] = moment
-        tally: dict[Group, Counter[Outcome]] = {}
-        for group, outcome in zip(groups, self.outcomes, strict=True):
-            tally.setdefault(group, Counter())[outcome] += 1
+            if moment is not None:
+                seen = earliest.get(group)
+                if seen is None or moment < seen:
+                    earliest[group] = moment
+        records = Counter(groups)
+        dead: Counter[Group] = Counter()
+        failed: Counter[Group] = Counter()
+        for index, outcome in enumerate(self.outcomes):
+            if outcome is not Outcome.SETTLED:  # the few: a loop, not a count per record
+                (dead if outcome is Outcome.DEAD_LETTERED else failed)[groups[index]] += 1
         now = self.measured_at
         counts = {}
-        for group in sorted(tally):
-            outcomes, applied = tally[group], self.written.get(group, 0)
-            moment = earliest.get(group)
+        for group in sorted(records):
+            applied, moment = self.written.get(group, 0), earliest.get(group)
             counts[group] = TableCounts(
-                records=outcomes.total(),
+                records=records[group],
                 applied=applied,
-                stale=outcomes[Outcome.SETTLED] - applied,
-                dead_lettered=outcomes[Outcome.DEAD_LETTERED],
-                failed=outcomes[Outcome.FAILED],
+                stale=records[group] - dead[group] - failed[group] - applied,
+                dead_lettered=dead[group],
+                failed=failed[group],
                 max_lag_s=(
                     None
                     if moment is None or now is None
@@ -177,35 +181,31 @@ class BatchResult:
         """What the batch adds to `cdc_checkpoints`, one row per stream (sorted), counting
         only what was committed: a record reported for redelivery moves no checkpoint.
         `shard_id` names the shard when the caller knows it (`cdc tail`)."""
-        last: dict[str, int] = {}
-        times: dict[str, datetime] = {}
-        settled: Counter[str] = Counter()
-        dead: Counter[str] = Counter()
+        outcomes = self.outcomes
+        committed: dict[str, list[Change]] = {}
         for change in self.changes:
-            outcome = self.outcomes[change.index]
-            if outcome is Outcome.FAILED:
-                continue
-            stream = change.stream_arn
-            last[stream] = max(last.get(stream, 0), change.sequence)
-            moment = change.event_time
-            if moment is not None and (stream not in times or moment > times[stream]):
-                times[stream] = moment
-            (settled if outcome is Outcome.SETTLED else dead)[stream] += 1
+            if outcomes[change.index] is not Outcome.FAILED:
+                committed.setdefault(change.stream_arn, []).append(change)
         applied: Counter[str] = Counter()
         for (stream, _), rows in self.written.items():
             applied[stream] += rows
-        return [
-            StreamProgress(
-                stream,
-                shard_id,
-                last_sequence=last[stream],
-                last_event_time=times.get(stream),
-                applied=applied[stream],
-                stale=settled[stream] - applied[stream],
-                dead_lettered=dead[stream],
+        progress = []
+        for stream in sorted(committed):
+            changes = committed[stream]
+            times = [c.event_time for c in changes if c.event_time is not None]
+            dead = sum(1 for c in changes if outcomes[c.index] is Outcome.DEAD_LETTERED)
+            progress.append(
+                StreamProgress(
+                    stream,
+                    shard_id,
+                    last_sequence=max(c.sequence for c in changes),
+                    last_event_time=max(times) if times else None,
+                    applied=applied[stream],
+                    stale=len(changes) - dead - applied[stream],
+                    dead_lettered=dead,
+                )
             )
-            for stream in sorted(last)
-        ]
+        return progress
 
 
 @dataclass
@@ -265,24 +265,29 @@ class Prepared:
         return BatchResult(outcomes, self.records, self.changes, dict(written), error=error)
 
 
-def _share(table_plan: TablePlan, changed: int, outcomes: Sequence[Outcome]) -> Counter[Group]:
+def _share(table_plan: TablePlan, changed: int, outcomes: Sequence[Outcome]) -> dict[Group, int]:
     """The rows a table's statements changed, per (stream, table). A statement says how
     many, not which: when one table's settled records come from several streams (a
     replay or a redrive mixing a table's old and new stream), the count is shared out
     in stream order, never more to a stream than its settled records."""
-    settled: Counter[Group] = Counter()
-    for row in (*table_plan.rows, *table_plan.superseded):
-        change = row.change
-        if outcomes[change.index] is Outcome.SETTLED:
-            settled[(change.stream_arn, change.source_table)] += 1
+    if not changed or not table_plan.rows:
+        return {}
+    versions = (*table_plan.rows, *table_plan.superseded)
+    first = table_plan.rows[0].change
+    if all(row.change.stream_arn == first.stream_arn for row in versions):
+        return {(first.stream_arn, first.source_table): changed}  # one stream: all its own
+    settled: Counter[Group] = Counter(
+        (row.change.stream_arn, row.change.source_table)
+        for row in versions
+        if outcomes[row.change.index] is Outcome.SETTLED
+    )
     shares: Counter[Group] = Counter()
     left = changed
     for group in sorted(settled):
         shares[group] = min(left, settled[group])
         left -= shares[group]
-    if left and table_plan.rows:  # more than it settled: the database's count stands
-        change = table_plan.rows[0].change
-        shares[(change.stream_arn, change.source_table)] += left
+    # More than it settled: the database's count stands.
+    shares[(first.stream_arn, first.source_table)] += left
     return shares
 
 
