@@ -1,6 +1,7 @@
 """Replica tables in the database: created on first sight, checked to be cdc's replica
 of their source table (its comment), with the key the records carry and columns that
-can hold what the mapping promises; brought up to date on first use (MySQL)."""
+can hold what the mapping promises; brought up to date on first use (MySQL). And before
+a batch's first write, the bookkeeping tables (migrated on a new database)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from sqlalchemy import Engine, inspect
 
 from cdc.config import Settings
 from cdc.core.mapping import BOOKKEEPING_COLUMNS, is_reserved_table
+from cdc.core.outcomes import DeadLetter, Prepared
+from cdc.core.plan import TablePlan
 from cdc.sql.backends.base import Dialect
 from cdc.sql.drift import column_problems
 from cdc.sql.replica import ReplicaSpec
@@ -32,14 +35,50 @@ class TableProblem:
 
 
 class ReplicaTables:
-    """What one process knows of the replica tables of one database: the tables found
-    fine, which are not looked at again until `forget`."""
+    """What one process knows of the tables of one database: the replica tables found
+    fine and whether the bookkeeping tables are there, not looked at again until
+    `forget`."""
 
     def __init__(self, engine: Engine, dialect: Dialect, settings: Settings) -> None:
         self.engine = engine
         self.dialect = dialect
         self.settings = settings
         self._ready: set[str] = set()
+        self._bookkeeping_ready = False
+
+    def admit(self, prepared: Prepared) -> tuple[list[TablePlan], list[DeadLetter], dict[int, str]]:
+        """Ready the database for a batch: the bookkeeping tables, then each table of
+        its plans (`ensure`). Returns the plans to write, the batch's dead letters so
+        far (with the records of tables that cannot take them), and the records held
+        back for redelivery, each with why (a table the database has differently from
+        the mapping: a person fixes it, and the records come again)."""
+        self._ensure_bookkeeping()
+        plans: list[TablePlan] = []
+        dead = list(prepared.dead)
+        held: dict[int, str] = {}
+        for table_plan in prepared.plans:
+            problem = self.ensure(table_plan.spec)
+            if problem is None:
+                plans.append(table_plan)
+                continue
+            for row in (*table_plan.rows, *table_plan.superseded):
+                if problem.report:
+                    held[row.change.index] = problem.message
+                else:
+                    dead.append(
+                        prepared.dead_letter(row, table_plan.spec, problem.kind, problem.message)
+                    )
+            if problem.report:
+                log.error("%s", problem.message)
+        return plans, dead, held
+
+    def _ensure_bookkeeping(self) -> None:
+        if self._bookkeeping_ready:
+            return
+        from cdc.sql.migrations import ensure_bookkeeping
+
+        ensure_bookkeeping(self.engine, self.settings.schema, self.settings)
+        self._bookkeeping_ready = True
 
     def ensure(self, spec: ReplicaSpec) -> TableProblem | None:
         """Create the replica table on first sight; check that an existing one is cdc's
@@ -143,7 +182,9 @@ class ReplicaTables:
             log.warning("upgraded replica table %s: %s", spec.qualified_name, "; ".join(changed))
 
     def forget(self) -> None:
+        """After an error that may mean a table was dropped under us."""
         self._ready.clear()
+        self._bookkeeping_ready = False
 
 
 SOURCE_COMMENT = "cdc replica of DynamoDB table "

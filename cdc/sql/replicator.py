@@ -1,11 +1,13 @@
 """The I/O edge: apply a batch of records to the database.
 
 parse → map → plan are pure; the replicator owns the engine and the transaction and
-hands the rest to its rooms: the writes and the isolation of bad rows to
-cdc/sql/writer.py, the replica tables (creation, ownership, key and drift checks) to
-cdc/sql/replica_tables.py, dead letters and checkpoints to cdc/sql/bookkeeping.py. One
-batch is one transaction, retried whole on transient errors (the sequence guard makes a
-retry, a replay or a redelivery harmless), so a batch is either committed or reported.
+hands the rest to its rooms: hydration to cdc/core/hydration.py, the writes and the
+isolation of bad rows to cdc/sql/writer.py, the replica and bookkeeping tables (creation,
+ownership, key and drift checks, first-run migrations) to cdc/sql/replica_tables.py, the
+outcome of every record, and the counts and checkpoints derived from it, to
+cdc/core/outcomes.py, dead letters and checkpoints to cdc/sql/bookkeeping.py. One batch
+is one transaction, retried whole on transient errors (the sequence guard makes a retry,
+a replay or a redelivery harmless), so a batch is either committed or reported.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from tenacity import RetryCallState
 from cdc.config import Settings
 from cdc.core.change import Change, RecordFormat
 from cdc.core.deadline import Deadline
-from cdc.core.errors import CdcError, RecordError
+from cdc.core.errors import RecordError
+from cdc.core.hydration import Hydration, ItemReader
 from cdc.core.mapping import RowVersion
-from cdc.core.outcomes import BatchResult, DeadLetter, Outcome, Prepared, StreamProgress, Written
+from cdc.core.outcomes import BatchResult, DeadLetter, Prepared
 from cdc.core.plan import TablePlan, plan
 from cdc.sql.backends.registry import dialect_for
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
@@ -55,14 +58,13 @@ class Replicator:
         engine: Engine,
         settings: Settings,
         policy: RetryPolicy = WRITE_BATCH,
-        hydrator: Any = None,
+        hydrator: ItemReader | None = None,
         *,
         records: RecordFormat,
-        new_hydrator: Callable[[], Any] | None = None,
+        new_hydrator: Callable[[], ItemReader] | None = None,
     ) -> None:
         self.engine = engine
         self.records = records
-        self._new_hydrator = new_hydrator
         self.settings = settings
         self.policy = policy
         self.dialect = dialect_for(engine.dialect.name)
@@ -93,8 +95,7 @@ class Replicator:
             if config.typed
         }
         self.replica_tables = ReplicaTables(engine, self.dialect, settings)
-        self._bookkeeping_ready = False
-        self._hydrator: Any = hydrator
+        self.hydration = Hydration(hydrator, new_hydrator)
 
     # --- the pure part ------------------------------------------------------------------
 
@@ -148,7 +149,7 @@ class Replicator:
                 continue
             parsed.append((index, change, spec))
 
-        hydrated = self._hydrate([(c, s) for _, c, s in parsed], deadline)
+        hydrated = self.hydration.items([(c, s) for _, c, s in parsed], deadline)
         for index, change, spec in parsed:
             if index in hydrated:
                 item = hydrated[index]
@@ -170,28 +171,6 @@ class Replicator:
                 versions.append((spec, version))
         return Prepared(plan(versions), dead, ignored, changes, records, unreadable)
 
-    def _hydrate(
-        self, parsed: Sequence[tuple[Change, ReplicaSpec]], deadline: Deadline | None
-    ) -> dict[int, Any]:
-        """Items read back from DynamoDB for image-less INSERT/MODIFY records of tables
-        that enable hydration: index → item, None (gone) or the error that stopped it."""
-        wanted = [
-            c
-            for c, spec in parsed
-            if spec.options.hydrate and not c.is_remove and c.new_image is None
-        ]
-        if not wanted:
-            return {}
-        if self._hydrator is None:
-            if self._new_hydrator is None:
-                raise CdcError("a table asks for hydration but this replicator has no hydrator")
-            self._hydrator = self._new_hydrator()
-        try:
-            return dict(self._hydrator.items_for(wanted, deadline))
-        except Exception as exc:  # throttled or unreachable: report, never dead-letter
-            log.error("hydration failed, %d records will be redelivered: %s", len(wanted), exc)
-            return {c.index: exc for c in wanted}
-
     # --- the I/O part -------------------------------------------------------------------
 
     def process(
@@ -205,14 +184,12 @@ class Replicator:
         started = time.monotonic()
         deadline = deadline or Deadline()
         prepared = self.prepare(records, deadline)
-        result = BatchResult([Outcome.APPLIED] * len(records), records, source=self.records)
-        result.tables = [p.spec.qualified_name for p in prepared.plans]
         now = datetime.now(UTC)
 
         def on_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             if error is not None and classify(error) is ErrorKind.SYSTEMIC:
-                self._forget_tables()  # maybe a table was dropped under us
+                self.replica_tables.forget()  # maybe a table was dropped under us
             log.warning(
                 "batch attempt %d failed, retrying in %.2fs: %s",
                 state.attempt_number,
@@ -223,37 +200,22 @@ class Replicator:
         try:
             for attempt in self.policy.retrying(deadline, on_retry):
                 with attempt:
-                    written = self._write(prepared, deadline, shard_id)
+                    result = self._write(prepared, deadline, shard_id)
         except Exception as exc:
             # Out of time or attempts, or not retryable: nothing was committed.
             kind, message = describe(exc)
-            result.outcomes = [Outcome.FAILED] * len(records)
-            result.error = f"{classify(exc).value} error, batch not committed: {kind}: {message}"
-            log.error("batch of %d records not committed: %s", len(records), result.error)
-            result.seconds = time.monotonic() - started
-            result._tally(prepared, None, now)
-            return result
+            error = f"{classify(exc).value} error, batch not committed: {kind}: {message}"
+            log.error("batch of %d records not committed: %s", len(records), error)
+            result = prepared.failed(error)
+        return replace(
+            result,
+            tables=[p.spec.qualified_name for p in prepared.plans],
+            seconds=time.monotonic() - started,
+            measured_at=now,
+            source=self.records,
+        )
 
-        for index in prepared.unreadable:
-            result.outcomes[index] = Outcome.FAILED
-            result.error = "items could not be read from DynamoDB for hydration"
-        for index, why in written.reported.items():
-            result.outcomes[index] = Outcome.FAILED
-            result.error = why
-        unwritten = {id(letter) for letter in written.unwritten}
-        for letter in written.dead:
-            failed = id(letter) in unwritten
-            result.outcomes[letter.index] = Outcome.FAILED if failed else Outcome.DEAD_LETTERED
-        if written.dead_letter_error is not None:
-            result.error = f"dead letters not written: {written.dead_letter_error}"
-        result.applied = written.applied
-        result.stale = written.stale
-        result.dead_lettered = sum(1 for o in result.outcomes if o is Outcome.DEAD_LETTERED)
-        result.seconds = time.monotonic() - started
-        result._tally(prepared, written, now)
-        return result
-
-    def _write(self, prepared: Prepared, deadline: Deadline, shard_id: str) -> Written:
+    def _write(self, prepared: Prepared, deadline: Deadline, shard_id: str) -> BatchResult:
         """One transaction. Optimistic first: no savepoints, which cost two round trips
         per table; if the database rejects a row's data, the transaction is rolled back
         and written again carefully, each table in a savepoint, bad rows bisected out."""
@@ -264,30 +226,10 @@ class Replicator:
 
     def _write_once(
         self, prepared: Prepared, deadline: Deadline, shard_id: str, *, careful: bool
-    ) -> Written:
-        self._ensure_bookkeeping()
-        dead = list(prepared.dead)
-        plans: list[TablePlan] = []
-        held: dict[int, str] = {}  # record index → why it is reported, not written
-        for table_plan in prepared.plans:
-            problem = self.replica_tables.ensure(table_plan.spec)
-            if problem is None:
-                plans.append(table_plan)
-                continue
-            for row in (*table_plan.rows, *table_plan.superseded):
-                if problem.report:
-                    held[row.change.index] = problem.message
-                else:
-                    dead.append(
-                        prepared.dead_letter(row, table_plan.spec, problem.kind, problem.message)
-                    )
-            if problem.report:
-                log.error("%s", problem.message)
-
+    ) -> BatchResult:
+        plans, dead, held = self.replica_tables.admit(prepared)
         now = datetime.now(UTC)
-        applied = stale = 0
-        per_table: dict[tuple[str, str], tuple[int, int]] = {}
-        progress: dict[str, StreamProgress] = {}
+        wrote: list[tuple[TablePlan, int]] = []
         with self.engine.begin() as conn, ExitStack() as pipelined:
             if not careful:
                 # The careful pass needs each savepoint's outcome at once.
@@ -308,49 +250,15 @@ class Replicator:
                     prepared.dead_letter(row, spec, kind, message)
                     for row, kind, message in (*settling.unbuildable, *rejected)
                 )
-                applied += changed
-                table_stale = settling.stale + settling.sent - len(rejected) - changed
-                stale += table_stale
-                stream = table_plan.rows[0].change.stream_arn if table_plan.rows else None
-                if stream is not None:
-                    per_table[(stream, spec.source_table)] = (changed, table_stale)
-                    entry = progress.setdefault(stream, StreamProgress(stream, shard_id))
-                    entry.applied += changed
-                    entry.stale += table_stale
+                wrote.append((table_plan, changed))
             pipelined.close()  # the dead letters and checkpoints read their results
-            stale += len(prepared.ignored)
-            for change in prepared.ignored:
-                key = (change.stream_arn, change.source_table)
-                done, old = per_table.get(key, (0, 0))
-                per_table[key] = (done, old + 1)
-            unwritten, dead_letter_error = (
+            unstored, dead_letter_error = (
                 self.writer.write_letters(conn, dead, now) if dead else ([], None)
             )
-            # The checkpoint counts what this transaction handled: not the records
-            # reported for redelivery (hydration failed, dead letter not stored).
-            reported = set(prepared.unreadable) | {letter.index for letter in unwritten} | set(held)
-            for change in prepared.changes:
-                if change.index not in reported:
-                    progress.setdefault(
-                        change.stream_arn, StreamProgress(change.stream_arn, shard_id)
-                    ).saw(change)
-            for change in prepared.ignored:
-                progress[change.stream_arn].stale += 1
-            for letter in dead:
-                if letter.change is not None and letter.index not in reported:
-                    progress[letter.change.stream_arn].dead_lettered += 1
+            result = prepared.settle(
+                wrote, dead, unstored=unstored, held=held, dead_letter_error=dead_letter_error
+            )
+            progress = result.checkpoints(shard_id)
             if progress:
-                write_checkpoints(conn, self.dialect, self.schema, list(progress.values()), now)
-        return Written(applied, stale, dead, dead_letter_error, per_table, unwritten, held)
-
-    def _ensure_bookkeeping(self) -> None:
-        if self._bookkeeping_ready:
-            return
-        from cdc.sql.migrations import ensure_bookkeeping
-
-        ensure_bookkeeping(self.engine, self.schema, self.settings)
-        self._bookkeeping_ready = True
-
-    def _forget_tables(self) -> None:
-        self.replica_tables.forget()
-        self._bookkeeping_ready = False
+                write_checkpoints(conn, self.dialect, self.schema, progress, now)
+        return result

@@ -39,8 +39,6 @@ class Settling:
     def __init__(self, table_plan: TablePlan) -> None:
         self.plan = table_plan
         self.unbuildable: list[tuple[RowVersion, str, str]] = []  # → dead letters
-        self.sent = 0  # versions handed to the dialect
-        self.stale = 0  # valid versions that lost to a newer one of their key
 
     def chunks(self, size: int) -> Iterator[list[RowVersion]]:
         spec, rows = self.plan.spec, self.plan.rows
@@ -57,16 +55,11 @@ class Settling:
                         tried.add(id(row))
                 if row is not None:
                     chunk.append(row)
-            self.sent += len(chunk)
             if chunk:
                 yield chunk
         # Runs while the dialect's last chunk is still on the server.
         for row in self.plan.superseded:
-            if id(row) in tried:
-                continue
-            if spec.materialize(row):
-                self.stale += 1
-            else:
+            if id(row) not in tried and not spec.materialize(row):
                 assert row.error is not None
                 self.unbuildable.append((row, *row.error))
 

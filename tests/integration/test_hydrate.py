@@ -328,7 +328,7 @@ def test_hydrated_items_are_exact(db: TestDatabase, aws: Any) -> None:
     ]
     result = rep.process(records)
 
-    assert result.outcomes == [Outcome.APPLIED] * len(records), result.summary()
+    assert result.outcomes == [Outcome.SETTLED] * len(records), result.summary()
     assert result.item_failures == []
     assert result.dead_lettered == 0
     assert result.applied == 4
@@ -366,7 +366,7 @@ def test_binary_and_string_keys_are_hydrated(db: TestDatabase, aws: Any) -> None
     user = record("MODIFY", {"user-ID": "ü-1"}, BASE + 2, table="Users")
     result = rep.process([blob, user])
 
-    assert result.outcomes == [Outcome.APPLIED, Outcome.APPLIED], result.summary()
+    assert result.outcomes == [Outcome.SETTLED, Outcome.SETTLED], result.summary()
     assert result.applied == 2
     (b,) = db.rows("blobs")
     assert bytes(b["k"]) == b"\x00\x01key"
@@ -394,7 +394,7 @@ def test_vanished_item_is_stale_and_left_to_its_remove(db: TestDatabase, aws: An
     ]
     result = rep.process(first)
 
-    assert result.outcomes == [Outcome.APPLIED] * 4, result.summary()
+    assert result.outcomes == [Outcome.SETTLED] * 4, result.summary()
     assert result.item_failures == []
     assert (result.applied, result.stale, result.dead_lettered) == (1, 3, 0)
     stats = result.by_table[(stream_arn("Orders"), "Orders")]
@@ -420,7 +420,7 @@ def test_vanished_item_is_stale_and_left_to_its_remove(db: TestDatabase, aws: An
     asked_before = len(client.requests)
     removes = [imageless("REMOVE", 2, 5), imageless("REMOVE", 5, 6)]
     result = rep.process(removes)
-    assert result.outcomes == [Outcome.APPLIED] * 2, result.summary()
+    assert result.outcomes == [Outcome.SETTLED] * 2, result.summary()
     assert result.applied == 2
     assert len(client.requests) == asked_before, "a REMOVE needs no read"
     rows = replica(db)
@@ -447,7 +447,7 @@ def test_unprocessed_keys_are_asked_for_again(db: TestDatabase, aws: Any) -> Non
     records = [imageless("INSERT", i, i) for i in range(1, 9)]
     result = rep.process(records)
 
-    assert result.outcomes == [Outcome.APPLIED] * 8, result.summary()
+    assert result.outcomes == [Outcome.SETTLED] * 8, result.summary()
     assert result.item_failures == [] and result.applied == 8 and result.stale == 0
     first, second = client.keys_asked()
     assert len(client.requests) == 2
@@ -486,7 +486,7 @@ def test_network_errors_are_retried_with_backoff(db: TestDatabase, aws: Any) -> 
     rep, _ = hydrating(db, client, sleeps)
     result = rep.process([imageless("INSERT", 1, 1), imageless("INSERT", 2, 2)])
 
-    assert result.outcomes == [Outcome.APPLIED] * 2, result.summary()
+    assert result.outcomes == [Outcome.SETTLED] * 2, result.summary()
     assert len(client.requests) == 4
     assert len(sleeps) == 3, "backs off before each new attempt"
     rows = replica(db)
@@ -556,10 +556,10 @@ def test_dynamodb_unreadable_reports_records_and_applies_the_rest(
 
     unreadable = [records[2], records[4]]
     assert result.outcomes == [
-        Outcome.APPLIED,
-        Outcome.APPLIED,
+        Outcome.SETTLED,
+        Outcome.SETTLED,
         Outcome.FAILED,
-        Outcome.APPLIED,
+        Outcome.SETTLED,
         Outcome.FAILED,
     ], result.summary()
     assert result.item_failures == [seq_of(r) for r in unreadable]
@@ -587,7 +587,7 @@ def test_dynamodb_unreadable_reports_records_and_applies_the_rest(
     rep2, _ = hydrating(db, Recording(aws))
     aws.put_item(TableName="Orders", Item=rich_item(2))
     again = rep2.process(unreadable)
-    assert again.outcomes == [Outcome.APPLIED] * 2 and again.applied == 2
+    assert again.outcomes == [Outcome.SETTLED] * 2 and again.applied == 2
     rows = replica(db)
     same(rows[1]["item"], rich_plain(1))
     same(rows[2]["item"], rich_plain(2))
@@ -652,7 +652,7 @@ def test_throttling_never_outlives_the_invocation(pg_engine: Any, pg_schema: str
     started = time.monotonic()
     result = rep.process(records, countdown(int(budget_s * 1000)))
     elapsed = time.monotonic() - started
-    assert result.outcomes == [Outcome.FAILED, Outcome.APPLIED], result.summary()
+    assert result.outcomes == [Outcome.FAILED, Outcome.SETTLED], result.summary()
     assert elapsed < budget_s, f"answered after {elapsed:.1f}s, the deadline was {budget_s}s"
 
 
@@ -676,7 +676,7 @@ def test_table_without_hydrate_dead_letters_missing_image(db: TestDatabase) -> N
     ]
     result = rep.process(records)
 
-    assert result.outcomes == [Outcome.DEAD_LETTERED, Outcome.DEAD_LETTERED, Outcome.APPLIED]
+    assert result.outcomes == [Outcome.DEAD_LETTERED, Outcome.DEAD_LETTERED, Outcome.SETTLED]
     assert result.item_failures == []
     assert result.dead_lettered == 2
     assert set(replica(db)) == {3}
@@ -769,7 +769,7 @@ def test_boto3_is_imported_only_when_a_hydrating_table_needs_an_item(tmp_path: P
             record("REMOVE", {{"Id": 2}}, 10**20 + 2),              # REMOVE: nothing to read
             record("INSERT", {{"Id": 3}}, 10**20 + 3, table="Plain"),  # no hydrate: dead letter
         ])
-        expected = [Outcome.APPLIED, Outcome.APPLIED, Outcome.DEAD_LETTERED]
+        expected = [Outcome.SETTLED, Outcome.SETTLED, Outcome.DEAD_LETTERED]
         assert result.outcomes == expected, result.outcomes
         assert not attempts and not loaded(), (attempts, loaded())
         assert "cdc.aws.hydrate" not in sys.modules

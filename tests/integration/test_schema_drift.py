@@ -82,10 +82,10 @@ def test_a_narrower_numeric_column_is_never_rounded(place: Place, tmp_path: Path
     result = replicator.process([rec, other(2)])
     if place.name == "sqlite":
         # SQLite keeps exact numbers as canonical text: nothing to narrow, nothing rounded.
-        assert result.outcomes == [Outcome.APPLIED, Outcome.APPLIED]
+        assert result.outcomes == [Outcome.SETTLED, Outcome.SETTLED]
         assert [str(r["v"]) for r in place.rows("things")] == ["12.345"]
         return
-    assert result.outcomes == [Outcome.FAILED, Outcome.APPLIED]
+    assert result.outcomes == [Outcome.FAILED, Outcome.SETTLED]
     assert result.dead_lettered == 0 and dead_letters(place) == []
     narrow, wide = (
         ("NUMERIC(12, 2)", "NUMERIC(12, 3)")
@@ -105,7 +105,7 @@ def test_a_narrower_numeric_column_is_never_rounded(place: Place, tmp_path: Path
         else "alter table {t}things modify v decimal(12,3)"
     )
     again = replicator.process([rec, other(3)])
-    assert again.outcomes == [Outcome.APPLIED, Outcome.APPLIED], again.error
+    assert again.outcomes == [Outcome.SETTLED, Outcome.SETTLED], again.error
     assert [str(r["v"]) for r in place.rows("things")] == ["12.345"]
 
 
@@ -118,7 +118,7 @@ def test_a_column_of_another_type_or_missing_is_not_written(place: Place, tmp_pa
     changed = settings(place, mapping(tmp_path, 'Code = "text"\nCoupon = "text"'))
     result = Replicator(place.engine, changed).process([thing(2, Code="007"), other(2)])
 
-    assert result.outcomes == [Outcome.FAILED, Outcome.APPLIED]
+    assert result.outcomes == [Outcome.FAILED, Outcome.SETTLED]
     assert dead_letters(place) == []
     assert result.error is not None
     assert "column 'code' is" in result.error and "'coupon'" in result.error
@@ -253,7 +253,7 @@ def test_a_table_cdc_did_not_make_is_a_collision_for_its_source_only(place: Plac
 
     for attempt in (1, 2):  # the next batch too: dead-lettered, never systemic
         result = replicator.process([mine, other(attempt)])
-        assert result.outcomes == [Outcome.DEAD_LETTERED, Outcome.APPLIED], result.error
+        assert result.outcomes == [Outcome.DEAD_LETTERED, Outcome.SETTLED], result.error
     (letter,) = dead_letters(place)
     assert letter["error_class"] == "name_collision"
     assert "'UserAccounts'" in letter["error_message"]
@@ -282,7 +282,7 @@ def test_bookkeeping_names_are_reserved(place: Place, source: str, keys: dict[st
 
     result = replicator.process([insert(keys, BASE + 2, {"Note": "x"}, table=source), other(2)])
 
-    assert result.outcomes == [Outcome.DEAD_LETTERED, Outcome.APPLIED], result.error
+    assert result.outcomes == [Outcome.DEAD_LETTERED, Outcome.SETTLED], result.error
     (letter,) = dead_letters(place)
     assert letter["error_class"] == "name_collision"
     assert repr(source) in letter["error_message"] and "reserves" in letter["error_message"]
@@ -310,7 +310,7 @@ def test_replicas_of_earlier_versions_keep_working(place: Place, tmp_path: Path)
     first = Replicator(place.engine, settings(place, config)).process([other(1), thing(1, V=1)])
     assert first.applied == 2
     again = Replicator(place.engine, settings(place, config)).process([other(2), thing(2, V=2)])
-    assert again.outcomes == [Outcome.APPLIED, Outcome.APPLIED] and again.applied == 2
+    assert again.outcomes == [Outcome.SETTLED, Outcome.SETTLED] and again.applied == 2
     assert dead_letters(place) == []
 
 

@@ -600,7 +600,7 @@ def test_failures_and_dead_letters_name_records_through_their_source():
     assert failed.item_failures == ["123"]
     # Without a source nothing can name the failed record: the whole batch comes again.
     assert BatchResult([Outcome.FAILED], [rec]).item_failures == [""]
-    assert BatchResult([Outcome.APPLIED], [rec]).item_failures == []
+    assert BatchResult([Outcome.SETTLED], [rec]).item_failures == []
     letter = DeadLetter(0, rec, "malformed", "why", source=LAMBDA_RECORDS)
     assert letter.sequence_number == "123"
     assert DeadLetter(0, rec, "malformed", "why").sequence_number is None

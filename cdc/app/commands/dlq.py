@@ -214,7 +214,7 @@ def redrive(
     # A letter may hold any source's record (a stream's, a backfill's snapshot item).
     result = Replicator(engine, settings, records=ANY_RECORDS).process(records)
     resolved = [
-        row.id for row, o in zip(letters, result.outcomes, strict=True) if o is Outcome.APPLIED
+        row.id for row, o in zip(letters, result.outcomes, strict=True) if o is Outcome.SETTLED
     ]
     if resolved:
         with engine.begin() as conn:
