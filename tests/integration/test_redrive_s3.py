@@ -260,3 +260,50 @@ def test_a_record_the_replica_cannot_take_is_dead_lettered_and_the_object_delete
     assert str(letter["sequence_number"]) == "400000000000000000000000002"
     assert "12abc" in str(letter["error_message"])
     assert keys(s3) == set()
+
+
+def test_an_object_without_payload_is_read_back_from_the_stream(
+    clients: Clients, database: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a table whose stream still holds the records, and an object that names them
+    # without carrying them (as an SQS message does)
+    ddb = clients.dynamodb()
+    ddb.create_table(
+        TableName="Orders",
+        KeySchema=[{"AttributeName": "OrderId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "OrderId", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    arn = ddb.describe_table(TableName="Orders")["Table"]["LatestStreamArn"]
+    ddb.put_item(TableName="Orders", Item={"OrderId": {"S": "ord-7"}, "Status": {"S": "NEW"}})
+    streams = clients.streams()
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    (record,) = streams.get_records(ShardIterator=iterator)["Records"]
+    sequence = record["dynamodb"]["SequenceNumber"]
+    document = json.loads(OBJECT)
+    del document["payload"]
+    document["DDBStreamBatchInfo"].update(
+        streamArn=arn, shardId=shard, startSequenceNumber=sequence, endSequenceNumber=sequence
+    )
+    s3 = clients.s3()
+    s3.create_bucket(
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    put(s3, KEY, json.dumps(document))
+    # WHEN redriven THEN the record is read from the stream and applied
+    assert command.run(database.settings, args_for(f"s3://{BUCKET}"), clients=clients) == 0
+    assert "1 records: 1 applied" in capsys.readouterr().out
+    assert database.items("orders", "order_id")["ord-7"][0] == {"OrderId": "ord-7", "Status": "NEW"}
+    assert keys(s3) == set()
+
+
+def test_keep_is_refused_for_a_queue(clients: Clients, database: Database) -> None:
+    from cdc.core.errors import ConfigError
+
+    url = clients.sqs().create_queue(QueueName="cdc-on-failure")["QueueUrl"]
+    with pytest.raises(ConfigError, match="--keep applies to an s3:// destination"):
+        command.run(database.settings, args_for(url, "--keep"), clients=clients)
