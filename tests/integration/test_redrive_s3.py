@@ -149,6 +149,11 @@ def test_keep_moves_the_object_under_the_done_prefix(aws: MotoServer, database: 
     again = run_cdc("redrive-failures", f"s3://{BUCKET}", "--keep", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "redrove 0 of 0 objects (0 records); 0 kept" in again.stdout
+    # Unless asked for: then it is applied again (a no-op) and deleted.
+    done = run_cdc("redrive-failures", f"s3://{BUCKET}/done/", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 records: 0 applied, 3 stale, 0 dead-lettered; object deleted" in done.stdout
+    assert keys(s3) == set()
 
 
 def test_dry_run_changes_nothing(aws: MotoServer, database: Database) -> None:

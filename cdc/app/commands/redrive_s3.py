@@ -55,17 +55,19 @@ def run_s3(settings: Settings, args: argparse.Namespace, clients: Clients) -> in
     from cdc.jobs.replicate import Replicator
 
     bucket, prefix = parse_location(args.destination)
-    done = args.done_prefix
-    if args.keep and (not done or not done.strip("/")):
+    done = args.done_prefix.strip("/") + "/"
+    if args.keep and done == "/":
         raise ConfigError("--done-prefix must name a prefix (e.g. done/) to move objects to")
     if args.keep and prefix.startswith(done):
         raise ConfigError(f"--done-prefix {done!r} is inside the prefix read, {prefix!r}")
+    # Objects already moved are not read again, unless that is the prefix asked for.
+    skip = "" if done == "/" or prefix.startswith(done) else done
     s3 = clients.s3(args.region)
     engine = engine_for(settings)
     replicator = Replicator(engine, settings)
     outcomes: list[ObjectOutcome] = []
     try:
-        for key in _keys(s3, bucket, prefix, skip=done):
+        for key in _keys(s3, bucket, prefix, skip=skip):
             if args.max_messages is not None and len(outcomes) >= args.max_messages:
                 break
             outcome = redrive_object(s3, bucket, key, replicator, clients, dry_run=args.dry_run)
