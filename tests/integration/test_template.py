@@ -241,12 +241,10 @@ def evaluate(node: Any, parameters: dict[str, str]) -> Any:
     return node
 
 
-def test_the_dead_letter_alarm_watches_the_metric_the_handler_emits(
-    template, tmp_path, monkeypatch, capsys
-):
+def emitted_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Any:
+    """The handler's EMF documents for the sample event."""
     from cdc import handler
 
-    # GIVEN the handler's EMF output for the sample event
     event = json.loads(EVENT.read_text())
     monkeypatch.setenv("CDC_DATABASE_URL", f"sqlite:///{tmp_path}/cdc.db")
     for name in ("CDC_DATABASE_SECRET_ARN", "CDC_SCHEMA", "CDC_CONFIG", "CDC_METRICS_NAMESPACE"):
@@ -256,9 +254,15 @@ def test_the_dead_letter_alarm_watches_the_metric_the_handler_emits(
         handler.handler(event, None)
     finally:
         handler.reset()
-    documents = [
-        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
-    ]
+    lines = capsys.readouterr().out.splitlines()
+    return event, [json.loads(line) for line in lines if '"_aws"' in line]
+
+
+def test_the_dead_letter_alarm_watches_the_metric_the_handler_emits(
+    template, tmp_path, monkeypatch, capsys
+):
+    # GIVEN the handler's EMF output for the sample event
+    event, documents = emitted_metrics(tmp_path, monkeypatch, capsys)
     assert documents
     emitted = documents[0]["_aws"]["CloudWatchMetrics"][0]
 
@@ -340,8 +344,7 @@ def substitute(node: Any, values: dict[str, str], conditions: dict[str, bool]) -
     return node
 
 
-def dashboard_body(template: Any, destination: str) -> dict[str, Any]:
-    stream = "arn:aws:dynamodb:eu-west-1:123456789012:table/Orders/stream/2024-05-01T08:30:00.000"
+def dashboard_body(template: Any, destination: str, stream: str) -> dict[str, Any]:
     values = {
         "StreamArn": stream,
         "AWS::Region": "eu-west-1",
@@ -364,11 +367,13 @@ def dashboard_body(template: Any, destination: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("destination", ["s3", "sqs"])
-def test_the_dashboard_graphs_the_metrics_the_handler_emits(template, destination):
-    from cdc.app.observe import METRICS
-    from cdc.config import Settings
-
-    body = dashboard_body(template, destination)
+def test_the_dashboard_graphs_the_metrics_the_handler_emits(
+    template, destination, tmp_path, monkeypatch, capsys
+):
+    event, documents = emitted_metrics(tmp_path, monkeypatch, capsys)
+    (emitted,) = documents[0]["_aws"]["CloudWatchMetrics"]
+    stream_arn = event["Records"][0]["eventSourceARN"]
+    body = dashboard_body(template, destination, stream_arn)
     widgets = body["widgets"]
     assert all({"x", "y", "width", "height"} <= set(w) for w in widgets)
     searches = [
@@ -378,13 +383,18 @@ def test_the_dashboard_graphs_the_metrics_the_handler_emits(template, destinatio
         if isinstance(m[0], dict)
     ]
     graphed = {e.split('MetricName="')[1].split('"')[0] for e in searches}
-    # every metric the handler emits, and the gaps another part of cdc emits
+    # every metric the handler emits (ReplicationLag only for records with an event
+    # time, which the sample lacks), and the gaps another part of cdc emits
+    from cdc.app.observe import METRICS
+
     assert graphed == {name for name, _unit in METRICS} | {"ReplicationGaps"}
-    namespace = Settings().metrics_namespace
+    assert {m["Name"] for m in emitted["Metrics"]} <= graphed
+    schema = ",".join([emitted["Namespace"], *emitted["Dimensions"][0]])
     for expression in searches:
         if "ReplicationGaps" not in expression:
-            assert expression.startswith(f"SEARCH('{{{namespace},Stream,Table}} "), expression
-            assert 'Table="Orders"' in expression
+            # the same namespace and dimensions, this deployment's table
+            assert expression.startswith(f"SEARCH('{{{schema}}} "), expression
+            assert f'Table="{documents[0]["Table"]}"' in expression
     titles = " ".join(w["properties"].get("title", "") for w in widgets)
     assert ("On-failure bucket" in titles) == (destination == "s3")
     assert ("On-failure queue" in titles) == (destination == "sqs")

@@ -171,14 +171,20 @@ def _retire(s3: S3Client, bucket: str, key: str, done: str | None) -> None:
     """Delete a committed object; with `done`, copy it there first (a crash between
     the two leaves both: the next run applies the original again, harmlessly)."""
     from cdc.aws import clients as aws
+    from cdc.aws import errors as aws_errors
 
     if done is not None:
-        aws.call(
-            s3.copy_object,
-            Bucket=bucket,
-            Key=done + key,
-            CopySource={"Bucket": bucket, "Key": key},
-        )
+        try:
+            aws.call(
+                s3.copy_object,
+                Bucket=bucket,
+                Key=done + key,
+                CopySource={"Bucket": bucket, "Key": key},
+            )
+        except Exception as exc:
+            if aws_errors.error_code(exc) != "NoSuchKey":
+                raise
+            return  # another run has moved it meanwhile
     aws.call(s3.delete_object, Bucket=bucket, Key=key)
 
 
