@@ -206,6 +206,14 @@ class CrashingClients(Clients):
         return CrashOnDelete(self.real.s3(region))
 
 
+def in_process_bucket(clients: Clients) -> Any:
+    s3 = clients.s3()
+    s3.create_bucket(
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    return s3
+
+
 def args_for(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
@@ -216,10 +224,7 @@ def test_a_crash_between_commit_and_delete_reapplies_idempotently(
     clients: Clients, database: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN the object, and a run that dies after committing its records
-    s3 = clients.s3()
-    s3.create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
-    )
+    s3 = in_process_bucket(clients)
     put(s3, KEY, OBJECT)
     with pytest.raises(Crash):
         command.run(database.settings, args_for(f"s3://{BUCKET}"), clients=CrashingClients(clients))
@@ -252,10 +257,7 @@ def test_a_record_the_replica_cannot_take_is_dead_lettered_and_the_object_delete
     event = json.loads(document["payload"])
     event["Records"][1]["dynamodb"]["NewImage"]["Total"] = {"N": "12abc"}
     document["payload"] = json.dumps(event)
-    s3 = clients.s3()
-    s3.create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
-    )
+    s3 = in_process_bucket(clients)
     put(s3, KEY, json.dumps(document))
     # WHEN redriven THEN the good records are applied, the bad one dead-lettered (handled)
     assert command.run(database.settings, args_for(f"s3://{BUCKET}"), clients=clients) == 0
@@ -294,10 +296,7 @@ def test_an_object_without_payload_is_read_back_from_the_stream(
     document["DDBStreamBatchInfo"].update(
         streamArn=arn, shardId=shard, startSequenceNumber=sequence, endSequenceNumber=sequence
     )
-    s3 = clients.s3()
-    s3.create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
-    )
+    s3 = in_process_bucket(clients)
     put(s3, KEY, json.dumps(document))
     # WHEN redriven THEN the record is read from the stream and applied
     assert command.run(database.settings, args_for(f"s3://{BUCKET}"), clients=clients) == 0

@@ -98,7 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class Outcome:
-    message_id: str
+    """What became of one message (or S3 object): `name` is its id (or key)."""
+
+    name: str
     redriven: bool
     reason: str = ""
     records: int = 0
@@ -169,10 +171,15 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
                 VisibilityTimeout=0,
             )
         engine.dispose()
+    return report(outcomes, "messages", settings, dry_run=args.dry_run)
+
+
+def report(outcomes: list[Outcome], noun: str, settings: Settings, *, dry_run: bool) -> int:
+    """The closing summary; the exit code: 1 if anything was kept."""
     kept = [o for o in outcomes if not o.redriven]
-    verb = "would redrive" if args.dry_run else "redrove"
+    verb = "would redrive" if dry_run else "redrove"
     print(
-        f"{verb} {len(outcomes) - len(kept)} of {len(outcomes)} messages "
+        f"{verb} {len(outcomes) - len(kept)} of {len(outcomes)} {noun} "
         f"({sum(o.records for o in outcomes if o.redriven)} records); {len(kept)} kept"
     )
     print(f"database: {settings.masked_url()}", file=sys.stderr)
@@ -193,10 +200,25 @@ def redrive_message(
     records, outcome.reason = reread(info, clients)
     if records is None:
         return outcome
-    where = f"{info['shardId']} {info['startSequenceNumber']}..{info['endSequenceNumber']}"
+    where = f"{info['shardId']} {info['startSequenceNumber']}..{info['endSequenceNumber']}: "
+    empty = "no records found in that range"
+    return apply_batch(outcome, records, replicator, dry_run=dry_run, where=where, empty=empty)
+
+
+def apply_batch(
+    outcome: Outcome,
+    records: list[Any],
+    replicator: Replicator,
+    *,
+    dry_run: bool,
+    where: str = "",
+    empty: str,
+) -> Outcome:
+    """Apply a failed batch's records as the handler would; `redriven` only when every
+    one was committed (applied, found stale, or dead-lettered)."""
     outcome.records = len(records)
     if not records:
-        outcome.reason = f"{where}: no records found in that range"
+        outcome.reason = where + empty
         return outcome
     if dry_run:
         outcome.redriven = True
@@ -206,7 +228,7 @@ def redrive_message(
     result = replicator.process(records)
     outcome.summary = result.summary()
     if result.failed:
-        outcome.reason = f"{where}: {result.failed} records not committed ({result.error})"
+        outcome.reason = f"{where}{result.failed} records not committed ({result.error})"
         return outcome
     outcome.redriven = True
     return outcome
@@ -242,12 +264,12 @@ def reread(info: dict[str, Any], clients: Clients) -> tuple[list[Any] | None, st
 
 def _line(outcome: Outcome, dry_run: bool) -> str:
     if not outcome.redriven:
-        return f"kept {outcome.message_id}: {outcome.reason}"
+        return f"kept {outcome.name}: {outcome.reason}"
     if dry_run:
-        return f"would redrive {outcome.message_id}: {outcome.records} records"
+        return f"would redrive {outcome.name}: {outcome.records} records"
     s = outcome.summary
     return (
-        f"redrove {outcome.message_id}: {outcome.records} records: {s['applied']} applied, "
+        f"redrove {outcome.name}: {outcome.records} records: {s['applied']} applied, "
         f"{s['stale']} stale, {s['dead_lettered']} dead-lettered; message deleted"
     )
 

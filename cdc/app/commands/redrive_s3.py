@@ -17,9 +17,7 @@ invocation record is reported and left where it is, never deleted.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cdc.core.errors import ConfigError
@@ -28,18 +26,10 @@ from cdc.sources.dynamodb_streams.on_failure import failed_batch
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from cdc.app.commands.redrive_failures import Outcome
     from cdc.aws.clients import Clients
     from cdc.config import Settings
     from cdc.jobs.replicate import Replicator
-
-
-@dataclass
-class ObjectOutcome:
-    key: str
-    redriven: bool
-    reason: str = ""
-    records: int = 0
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_location(text: str) -> tuple[str, str]:
@@ -51,6 +41,7 @@ def parse_location(text: str) -> tuple[str, str]:
 
 
 def run_s3(settings: Settings, args: argparse.Namespace, clients: Clients) -> int:
+    from cdc.app.commands.redrive_failures import report
     from cdc.app.engines import engine_for
     from cdc.jobs.replicate import Replicator
 
@@ -65,7 +56,7 @@ def run_s3(settings: Settings, args: argparse.Namespace, clients: Clients) -> in
     s3 = clients.s3(args.region)
     engine = engine_for(settings)
     replicator = Replicator(engine, settings)
-    outcomes: list[ObjectOutcome] = []
+    outcomes: list[Outcome] = []
     try:
         for key in _keys(s3, bucket, prefix, skip=skip):
             if args.max_messages is not None and len(outcomes) >= args.max_messages:
@@ -77,14 +68,7 @@ def run_s3(settings: Settings, args: argparse.Namespace, clients: Clients) -> in
             print(_line(outcome, bucket, done if args.keep else None, args.dry_run))
     finally:
         engine.dispose()
-    kept = [o for o in outcomes if not o.redriven]
-    verb = "would redrive" if args.dry_run else "redrove"
-    print(
-        f"{verb} {len(outcomes) - len(kept)} of {len(outcomes)} objects "
-        f"({sum(o.records for o in outcomes if o.redriven)} records); {len(kept)} kept"
-    )
-    print(f"database: {settings.masked_url()}", file=sys.stderr)
-    return 1 if kept else 0
+    return report(outcomes, "objects", settings, dry_run=args.dry_run)
 
 
 def _keys(s3: S3Client, bucket: str, prefix: str, *, skip: str) -> Iterator[str]:
@@ -125,14 +109,14 @@ def redrive_object(
     clients: Clients,
     *,
     dry_run: bool = False,
-) -> ObjectOutcome:
+) -> Outcome:
     """Apply one object's batch. `redriven` is True only when every record was committed
     (applied, found stale, or dead-lettered)."""
-    from cdc.app.commands.redrive_failures import reread
+    from cdc.app.commands.redrive_failures import Outcome, apply_batch, reread
     from cdc.aws import clients as aws
     from cdc.aws import errors as aws_errors
 
-    outcome = ObjectOutcome(key, redriven=False)
+    outcome = Outcome(key, redriven=False)
     try:
         body = aws.call(s3.get_object, Bucket=bucket, Key=key)["Body"].read()
     except Exception as exc:
@@ -150,21 +134,13 @@ def redrive_object(
         records, outcome.reason = reread(batch.info, clients)
         if records is None:
             return outcome
-    outcome.records = len(records)
-    if not records:
-        outcome.reason = "the invocation record holds no records; left in place"
-        return outcome
-    if dry_run:
-        outcome.redriven = True
-        return outcome
-    # shard_id "": the Lambda mapping's records and its checkpoint row, as in the handler.
-    result = replicator.process(records)
-    outcome.summary = result.summary()
-    if result.failed:
-        outcome.reason = f"{result.failed} records not committed ({result.error})"
-        return outcome
-    outcome.redriven = True
-    return outcome
+    return apply_batch(
+        outcome,
+        records,
+        replicator,
+        dry_run=dry_run,
+        empty="the invocation record holds no records; left in place",
+    )
 
 
 def _retire(s3: S3Client, bucket: str, key: str, done: str | None) -> None:
@@ -188,14 +164,14 @@ def _retire(s3: S3Client, bucket: str, key: str, done: str | None) -> None:
     aws.call(s3.delete_object, Bucket=bucket, Key=key)
 
 
-def _line(outcome: ObjectOutcome, bucket: str, done: str | None, dry_run: bool) -> str:
-    where = f"s3://{bucket}/{outcome.key}"
+def _line(outcome: Outcome, bucket: str, done: str | None, dry_run: bool) -> str:
+    where = f"s3://{bucket}/{outcome.name}"
     if not outcome.redriven:
         return f"kept {where}: {outcome.reason}"
     if dry_run:
         return f"would redrive {where}: {outcome.records} records"
     s = outcome.summary
-    then = f"moved to s3://{bucket}/{done}{outcome.key}" if done else "object deleted"
+    then = f"moved to s3://{bucket}/{done}{outcome.name}" if done else "object deleted"
     return (
         f"redrove {where}: {outcome.records} records: {s['applied']} applied, "
         f"{s['stale']} stale, {s['dead_lettered']} dead-lettered; {then}"
