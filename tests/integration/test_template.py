@@ -22,7 +22,7 @@ EVENT = ROOT / "tests" / "events" / "stream-sample-devguide.json"
 
 # Actions on data: every one must name its resource. (ec2's network-interface actions,
 # which Lambda needs to join the VPC, cannot be scoped and are checked separately.)
-DATA_SERVICES = ("dynamodb", "secretsmanager", "sqs", "rds-db", "kms", "logs")
+DATA_SERVICES = ("dynamodb", "secretsmanager", "sqs", "rds-db", "kms", "logs", "s3")
 VPC_ACTIONS = {
     "ec2:CreateNetworkInterface",
     "ec2:DescribeNetworkInterfaces",
@@ -157,9 +157,15 @@ def test_the_mapping_gives_up_while_the_stream_still_has_the_records(template):
     age = parameter_ref(template, mapping["MaximumRecordAgeInSeconds"])["Default"]
     assert 60 <= age < 24 * 3600  # streams keep records 24 h
     assert parameter_ref(template, mapping["MaximumRetryAttempts"])["Default"] == -1
-    destination = mapping["DestinationConfig"]["OnFailure"]["Destination"]
-    queue = destination["Fn::GetAtt"][0]
-    assert template["Resources"][queue]["Type"] == "AWS::SQS::Queue"
+    # The destination is the S3 bucket by default, the SQS queue on request.
+    condition, bucket, queue = mapping["DestinationConfig"]["OnFailure"]["Destination"]["Fn::If"]
+    assert template["Conditions"][condition] == {
+        "Fn::Equals": [{"Ref": "OnFailureDestination"}, "s3"]
+    }
+    assert template["Parameters"]["OnFailureDestination"]["Default"] == "s3"
+    assert template["Resources"][bucket["Fn::GetAtt"][0]]["Type"] == "AWS::S3::Bucket"
+    assert template["Resources"][queue["Fn::GetAtt"][0]]["Type"] == "AWS::SQS::Queue"
+    assert mapping["MetricsConfig"] == {"Metrics": ["EventCount"]}
 
 
 # --- the role ---------------------------------------------------------------------------------
@@ -186,7 +192,22 @@ def test_the_role_grants_what_the_function_needs(template):
     for action in ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"):
         assert grants[action] == ({"Ref": "StreamArn"}, None)
     assert "/stream/*" in str(grants["dynamodb:ListStreams"][0])
-    assert grants["sqs:SendMessage"] == ({"Fn::GetAtt": ["OnFailureQueue", "Arn"]}, None)
+    # The on-failure destination: the queue or the bucket, only the one in use, and the
+    # bucket only in this account.
+    assert grants["sqs:SendMessage"] == (
+        {"Fn::GetAtt": ["OnFailureQueue", "Arn"]},
+        "UseSqsDestination",
+    )
+    assert grants["s3:PutObject"] == ({"Fn::Sub": "${OnFailureBucket.Arn}/*"}, "UseS3Destination")
+    assert grants["s3:ListBucket"] == (
+        {"Fn::GetAtt": ["OnFailureBucket", "Arn"]},
+        "UseS3Destination",
+    )
+    for statement, _condition in statements(template):
+        if any(a.startswith("s3:") for a in as_list(statement["Action"])):
+            assert statement["Condition"] == {
+                "StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}
+            }
     assert grants["secretsmanager:GetSecretValue"] == ({"Ref": "DatabaseSecretArn"}, "HasSecret")
     # Hydration reads the one table, and only when enabled.
     resource, condition = grants["dynamodb:BatchGetItem"]
@@ -220,12 +241,10 @@ def evaluate(node: Any, parameters: dict[str, str]) -> Any:
     return node
 
 
-def test_the_dead_letter_alarm_watches_the_metric_the_handler_emits(
-    template, tmp_path, monkeypatch, capsys
-):
+def emitted_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Any:
+    """The handler's EMF documents for the sample event."""
     from cdc import handler
 
-    # GIVEN the handler's EMF output for the sample event
     event = json.loads(EVENT.read_text())
     monkeypatch.setenv("CDC_DATABASE_URL", f"sqlite:///{tmp_path}/cdc.db")
     for name in ("CDC_DATABASE_SECRET_ARN", "CDC_SCHEMA", "CDC_CONFIG", "CDC_METRICS_NAMESPACE"):
@@ -235,9 +254,15 @@ def test_the_dead_letter_alarm_watches_the_metric_the_handler_emits(
         handler.handler(event, None)
     finally:
         handler.reset()
-    documents = [
-        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
-    ]
+    lines = capsys.readouterr().out.splitlines()
+    return event, [json.loads(line) for line in lines if '"_aws"' in line]
+
+
+def test_the_dead_letter_alarm_watches_the_metric_the_handler_emits(
+    template, tmp_path, monkeypatch, capsys
+):
+    # GIVEN the handler's EMF output for the sample event
+    event, documents = emitted_metrics(tmp_path, monkeypatch, capsys)
     assert documents
     emitted = documents[0]["_aws"]["CloudWatchMetrics"][0]
 
@@ -253,3 +278,131 @@ def test_the_dead_letter_alarm_watches_the_metric_the_handler_emits(
     dimensions = {d["Name"]: evaluate(d["Value"], parameters) for d in alarm["Dimensions"]}
     assert set(dimensions) == set(emitted["Dimensions"][0])
     assert dimensions == {name: documents[0][name] for name in dimensions}
+
+
+# --- the S3 on-failure destination ---------------------------------------------------------------
+
+
+def test_the_failure_bucket_is_private_encrypted_and_expires_its_objects(template):
+    bucket = template["Resources"]["OnFailureBucket"]
+    assert bucket["Condition"] == "UseS3Destination"
+    assert bucket["DeletionPolicy"] == "Retain"  # never deleted with the records in it
+    properties = bucket["Properties"]
+    (rule,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(properties["PublicAccessBlockConfiguration"]) == 4
+    (expiry,) = properties["LifecycleConfiguration"]["Rules"]
+    assert expiry["Status"] == "Enabled"
+    assert parameter_ref(template, expiry["ExpirationInDays"])["Default"] >= 7
+    policy = template["Resources"]["OnFailureBucketPolicy"]["Properties"]["PolicyDocument"]
+    (tls,) = policy["Statement"]
+    assert tls["Effect"] == "Deny"
+    assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_redrive_policy_names_its_resources(template):
+    policy = template["Resources"]["RedriveFailuresPolicy"]["Properties"]["PolicyDocument"]
+    grants: dict[str, tuple[Any, str | None]] = {}
+    for statement in policy["Statement"]:
+        condition = None
+        if "Fn::If" in statement:
+            condition, statement, _ = statement["Fn::If"]
+        assert all("*" not in a for a in as_list(statement["Action"])), statement
+        assert all(r != "*" for r in as_list(statement["Resource"])), statement
+        for action in as_list(statement["Action"]):
+            grants[action] = (statement["Resource"], condition)
+    assert grants["s3:GetObject"] == ({"Fn::Sub": "${OnFailureBucket.Arn}/*"}, "UseS3Destination")
+    assert grants["s3:DeleteObject"] == grants["s3:GetObject"]
+    # --keep writes under done/ only (the command's default --done-prefix).
+    assert grants["s3:PutObject"] == (
+        {"Fn::Sub": "${OnFailureBucket.Arn}/done/*"},
+        "UseS3Destination",
+    )
+    assert grants["sqs:DeleteMessage"][1] == "UseSqsDestination"
+    assert grants["dynamodb:GetRecords"] == ({"Ref": "StreamArn"}, None)
+
+
+# --- the dashboard ------------------------------------------------------------------------------
+
+
+def substitute(node: Any, values: dict[str, str], conditions: dict[str, bool]) -> Any:
+    """Fn::Sub (both forms) and Fn::If / Ref / Select / Split, enough for the dashboard."""
+    if isinstance(node, dict) and len(node) == 1:
+        ((function, argument),) = node.items()
+        if function == "Fn::If":
+            name, yes, no = argument
+            return substitute(yes if conditions[name] else no, values, conditions)
+        if function == "Fn::Sub":
+            text, variables = (argument, {}) if isinstance(argument, str) else argument
+            local = {k: substitute(v, values, conditions) for k, v in variables.items()}
+            for name, value in {**values, **local}.items():
+                text = text.replace("${" + name + "}", str(value))
+            assert "${" not in text, text[text.index("${") : text.index("${") + 40]
+            return text
+        return evaluate(node, values)
+    return node
+
+
+def dashboard_body(template: Any, destination: str, stream: str) -> dict[str, Any]:
+    values = {
+        "StreamArn": stream,
+        "AWS::Region": "eu-west-1",
+        "AWS::StackName": "cdc-orders",
+        "Function": "cdc-orders-Function-1",
+        "StreamMapping": "2b5c8f4e-9d1a-4c3b-8e7f-0a1b2c3d4e5f",
+        "OnFailureBucket": "cdc-orders-onfailurebucket-1",
+        "OnFailureQueue.QueueName": "cdc-orders-OnFailureQueue-1",
+        "IteratorAgeAlarmSeconds": "300",
+        "Timeout": "60",
+        **{
+            f"{name}.Arn": f"arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{name}"
+            for name in resources(template, "AWS::CloudWatch::Alarm")
+        },
+    }
+    conditions = {"UseS3Destination": destination == "s3"}
+    dashboard = only(template, "AWS::CloudWatch::Dashboard")
+    body = substitute(dashboard["DashboardBody"], values, conditions)
+    return json.loads(body)
+
+
+@pytest.mark.parametrize("destination", ["s3", "sqs"])
+def test_the_dashboard_graphs_the_metrics_the_handler_emits(
+    template, destination, tmp_path, monkeypatch, capsys
+):
+    event, documents = emitted_metrics(tmp_path, monkeypatch, capsys)
+    (emitted,) = documents[0]["_aws"]["CloudWatchMetrics"]
+    stream_arn = event["Records"][0]["eventSourceARN"]
+    body = dashboard_body(template, destination, stream_arn)
+    widgets = body["widgets"]
+    assert all({"x", "y", "width", "height"} <= set(w) for w in widgets)
+    searches = [
+        m[0]["expression"]
+        for w in widgets
+        for m in w["properties"].get("metrics", [])
+        if isinstance(m[0], dict)
+    ]
+    graphed = {e.split('MetricName="')[1].split('"')[0] for e in searches}
+    # every metric the handler emits (ReplicationLag only for records with an event
+    # time, which the sample lacks), and the gaps another part of cdc emits
+    from cdc.app.observe import METRICS
+
+    assert graphed == {name for name, _unit in METRICS} | {"ReplicationGaps"}
+    assert {m["Name"] for m in emitted["Metrics"]} <= graphed
+    schema = ",".join([emitted["Namespace"], *emitted["Dimensions"][0]])
+    for expression in searches:
+        if "ReplicationGaps" not in expression:
+            # the same namespace and dimensions, this deployment's table
+            assert expression.startswith(f"SEARCH('{{{schema}}} "), expression
+            assert f'Table="{documents[0]["Table"]}"' in expression
+    titles = " ".join(w["properties"].get("title", "") for w in widgets)
+    assert ("On-failure bucket" in titles) == (destination == "s3")
+    assert ("On-failure queue" in titles) == (destination == "sqs")
+    plain = [
+        m for w in widgets for m in w["properties"].get("metrics", []) if isinstance(m[0], str)
+    ]
+    assert ["AWS/Lambda", "IteratorAge", "FunctionName", "cdc-orders-Function-1"] in plain
+    mapping_metrics = {m[1] for m in plain if m[2] == "EventSourceMappingUUID"}
+    assert mapping_metrics == {"OnFailureDestinationDeliveredEventCount", "DroppedEventCount"}
+    (alarms,) = [w for w in widgets if w["type"] == "alarm"]
+    assert len(alarms["properties"]["alarms"]) >= 5

@@ -1,9 +1,12 @@
-"""`cdc redrive-failures QUEUE_URL`: re-apply batches Lambda gave up on.
+"""`cdc redrive-failures QUEUE_URL | s3://BUCKET[/PREFIX]`: re-apply batches Lambda gave
+up on.
 
 When an event source mapping runs out of retries (MaximumRetryAttempts,
 MaximumRecordAgeInSeconds), it sends an "invocation record" to its on-failure
-destination and moves on. The record does not hold the stream records, only where they
-are (`DDBStreamBatchInfo`):
+destination and moves on. In an S3 destination the object holds the records themselves
+(its `payload`): cdc/app/commands/redrive_s3.py applies them, however late. An SQS or
+SNS message does not hold the stream records, only where they are
+(`DDBStreamBatchInfo`):
 
     {"requestContext": {"condition": "RetryAttemptsExhausted", ...},
      "DDBStreamBatchInfo": {"shardId": "shardId-...", "startSequenceNumber": "8000...62",
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from cdc.config import Settings
+from cdc.core.errors import ConfigError
 from cdc.sources.dynamodb_streams.on_failure import batch_info
 
 if TYPE_CHECKING:
@@ -31,21 +35,32 @@ if TYPE_CHECKING:
     from cdc.jobs.replicate import Replicator
 
 NAME = "redrive-failures"
-HELP = "re-read and apply the batches in a Lambda on-failure SQS queue"
+HELP = "apply the batches in a Lambda on-failure destination (SQS queue or S3 bucket)"
 DESCRIPTION = (
-    "Read the invocation records the event source mapping sent to its on-failure SQS "
-    "destination, read those records back from the stream (AT_SEQUENCE_NUMBER), apply "
-    "them, and delete each message once its records are committed. Messages whose "
-    "records the stream no longer retains (older than 24 hours) are reported and kept: "
-    "run `cdc backfill` and `cdc verify` to repair what they lost. Exits 1 if any message "
-    "was kept."
+    "Apply the batches the event source mapping gave up on. s3://BUCKET[/PREFIX]: each "
+    "object's records (its payload) are applied as the Lambda handler applies a batch, "
+    "and the object is deleted (--keep: moved under --done-prefix) once they are "
+    "committed; objects that are not invocation records are reported and left in place. "
+    "QUEUE_URL: the records of each SQS message's shard and sequence range are read back "
+    "from the stream (AT_SEQUENCE_NUMBER) and applied, and the message deleted once they "
+    "are committed; messages whose records the stream no longer retains (older than 24 "
+    "hours) are reported and kept: run `cdc backfill` and `cdc verify` to repair what they "
+    "lost. Exits 1 if any message or object was kept."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("queue_url", metavar="QUEUE_URL", help="the on-failure SQS queue URL")
     parser.add_argument(
-        "--max-messages", type=int, metavar="N", help="stop after N messages (default: all)"
+        "destination",
+        metavar="QUEUE_URL|s3://BUCKET[/PREFIX]",
+        help="the on-failure SQS queue URL, or the S3 bucket (and key prefix) of the "
+        "on-failure destination",
+    )
+    parser.add_argument(
+        "--max-messages",
+        type=int,
+        metavar="N",
+        help="stop after N messages or objects (default: all)",
     )
     parser.add_argument(
         "--wait-seconds",
@@ -64,6 +79,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "for the next run, not this one",
     )
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="S3: move each redriven object under --done-prefix instead of deleting it",
+    )
+    parser.add_argument(
+        "--done-prefix",
+        default="done/",
+        metavar="P",
+        help="S3: where --keep moves redriven objects, in the same bucket; never read "
+        "from (default done/)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="show what would be redriven; change nothing"
     )
     parser.add_argument("--region", help="AWS region (default: from the queue URL)")
@@ -71,7 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class Outcome:
-    message_id: str
+    """What became of one message (or S3 object): `name` is its id (or key)."""
+
+    name: str
     redriven: bool
     reason: str = ""
     records: int = 0
@@ -85,7 +114,13 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
     from cdc.jobs.replicate import Replicator
 
     clients = clients or aws.Clients(args.region or settings.region)
-    sqs = clients.sqs(args.region or _queue_region(args.queue_url))
+    if args.destination.startswith("s3://"):
+        from cdc.app.commands.redrive_s3 import run_s3
+
+        return run_s3(settings, args, clients)
+    if args.keep:
+        raise ConfigError("--keep applies to an s3:// destination (SQS messages are deleted)")
+    sqs = clients.sqs(args.region or _queue_region(args.destination))
     engine = engine_for(settings)
     replicator = Replicator(engine, settings)
     outcomes: list[Outcome] = []
@@ -97,7 +132,7 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
             try:
                 response = aws.call(
                     sqs.receive_message,
-                    QueueUrl=args.queue_url,
+                    QueueUrl=args.destination,
                     MaxNumberOfMessages=wanted,
                     WaitTimeSeconds=args.wait_seconds,
                     VisibilityTimeout=args.visibility_timeout,
@@ -107,7 +142,7 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
             except Exception as exc:
                 if aws_errors.error_code(exc) in aws_errors.NOT_FOUND_CODES:
                     raise aws_errors.AwsSetupError(
-                        f"SQS queue {args.queue_url} does not exist: check the queue URL "
+                        f"SQS queue {args.destination} does not exist: check the queue URL "
                         "(the event source mapping's on-failure destination) and --region"
                     ) from None
                 raise
@@ -122,7 +157,7 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
                 elif outcome.redriven:
                     aws.call(
                         sqs.delete_message,
-                        QueueUrl=args.queue_url,
+                        QueueUrl=args.destination,
                         ReceiptHandle=message["ReceiptHandle"],
                     )
                 outcomes.append(outcome)
@@ -131,15 +166,20 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
         for handle in peeked:  # leave them as they were, for the next reader
             aws.call(
                 sqs.change_message_visibility,
-                QueueUrl=args.queue_url,
+                QueueUrl=args.destination,
                 ReceiptHandle=handle,
                 VisibilityTimeout=0,
             )
         engine.dispose()
+    return report(outcomes, "messages", settings, dry_run=args.dry_run)
+
+
+def report(outcomes: list[Outcome], noun: str, settings: Settings, *, dry_run: bool) -> int:
+    """The closing summary; the exit code: 1 if anything was kept."""
     kept = [o for o in outcomes if not o.redriven]
-    verb = "would redrive" if args.dry_run else "redrove"
+    verb = "would redrive" if dry_run else "redrove"
     print(
-        f"{verb} {len(outcomes) - len(kept)} of {len(outcomes)} messages "
+        f"{verb} {len(outcomes) - len(kept)} of {len(outcomes)} {noun} "
         f"({sum(o.records for o in outcomes if o.redriven)} records); {len(kept)} kept"
     )
     print(f"database: {settings.masked_url()}", file=sys.stderr)
@@ -151,41 +191,34 @@ def redrive_message(
 ) -> Outcome:
     """Read one failed batch back from the stream and apply it. `redriven` is True only
     when every record was committed (applied, found stale, or dead-lettered)."""
-    from cdc.aws import clients as aws
-    from cdc.sources.dynamodb_streams.reader import (
-        RecordsTrimmed,
-        ShardNotFound,
-        StreamError,
-        StreamReader,
-    )
-
     outcome = Outcome(message["MessageId"], redriven=False)
     try:
         info = batch_info(message.get("Body", ""))
     except ValueError as exc:
         outcome.reason = str(exc)
         return outcome
-    arn, shard = info["streamArn"], info["shardId"]
-    first, last = info["startSequenceNumber"], info["endSequenceNumber"]
-    where = f"{shard} {first}..{last}"
-    reader = StreamReader(clients.streams(aws.region_of(arn)), arn)
-    try:
-        records = reader.read_range(shard, first, last)
-    except RecordsTrimmed:
-        outcome.reason = (
-            f"{where}: the records are past the stream's 24-hour retention and lost; "
-            "repair with `cdc backfill` and `cdc verify`"
-        )
+    records, outcome.reason = reread(info, clients)
+    if records is None:
         return outcome
-    except ShardNotFound:
-        outcome.reason = f"{where}: the stream or shard no longer exists (disabled, or expired)"
-        return outcome
-    except StreamError as exc:
-        outcome.reason = f"{where}: {exc}"
-        return outcome
+    where = f"{info['shardId']} {info['startSequenceNumber']}..{info['endSequenceNumber']}: "
+    empty = "no records found in that range"
+    return apply_batch(outcome, records, replicator, dry_run=dry_run, where=where, empty=empty)
+
+
+def apply_batch(
+    outcome: Outcome,
+    records: list[Any],
+    replicator: Replicator,
+    *,
+    dry_run: bool,
+    where: str = "",
+    empty: str,
+) -> Outcome:
+    """Apply a failed batch's records as the handler would; `redriven` only when every
+    one was committed (applied, found stale, or dead-lettered)."""
     outcome.records = len(records)
     if not records:
-        outcome.reason = f"{where}: no records found in that range"
+        outcome.reason = where + empty
         return outcome
     if dry_run:
         outcome.redriven = True
@@ -195,20 +228,48 @@ def redrive_message(
     result = replicator.process(records)
     outcome.summary = result.summary()
     if result.failed:
-        outcome.reason = f"{where}: {result.failed} records not committed ({result.error})"
+        outcome.reason = f"{where}{result.failed} records not committed ({result.error})"
         return outcome
     outcome.redriven = True
     return outcome
 
 
+def reread(info: dict[str, Any], clients: Clients) -> tuple[list[Any] | None, str]:
+    """The records of a `DDBStreamBatchInfo` range, read back from the stream; or None
+    and why they cannot be."""
+    from cdc.aws import clients as aws
+    from cdc.sources.dynamodb_streams.reader import (
+        RecordsTrimmed,
+        ShardNotFound,
+        StreamError,
+        StreamReader,
+    )
+
+    arn, shard = info["streamArn"], info["shardId"]
+    first, last = info["startSequenceNumber"], info["endSequenceNumber"]
+    where = f"{shard} {first}..{last}"
+    reader = StreamReader(clients.streams(aws.region_of(arn)), arn)
+    try:
+        return reader.read_range(shard, first, last), ""
+    except RecordsTrimmed:
+        return None, (
+            f"{where}: the records are past the stream's 24-hour retention and lost; "
+            "repair with `cdc backfill` and `cdc verify`"
+        )
+    except ShardNotFound:
+        return None, f"{where}: the stream or shard no longer exists (disabled, or expired)"
+    except StreamError as exc:
+        return None, f"{where}: {exc}"
+
+
 def _line(outcome: Outcome, dry_run: bool) -> str:
     if not outcome.redriven:
-        return f"kept {outcome.message_id}: {outcome.reason}"
+        return f"kept {outcome.name}: {outcome.reason}"
     if dry_run:
-        return f"would redrive {outcome.message_id}: {outcome.records} records"
+        return f"would redrive {outcome.name}: {outcome.records} records"
     s = outcome.summary
     return (
-        f"redrove {outcome.message_id}: {outcome.records} records: {s['applied']} applied, "
+        f"redrove {outcome.name}: {outcome.records} records: {s['applied']} applied, "
         f"{s['stale']} stale, {s['dead_lettered']} dead-lettered; message deleted"
     )
 
