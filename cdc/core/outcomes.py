@@ -279,9 +279,18 @@ class StreamProgress:
     applied: int = 0
     stale: int = 0
     dead_lettered: int = 0
+    # The source's own position when it is not the version (a Kinesis sequenceNumber:
+    # up to 128 digits, the larger is the longer, then the greater text).
+    last_position: str | None = None
 
     def saw(self, change: Change) -> None:
         self.last_sequence = max(self.last_sequence, change.sequence)
+        position = change.sequence_number
+        if position != str(change.sequence) and (
+            self.last_position is None
+            or (len(position), position) > (len(self.last_position), self.last_position)
+        ):
+            self.last_position = position
         if change.event_time is not None and (
             self.last_event_time is None or change.event_time > self.last_event_time
         ):
