@@ -1,0 +1,266 @@
+"""Kinesis Data Streams for DynamoDB through the Lambda path (README: Kinesis Data
+Streams), on PostgreSQL, MariaDB and SQLite:
+
+- shuffled, duplicated deliveries converge to the latest change of each key (a
+  property, at millisecond and microsecond precision);
+- the handler answers with `kinesis.sequenceNumber`s and keeps checkpoints per stream
+  and shard with the Kinesis position;
+- ties (two different changes of one key at one creation time) are never resolved by
+  delivery order: dead-lettered without hydration, settled by a consistent read with it;
+- one source per table: DynamoDB Streams records of a Kinesis-fed table (and back) are
+  dead-lettered with the way out.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from cdc.aws.hydrate import Hydrator
+from cdc.config import Settings
+from cdc.core.mapping import TableConfig, TableOptions
+from cdc.jobs.replicate import Replicator
+from tests.every_database import EVERY_DATABASE, Database, open_database
+from tests.factories import insert
+from tests.kinesis_factories import BASE_MS, kinsert, kmodify, krecord, kremove, wrap
+
+
+@pytest.fixture(params=EVERY_DATABASE)
+def database(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
+    yield from open_database(request, tmp_path)
+
+
+# --- convergence ---------------------------------------------------------------------------
+
+KEYS = (1, 2, 3)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[str, list[tuple[int, int, str, int]]]:
+    """(precision, [(key, created, event, value)]): each key's changes at strictly
+    increasing creation times (different keys may share one)."""
+    precision = draw(st.sampled_from(["MILLISECOND", "MICROSECOND"]))
+    events = []
+    for key in KEYS:
+        count = draw(st.integers(0, 5))
+        gaps = draw(st.lists(st.integers(1, 3), min_size=count, max_size=count))
+        created = BASE_MS if precision == "MILLISECOND" else BASE_MS * 1000
+        for gap in gaps:
+            created += gap
+            event = draw(st.sampled_from(["INSERT", "MODIFY", "REMOVE"]))
+            events.append((key, created, event, draw(st.integers(0, 9))))
+    return precision, events
+
+
+def _record(table: str, key: int, created: int, event: str, value: int) -> dict[str, Any]:
+    keys = {"id": key}
+    if event == "REMOVE":
+        return kremove(keys, created, table=table)
+    return krecord(event, keys, created, new={**keys, "v": value}, table=table)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(history=histories(), seed=st.integers(0, 2**32))
+def test_shuffled_duplicated_deliveries_converge(
+    database: Database, history: tuple[str, list[tuple[int, int, str, int]]], seed: int
+) -> None:
+    # GIVEN a history of changes as Kinesis delivers them: shuffled, some twice
+    _, events = history
+    table = f"Orders{uuid.uuid4().hex[:8]}"
+    records = [_record(table, *e) for e in events]
+    rng = random.Random(seed)
+    delivery = records + rng.sample(records, k=len(records) // 2)
+    rng.shuffle(delivery)
+    # WHEN they are applied in random batches
+    replicator = database.replicator()
+    while delivery:
+        size = rng.randint(1, 4)
+        batch, delivery = delivery[:size], delivery[size:]
+        result = replicator.process(batch)
+        assert result.response() == {"batchItemFailures": []}, result.summary()
+        assert result.dead_lettered == 0, result.summary()
+    if not events:
+        return
+    # THEN every key holds its latest change, at its creation time in µs
+    expected: dict[int, tuple[int, str, int]] = {}
+    for key, created, event, value in events:
+        if key not in expected or created > expected[key][0]:
+            expected[key] = (created, event, value)
+    t = database.table(table.lower())
+    with database.engine.connect() as conn:
+        rows = {int(r.id): r for r in conn.execute(select(t))}
+    for key, (created, event, value) in expected.items():
+        row = rows[key]
+        micros = created * 1000 if created < 10**14 else created
+        assert int(row._cdc_seq) == micros
+        assert bool(row._cdc_deleted) == (event == "REMOVE")
+        if event != "REMOVE":
+            item = row.item if isinstance(row.item, dict) else json.loads(row.item)
+            assert item == {"id": key, "v": value}
+
+
+# --- the handler: identifiers, checkpoints -------------------------------------------------
+
+
+def test_handler_applies_kinesis_batches_and_checkpoints_per_shard(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a Kinesis batch of one shard, with a malformed record among healthy ones
+    good = kinsert({"id": 1}, BASE_MS, {"b": b"\x00\xff"}, shard="shardId-000000000007")
+    later = kmodify({"id": 1}, BASE_MS + 5, {"b": b"\x01"}, shard="shardId-000000000007")
+    bad = wrap(b"not json", shard="shardId-000000000007")
+    # WHEN the handler takes it
+    response = database.handle(monkeypatch, [good, bad, later])
+    # THEN everything is handled; the malformed record is dead-lettered with its position
+    assert response == {"batchItemFailures": []}
+    items = database.items("orders")
+    assert items["1"] == ({"id": 1, "b": "AQ=="}, (BASE_MS + 5) * 1000)
+    (letter,) = database.dead_letters()
+    assert letter["error_class"] == "malformed"
+    assert letter["sequence_number"] == bad["kinesis"]["sequenceNumber"]
+    assert letter["stream_arn"] == bad["eventSourceARN"]
+    t = database.table("cdc_checkpoints")
+    with database.engine.connect() as conn:
+        (row,) = conn.execute(select(t)).mappings().all()
+    assert row["stream_arn"] == good["eventSourceARN"]
+    assert row["shard_id"] == "shardId-000000000007"
+    assert row["last_position"] == later["kinesis"]["sequenceNumber"]
+    assert int(row["last_sequence"]) == (BASE_MS + 5) * 1000
+
+
+def test_failures_name_kinesis_sequence_numbers(database: Database) -> None:
+    # GIVEN records Lambda must deliver again
+    records = [kinsert({"id": 1}, BASE_MS), kinsert({"id": 2}, BASE_MS)]
+    rep = database.replicator()
+    # THEN Lambda hears the records' own kinesis.sequenceNumbers
+    assert rep.records.failure_identifiers(records, [1, 0]) == [
+        records[1]["kinesis"]["sequenceNumber"],
+        records[0]["kinesis"]["sequenceNumber"],
+    ]
+
+
+# --- ties ------------------------------------------------------------------------------------
+
+
+def test_a_tie_in_one_batch_is_dead_lettered_without_hydration(database: Database) -> None:
+    # GIVEN two different changes of one key at the same millisecond
+    a = kmodify({"id": 1}, BASE_MS, {"v": "a"})
+    b = kmodify({"id": 1}, BASE_MS, {"v": "b"})
+    # WHEN they arrive in one batch, in either order
+    result = database.process([b, a])
+    # THEN neither is applied: both are dead-lettered, saying why
+    assert result.dead_lettered == 2
+    assert "orders" not in database.table_names() or database.items("orders") == {}
+    letters = database.dead_letters()
+    assert {x["error_class"] for x in letters} == {"tie"}
+    assert "hydrate = true" in letters[0]["error_message"]
+    assert "MICROSECOND" in letters[0]["error_message"]
+
+
+def test_a_tie_across_batches_is_dead_lettered_but_a_duplicate_is_not(
+    database: Database,
+) -> None:
+    a = kmodify({"id": 1}, BASE_MS, {"v": "a"})
+    b = kmodify({"id": 1}, BASE_MS, {"v": "b"})
+    assert database.process([a]).applied == 1
+    # WHEN the same change comes again: a duplicate, stale
+    again = database.process([wrap_again(a)])
+    assert again.stale == 1 and again.dead_lettered == 0
+    # WHEN a different change of the same time comes: a tie, dead-lettered
+    tie = database.process([b])
+    assert tie.dead_lettered == 1
+    (letter,) = database.dead_letters()
+    assert letter["error_class"] == "tie"
+    assert "earlier batch" in letter["error_message"]
+
+
+def wrap_again(record: dict[str, Any]) -> dict[str, Any]:
+    """The same change delivered again at a later position."""
+    change = json.loads(base64.b64decode(record["kinesis"]["data"]))
+    return wrap(change)
+
+
+@pytest.fixture
+def dynamodb(clients: Any) -> Any:
+    client = clients.dynamodb()
+    client.create_table(
+        TableName="Orders",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
+
+
+@pytest.mark.parametrize("order", ["ab", "ba", "a|b", "b|a"])
+def test_ties_are_settled_by_a_consistent_read_with_hydration(
+    database: Database, clients: Any, dynamodb: Any, order: str
+) -> None:
+    # GIVEN a table that hydrates, whose item is now "b"
+    dynamodb.put_item(TableName="Orders", Item={"id": {"N": "1"}, "v": {"S": "b"}})
+    settings = Settings(
+        database_url=database.engine.url,
+        schema=database.schema,
+        tables={"Orders": TableConfig("Orders", options=TableOptions(hydrate=True))},
+    )
+    rep = Replicator(database.engine, settings, hydrator=Hydrator(clients=clients))
+    records = {
+        "a": kmodify({"id": 1}, BASE_MS, {"v": "a"}),
+        "b": kmodify({"id": 1}, BASE_MS, {"v": "b"}),
+    }
+    # WHEN the tied changes arrive in any order, in one batch or two
+    for batch in order.split("|"):
+        result = rep.process([records[c] for c in batch])
+        assert result.dead_lettered == 0, result.summary()
+        assert result.response() == {"batchItemFailures": []}
+    # THEN the replica holds what the consistent read found, one µs above the tie
+    assert database.items("orders")["1"] == ({"id": 1, "v": "b"}, BASE_MS * 1000 + 1)
+
+
+# --- one source per table --------------------------------------------------------------------
+
+
+def test_streams_records_of_a_kinesis_table_are_refused(database: Database) -> None:
+    assert database.process([kinsert({"id": 1}, BASE_MS, {"v": "k"})]).applied == 1
+    result = database.process([insert({"id": 1}, 10**22, {"v": "s"})])
+    assert result.dead_lettered == 1
+    (letter,) = database.dead_letters()
+    assert letter["error_class"] == "source_mix"
+    message = letter["error_message"]
+    assert "'Orders'" in message and "Kinesis Data Streams" in message
+    assert "DynamoDB Streams" in message and "Switching sources" in message
+    assert database.items("orders")["1"][0] == {"id": 1, "v": "k"}
+
+
+def test_kinesis_records_of_a_streams_table_are_refused(database: Database) -> None:
+    assert database.process([insert({"id": 1}, 10**22, {"v": "s"})]).applied == 1
+    result = database.process([kinsert({"id": 1}, BASE_MS, {"v": "k"})])
+    assert result.dead_lettered == 1
+    assert database.dead_letters()[0]["error_class"] == "source_mix"
+
+
+def test_a_table_replicated_before_the_bookkeeping_is_recognised(database: Database) -> None:
+    # GIVEN a Streams-fed replica whose source was never recorded (an older cdc)
+    assert database.process([insert({"id": 1}, 10**22, {"v": "s"})]).applied == 1
+    t = database.table("cdc_replica_sources")
+    with database.engine.begin() as conn:
+        conn.execute(t.delete())
+    # WHEN a new process sees Kinesis records for it first
+    result = database.process([kinsert({"id": 1}, BASE_MS, {"v": "k"})])
+    # THEN its stored versions tell it was fed by Streams: refused
+    assert result.dead_lettered == 1
+    with database.engine.connect() as conn:
+        assert conn.execute(select(t.c.source)).scalar_one() == "dynamodb_streams"
