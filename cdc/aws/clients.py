@@ -29,6 +29,7 @@ from cdc.core.errors import CdcError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger("cdc.aws")
@@ -130,6 +131,10 @@ class Clients:
 
     def streams(self, region: str | None = None) -> DynamoDBStreamsClient:
         client: DynamoDBStreamsClient = self._client("dynamodbstreams", region)
+        return client
+
+    def kinesis(self, region: str | None = None) -> KinesisClient:
+        client: KinesisClient = self._client("kinesis", region)
         return client
 
     def sqs(self, region: str | None = None) -> SQSClient:
