@@ -48,23 +48,29 @@ WAY_OUT = (
 )
 
 
+_SOURCES: dict[str, str] = {}  # stream ARN → source (a batch carries one or a few)
+
+
 def source_of(change: Change) -> str | None:
     """The change's source; None for a table snapshot (a backfill), which is neither."""
-    if is_stream_arn(change.stream_arn):
-        return KINESIS
     if change.sequence == 0 or change.stream_arn.endswith(f"/stream/{STREAM_LABEL}"):
         return None
-    return STREAMS
+    arn = change.stream_arn
+    source = _SOURCES.get(arn)
+    if source is None:
+        source = KINESIS if is_stream_arn(arn) else STREAMS
+        if len(_SOURCES) < 1024:
+            _SOURCES[arn] = source
+    return source
 
 
 def _versions(prepared: Prepared) -> list[tuple[ReplicaSpec, RowVersion]]:
-    """Every planned version, unlinked, ready to be planned again."""
-    out: list[tuple[ReplicaSpec, RowVersion]] = []
-    for table_plan in prepared.plans:
-        for row in (*table_plan.rows, *table_plan.superseded):
-            row.older = None
-            out.append((table_plan.spec, row))
-    return out
+    """Every planned version (still linked as planned: see `_replanned`)."""
+    return [
+        (table_plan.spec, row)
+        for table_plan in prepared.plans
+        for row in (*table_plan.rows, *table_plan.superseded)
+    ]
 
 
 def _replanned(
@@ -73,6 +79,10 @@ def _replanned(
     dead: list[DeadLetter],
     unreadable: list[int],
 ) -> Prepared:
+    """The batch planned again from `versions` (their links to older versions are
+    made anew), with more dead letters and records to report."""
+    for _, row in versions:
+        row.older = None
     return Prepared(
         plan(versions),
         [*prepared.dead, *dead],
@@ -119,7 +129,7 @@ class SourceGuard:
                     continue
             kept.append((spec, row))
         if not refused:
-            return _replanned(prepared, kept, [], []) if kept else prepared
+            return prepared  # the common case: planned as it was
         log.error("%d records refused: %s", len(refused), refused[0].message)
         return _replanned(prepared, kept, refused, [])
 
@@ -145,7 +155,7 @@ def resolve_ties(rep: Replicator, prepared: Prepared, deadline: Deadline | None)
     versions = _versions(prepared)
     groups: dict[tuple[str, Any], list[tuple[ReplicaSpec, RowVersion]]] = {}
     for spec, row in versions:
-        if is_stream_arn(row.change.stream_arn):
+        if source_of(row.change) == KINESIS:
             groups.setdefault((spec.qualified_name, _norm_key(row.key)), []).append((spec, row))
     if not groups:
         return prepared

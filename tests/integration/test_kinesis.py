@@ -264,3 +264,14 @@ def test_a_table_replicated_before_the_bookkeeping_is_recognised(database: Datab
     assert result.dead_lettered == 1
     with database.engine.connect() as conn:
         assert conn.execute(select(t.c.source)).scalar_one() == "dynamodb_streams"
+
+
+def test_an_unbuildable_newest_change_falls_back_to_the_next_newest(database: Database) -> None:
+    # GIVEN a batch whose newest change of a key cannot be stored (U+0000, rejected)
+    ok = kinsert({"id": 1}, BASE_MS, {"v": "ok"})
+    bad = kmodify({"id": 1}, BASE_MS + 1, {"v": "bad\x00"})
+    # WHEN it is applied (through the source and tie checks)
+    result = database.process([bad, ok])
+    # THEN the newest is dead-lettered and the one before it applied, as for Streams
+    assert result.dead_lettered == 1, result.summary()
+    assert database.items("orders")["1"] == ({"id": 1, "v": "ok"}, BASE_MS * 1000)
