@@ -31,7 +31,7 @@ from cdc.core.plan import plan
 from cdc.sources.kinesis.records import is_stream_arn, stream_name
 from cdc.sources.snapshots import STREAM_LABEL
 from cdc.sql.lookup import ReplicaLookup
-from cdc.sql.sources import KINESIS, STREAMS, registered_source, stored_at
+from cdc.sql.sources import KINESIS, STREAMS, buried_at, registered_source, stored_at
 
 if TYPE_CHECKING:
     from cdc.sql.replica import ReplicaSpec
@@ -220,13 +220,18 @@ def _stored_ties(
         spec = rows[0][0]
         if rep.replica_tables.ensure(spec) is not None:
             continue  # the write reports or dead-letters the table's records
-        stored = stored_at(rep.engine, spec, [(r.key, r.sequence) for _, r in rows])
-        if not stored:
-            continue
+        wanted = [(r.key, r.sequence) for _, r in rows]
+        stored = stored_at(rep.engine, spec, wanted)
+        buried: set[Any] = set()
+        if spec.options.deletes == "hard":
+            buried = buried_at(rep.engine, rep.schema, spec, wanted)
         lookup = ReplicaLookup(rep.engine, spec, rep.schema)
         for _, row in rows:
-            found = stored.get(_norm_key(row.key))
+            key = _norm_key(row.key)
+            found = stored.get(key)
             if found is None:
+                if key in buried and not row.deleted:  # deleted at this very version
+                    tied[(spec.qualified_name, key)] = "with a hard delete stored earlier"
                 continue
             if bool(found["_cdc_deleted"]) or row.deleted:
                 differs = bool(found["_cdc_deleted"]) != row.deleted

@@ -106,3 +106,29 @@ def stored_at(
                 if versions.get(key) == int(row[SEQ]):
                     found[key] = dict(row)
     return found
+
+
+def buried_at(
+    engine: Engine, schema: str | None, spec: ReplicaSpec, wanted: Sequence[tuple[Key, int]]
+) -> set[Key]:
+    """The keys in `wanted` whose hard delete left a tombstone at exactly the version
+    given: with no row left to compare, a different change at that version ties."""
+    from cdc.core.mapping import key_hash
+
+    if not wanted:
+        return set()
+    t = tables(schema)["cdc_tombstones"]
+    by_hash = {key_hash(k)[0]: (_norm_key(k), v) for k, v in wanted}
+    found: set[Key] = set()
+    hashes = sorted(by_hash)
+    with engine.connect() as conn:
+        for start in range(0, len(hashes), CHUNK):
+            query = select(t.c.key_hash, t.c.sequence).where(
+                t.c.table_name == spec.qualified_name,
+                t.c.key_hash.in_(hashes[start : start + CHUNK]),
+            )
+            for key_hash_, sequence in conn.execute(query):
+                key, version = by_hash[key_hash_]
+                if int(sequence) == version:
+                    found.add(key)
+    return found

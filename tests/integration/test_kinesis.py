@@ -275,3 +275,22 @@ def test_an_unbuildable_newest_change_falls_back_to_the_next_newest(database: Da
     # THEN the newest is dead-lettered and the one before it applied, as for Streams
     assert result.dead_lettered == 1, result.summary()
     assert database.items("orders")["1"] == ({"id": 1, "v": "ok"}, BASE_MS * 1000)
+
+
+def test_a_change_tied_with_a_hard_delete_is_dead_lettered(database: Database) -> None:
+    # GIVEN a table with hard deletes whose key was deleted at a millisecond
+    settings = Settings(
+        database_url=database.engine.url,
+        schema=database.schema,
+        tables={"Orders": TableConfig("Orders", options=TableOptions(deletes="hard"))},
+    )
+    rep = Replicator(database.engine, settings)
+    assert rep.process([kinsert({"id": 1}, BASE_MS - 1, {"v": "a"})]).applied == 1
+    assert rep.process([kremove({"id": 1}, BASE_MS)]).applied == 1
+    # WHEN a different change of the same millisecond comes (no row left to compare)
+    tie = rep.process([kmodify({"id": 1}, BASE_MS, {"v": "b"})])
+    # THEN it is a tie against the tombstone, not a duplicate
+    assert tie.dead_lettered == 1, tie.summary()
+    assert "hard delete" in database.dead_letters()[0]["error_message"]
+    # and a second REMOVE of that millisecond is a duplicate
+    assert rep.process([kremove({"id": 1}, BASE_MS)]).dead_lettered == 0
