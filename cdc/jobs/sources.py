@@ -30,6 +30,7 @@ from cdc.core.outcomes import DeadLetter, Prepared
 from cdc.core.plan import plan
 from cdc.sources.kinesis.records import is_stream_arn, stream_name
 from cdc.sources.snapshots import STREAM_LABEL
+from cdc.sql.errors import ErrorKind, classify, describe
 from cdc.sql.lookup import ReplicaLookup
 from cdc.sql.sources import KINESIS, STREAMS, buried_at, registered_source, stored_at
 
@@ -112,15 +113,7 @@ class SourceGuard:
                     recorded[0] != source and spec.source_table not in fresh
                 ):  # a refusal is checked again: the row may have been deleted since
                     fresh.add(spec.source_table)
-                    recorded = registered_source(
-                        rep.engine,
-                        rep.dialect,
-                        rep.schema,
-                        spec,
-                        source,
-                        row.change.stream_arn,
-                        now,
-                    )
+                    recorded = self._registered(rep, spec, source, row.change.stream_arn, now)
                     self.known[spec.source_table] = recorded
                 if recorded[0] != source:
                     refused.append(
@@ -132,6 +125,28 @@ class SourceGuard:
             return prepared  # the common case: planned as it was
         log.error("%d records refused: %s", len(refused), refused[0].message)
         return _replanned(prepared, kept, refused, [])
+
+    @staticmethod
+    def _registered(
+        rep: Replicator, spec: ReplicaSpec, source: str, stream_arn: str, now: datetime
+    ) -> tuple[str, str | None]:
+        try:
+            return registered_source(
+                rep.engine, rep.dialect, rep.schema, spec, source, stream_arn, now
+            )
+        except Exception as exc:
+            if classify(exc) is ErrorKind.TRANSIENT:
+                raise  # an outage: the batch is reported and delivered again
+            # e.g. a role without privileges on the table (an upgrade that did not
+            # extend the grants): replication goes on, checked within this process only.
+            log.error(
+                "cannot read or record the source of table %r in cdc_replica_sources (%s); "
+                "the one-source-per-table check holds for this process only: grant "
+                "SELECT, INSERT, UPDATE on cdc_replica_sources to the service's role",
+                spec.source_table,
+                describe(exc)[1],
+            )
+            return source, stream_arn
 
 
 def _mix(spec: ReplicaSpec, row: RowVersion, recorded: str, stream: str | None) -> str:

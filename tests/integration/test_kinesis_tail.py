@@ -209,3 +209,55 @@ def test_cdc_tail_process_against_moto_server(
     )
     assert bad.returncode == 2
     assert "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# --- cdc redrive-failures of a Kinesis mapping's on-failure message -------------------------
+
+
+def test_redrive_failures_rereads_a_kinesis_batch(
+    clients: Any, pg_engine: Engine, pg_settings: Any, pg_schema: str, capsys: Any
+) -> None:
+    import argparse
+
+    from cdc.app.commands import redrive_failures as command
+
+    # GIVEN a Kinesis stream of three changes, and Lambda gave up on the last two
+    kinesis = clients.kinesis()
+    arn = make_stream(kinesis)
+    for key, value in ((1, "a"), (2, "b"), (3, "c")):
+        put_change(kinesis, arn, key, BASE_MS, value)
+    shard = kinesis.list_shards(StreamARN=arn)["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(
+        StreamARN=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    sequences = [
+        r["SequenceNumber"]
+        for r in kinesis.get_records(ShardIterator=iterator, StreamARN=arn)["Records"]
+    ]
+    body = {
+        "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 3},
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": "2026-11-14T00:13:49.717Z",
+        "KinesisBatchInfo": {
+            "shardId": shard,
+            "startSequenceNumber": sequences[1],
+            "endSequenceNumber": sequences[2],
+            "approximateArrivalOfFirstRecord": "2026-11-14T00:13:19Z",
+            "approximateArrivalOfLastRecord": "2026-11-14T00:13:19Z",
+            "batchSize": 2,
+            "streamArn": arn,
+        },
+    }
+    sqs = clients.sqs()
+    url = sqs.create_queue(QueueName="cdc-kinesis-on-failure")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    # WHEN the queue is redriven
+    code = command.run(
+        pg_settings, parser.parse_args([url, "--wait-seconds", "0"]), clients=clients
+    )
+    # THEN exactly those records are read back from the stream and applied
+    assert code == 0, capsys.readouterr().out
+    assert replica(pg_engine, pg_schema) == {2: ("b", BASE_MS * 1000), 3: ("c", BASE_MS * 1000)}
