@@ -45,10 +45,12 @@ KEYS = (1, 2, 3)
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> tuple[str, list[tuple[int, int, str, int]]]:
-    """(precision, [(key, created, event, value)]): each key's changes at strictly
-    increasing creation times (different keys may share one)."""
+def histories(draw: st.DrawFn) -> tuple[str | None, list[tuple[int, int, str, int]]]:
+    """(precision the records state, [(key, created, event, value)]): each key's
+    changes at strictly increasing creation times (different keys may share one), in
+    milliseconds or microseconds; the records say which, or leave it to the magnitude."""
     precision = draw(st.sampled_from(["MILLISECOND", "MICROSECOND"]))
+    said = draw(st.sampled_from([precision, None]))
     events = []
     for key in KEYS:
         count = draw(st.integers(0, 5))
@@ -58,14 +60,16 @@ def histories(draw: st.DrawFn) -> tuple[str, list[tuple[int, int, str, int]]]:
             created += gap
             event = draw(st.sampled_from(["INSERT", "MODIFY", "REMOVE"]))
             events.append((key, created, event, draw(st.integers(0, 9))))
-    return precision, events
+    return said, events
 
 
-def _record(table: str, key: int, created: int, event: str, value: int) -> dict[str, Any]:
+def _record(
+    table: str, said: str | None, key: int, created: int, event: str, value: int
+) -> dict[str, Any]:
     keys = {"id": key}
     if event == "REMOVE":
-        return kremove(keys, created, table=table)
-    return krecord(event, keys, created, new={**keys, "v": value}, table=table)
+        return kremove(keys, created, table=table, precision=said)
+    return krecord(event, keys, created, new={**keys, "v": value}, table=table, precision=said)
 
 
 @settings(
@@ -78,11 +82,16 @@ def test_shuffled_duplicated_deliveries_converge(
     database: Database, history: tuple[str, list[tuple[int, int, str, int]]], seed: int
 ) -> None:
     # GIVEN a history of changes as Kinesis delivers them: shuffled, some twice
-    _, events = history
+    said, events = history
     table = f"Orders{uuid.uuid4().hex[:8]}"
-    records = [_record(table, *e) for e in events]
+    records = [_record(table, said, *e) for e in events]
     rng = random.Random(seed)
-    delivery = records + rng.sample(records, k=len(records) // 2)
+    # Delivered again: the same record (a retried batch) or the change at a new
+    # position (DynamoDB wrote it to the stream twice).
+    again = [
+        r if rng.random() < 0.5 else wrap_again(r) for r in rng.sample(records, k=len(records) // 2)
+    ]
+    delivery = records + again
     rng.shuffle(delivery)
     # WHEN they are applied in random batches
     replicator = database.replicator()
@@ -294,3 +303,14 @@ def test_a_change_tied_with_a_hard_delete_is_dead_lettered(database: Database) -
     assert "hard delete" in database.dead_letters()[0]["error_message"]
     # and a second REMOVE of that millisecond is a duplicate
     assert rep.process([kremove({"id": 1}, BASE_MS)]).dead_lettered == 0
+
+
+def test_a_precision_switch_keeps_the_order(database: Database) -> None:
+    # GIVEN the destination switched from milliseconds to microseconds between changes
+    before = kmodify({"id": 1}, BASE_MS, {"v": "ms"})
+    after = kmodify({"id": 1}, BASE_MS * 1000 + 1, {"v": "µs"})
+    # WHEN they arrive newest first
+    database.process([after])
+    database.process([before])
+    # THEN the later change stays: both versions are microseconds
+    assert database.items("orders")["1"] == ({"id": 1, "v": "µs"}, BASE_MS * 1000 + 1)
