@@ -6,12 +6,10 @@ start that does not need it)."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cdc.core.deadline import Deadline
-from cdc.core.outcomes import Prepared
+from cdc.core.outcomes import Prepared, Written
 from cdc.jobs.sources import SourceGuard, resolve_ties
 from cdc.sources.events import EVENT_RECORDS
 from cdc.sql.replicator import Replicator as SqlReplicator
@@ -21,8 +19,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from cdc.config import Settings
-
-log = logging.getLogger("cdc")
 
 
 def _new_hydrator() -> Any:
@@ -52,24 +48,17 @@ class Replicator(SqlReplicator):
         )
         self.sources = SourceGuard()
 
-    def prepare(self, records: Sequence[Any], deadline: Deadline | None = None) -> Prepared:
-        prepared = super().prepare(records, deadline)
+    def _write(self, prepared: Prepared, deadline: Deadline, shard_id: str) -> Written:
+        """The source and tie checks (cdc/jobs/sources.py), then the write. They read
+        the database (and, to settle a tie, DynamoDB), so they run inside the batch's
+        retries: a transient error is retried like one of the write itself."""
         if not prepared.plans:
-            return prepared
-        try:
-            self._ensure_bookkeeping()
-            prepared = self.sources.check(self, prepared)
-            return resolve_ties(self, prepared, deadline)
-        except Exception as exc:
-            # The database (or DynamoDB) could not be asked: nothing is written by
-            # guesswork; the planned records are reported for redelivery.
-            log.error("source and tie checks failed, records will be redelivered: %s", exc)
-            planned = {row.change.index for p in prepared.plans for row in (*p.rows, *p.superseded)}
-            return Prepared(
-                [],
-                prepared.dead,
-                prepared.ignored,
-                prepared.changes,
-                prepared.records,
-                sorted({*prepared.unreadable, *planned}),
+            return super()._write(prepared, deadline, shard_id)
+        self._ensure_bookkeeping()
+        checked = resolve_ties(self, self.sources.check(self, prepared), deadline)
+        written = super()._write(checked, deadline, shard_id)
+        for index in set(checked.unreadable) - set(prepared.unreadable):
+            written.reported.setdefault(
+                index, "items could not be read from DynamoDB to settle a tie"
             )
+        return written
