@@ -314,3 +314,50 @@ def test_a_precision_switch_keeps_the_order(database: Database) -> None:
     database.process([before])
     # THEN the later change stays: both versions are microseconds
     assert database.items("orders")["1"] == ({"id": 1, "v": "µs"}, BASE_MS * 1000 + 1)
+
+
+def test_a_redelivered_change_of_a_typed_table_is_a_duplicate_not_a_tie(
+    database: Database,
+) -> None:
+    # GIVEN a typed table (every column kind) holding a change
+    from decimal import Decimal
+    from pathlib import Path
+
+    from cdc.config import load_settings
+
+    env = {
+        "CDC_CONFIG": str(Path(__file__).resolve().parents[1] / "mappings" / "all_types.toml"),
+        "CDC_DATABASE_URL": database.engine.url.render_as_string(hide_password=False),
+    }
+    if database.schema is not None:
+        env["CDC_SCHEMA"] = database.schema
+    rep = Replicator(database.engine, load_settings(env))
+    item = {
+        "Name": "thing",
+        "Amount": Decimal("12.5"),
+        "Price": Decimal("3.1"),
+        "Wide": 10**30,
+        "Big": 2**40,
+        "Count": 7,
+        "Small": 3,
+        "Flag": True,
+        "Ratio": Decimal("0.1"),
+        "At": "2024-05-01T08:30:00.123456Z",
+        "AtMs": 1714552200123,
+        "Day": "2024-05-01",
+        "Doc": {"a": [1, "x", {"b": None}]},
+        "Blob": b"\x00\xffbytes",
+        "Tags": {"b", "a"},
+        "Nums": {1, 2},
+        "Address": {"City": "Berlin"},
+        "Other": "kept in extra",
+    }
+    first = kinsert({"Id": "t1"}, BASE_MS, item, table="Things")
+    assert rep.process([first]).applied == 1
+    # WHEN the same change is delivered again, in a later batch, at a new position
+    again = rep.process([wrap_again(first)])
+    # THEN it is a duplicate (stale), not a tie
+    assert (again.stale, again.dead_lettered) == (1, 0), again.summary()
+    # while a different change at that time is a tie
+    other = rep.process([kmodify({"Id": "t1"}, BASE_MS, {**item, "Count": 8}, table="Things")])
+    assert other.dead_lettered == 1, other.summary()
