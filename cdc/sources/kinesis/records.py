@@ -223,21 +223,11 @@ def parse_record(record: object, index: int) -> Change:
         dynamodb.get("ApproximateCreationDateTime"),
         dynamodb.get("ApproximateCreationDateTimePrecision"),
     )
-    keys = dynamodb.get("Keys")
-    if not isinstance(keys, dict) or not keys:
-        raise MalformedRecord("dynamodb.Keys is missing or empty")
-    if len(keys) > MAX_KEY_ATTRIBUTES:
-        raise MalformedRecord(
-            f"dynamodb.Keys has {len(keys)} attributes ({', '.join(map(repr, sorted(keys)))}); "
-            "a DynamoDB key has one or two (partition and sort key)"
-        )
     binary = b'"B' in raw  # "B" or "BS" somewhere: walk the images
+    keys: dict[str, Any] = dynamodb.get("Keys")  # checked just below
     if binary:
         keys = _unwrap_image(keys, "Keys")
-    key_types: dict[str, str] = {}
-    key_values: dict[str, Any] = {}
-    for name, av in keys.items():
-        key_types[name], key_values[name] = _check_key(name, av)
+    key_types, key_values = _check_keys(keys)
     new_image = _image(dynamodb, "NewImage")
     old_image = _image(dynamodb, "OldImage")
     if binary:
@@ -265,6 +255,22 @@ def parse_record(record: object, index: int) -> Change:
         event_time=event_time(version),
         is_ttl_expiry=is_ttl,
     )
+
+
+def _check_keys(keys: Any) -> tuple[dict[str, str], dict[str, Any]]:
+    """(type, value) of each key attribute, validated as a DynamoDB Streams record's."""
+    if not isinstance(keys, dict) or not keys:
+        raise MalformedRecord("dynamodb.Keys is missing or empty")
+    if len(keys) > MAX_KEY_ATTRIBUTES:
+        raise MalformedRecord(
+            f"dynamodb.Keys has {len(keys)} attributes ({', '.join(map(repr, sorted(keys)))}); "
+            "a DynamoDB key has one or two (partition and sort key)"
+        )
+    key_types: dict[str, str] = {}
+    key_values: dict[str, Any] = {}
+    for name, av in keys.items():
+        key_types[name], key_values[name] = _check_key(name, av)
+    return key_types, key_values
 
 
 def hints(record: Any) -> dict[str, str]:
