@@ -224,10 +224,8 @@ def parse_record(record: object, index: int) -> Change:
         dynamodb.get("ApproximateCreationDateTimePrecision"),
     )
     binary = b'"B' in raw  # "B" or "BS" somewhere: walk the images
-    keys: dict[str, Any] = dynamodb.get("Keys")  # checked just below
-    if binary:
-        keys = _unwrap_image(keys, "Keys")
-    key_types, key_values = _check_keys(keys)
+    keys = dynamodb.get("Keys")
+    keys, key_types, key_values = _check_keys(_unwrap_image(keys, "Keys") if binary else keys)
     new_image = _image(dynamodb, "NewImage")
     old_image = _image(dynamodb, "OldImage")
     if binary:
@@ -257,8 +255,9 @@ def parse_record(record: object, index: int) -> Change:
     )
 
 
-def _check_keys(keys: Any) -> tuple[dict[str, str], dict[str, Any]]:
-    """(type, value) of each key attribute, validated as a DynamoDB Streams record's."""
+def _check_keys(keys: Any) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """The keys, and the type and value of each key attribute, validated as a DynamoDB
+    Streams record's."""
     if not isinstance(keys, dict) or not keys:
         raise MalformedRecord("dynamodb.Keys is missing or empty")
     if len(keys) > MAX_KEY_ATTRIBUTES:
@@ -270,7 +269,7 @@ def _check_keys(keys: Any) -> tuple[dict[str, str], dict[str, Any]]:
     key_values: dict[str, Any] = {}
     for name, av in keys.items():
         key_types[name], key_values[name] = _check_key(name, av)
-    return key_types, key_values
+    return keys, key_types, key_values
 
 
 def hints(record: Any) -> dict[str, str]:
