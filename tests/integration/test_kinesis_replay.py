@@ -74,3 +74,29 @@ def test_a_replayed_tie_is_dead_lettered_and_listed(tmp_path: Path) -> None:
     listed = run(tmp_path, "dlq", "list")
     assert listed.returncode == 0, listed.stderr
     assert "tie" in listed.stdout
+
+
+def test_switching_a_table_from_streams_to_kinesis_as_the_readme_says(tmp_path: Path) -> None:
+    # GIVEN Orders replicated from DynamoDB Streams
+    streams = run(tmp_path, "replay", str(EVENTS / "duplicate_records.json"))
+    assert streams.returncode == 0, streams.stderr
+    # WHEN Kinesis records of Orders arrive: refused, naming both sources and the way out
+    kinesis = run(tmp_path, "replay", str(EVENTS / "kinesis_millisecond_tie.json"))
+    assert kinesis.returncode == 0, kinesis.stderr
+    letters = rows(tmp_path, "select error_class, error_message from cdc_dead_letters")
+    assert {c for c, _ in letters} == {"source_mix"}
+    assert all("Switching sources" in m for _, m in letters)
+    assert ("ord-2",) not in rows(tmp_path, "select order_id from orders")
+    # WHEN the way out is followed: forget the source, drop the replica, redrive
+    with sqlite3.connect(tmp_path / "cdc.db") as conn:
+        conn.execute("delete from cdc_replica_sources where source_table = 'Orders'")
+        conn.execute("drop table orders")
+    redrive = run(tmp_path, "dlq", "redrive", "--all", "--table", "Orders")
+    # THEN the Kinesis records apply (ord-1's tie is now found, and dead-lettered as such)
+    assert rows(tmp_path, "select order_id from orders") == [("ord-2",)], redrive.stdout
+    assert rows(tmp_path, "select source from cdc_replica_sources") == [("kinesis",)]
+    pending = rows(
+        tmp_path, "select error_class, keys from cdc_dead_letters where status = 'pending'"
+    )
+    assert "tie" in {c for c, _ in pending}
+    assert all("ord-1" in keys for _, keys in pending)  # ord-2's letter is resolved
