@@ -361,3 +361,26 @@ def test_a_redelivered_change_of_a_typed_table_is_a_duplicate_not_a_tie(
     # while a different change at that time is a tie
     other = rep.process([kmodify({"Id": "t1"}, BASE_MS, {**item, "Count": 8}, table="Things")])
     assert other.dead_lettered == 1, other.summary()
+
+
+def test_an_outage_reports_every_record_by_its_kinesis_sequence_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cdc import handler
+    from tests.factories import FakeContext
+
+    # GIVEN a database nobody answers
+    monkeypatch.setenv("CDC_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/x")
+    for name in ("CDC_DATABASE_SECRET_ARN", "CDC_SCHEMA", "CDC_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    records = [kinsert({"id": i}, BASE_MS + i) for i in range(3)]
+    handler.reset()
+    try:
+        # WHEN a Kinesis batch arrives with little time left
+        response = handler.handler({"Records": records}, FakeContext(2_000))
+    finally:
+        handler.reset()
+    # THEN Lambda hears every record's kinesis.sequenceNumber, to deliver them again
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": r["kinesis"]["sequenceNumber"]} for r in records]
+    }
