@@ -22,6 +22,7 @@ from cdc.config import load_settings
 from cdc.core.deadline import Deadline
 from cdc.core.errors import InvalidInvocation
 from cdc.jobs.replicate import Replicator
+from cdc.sources.formats import batch_shard
 
 log = logging.getLogger("cdc")
 
@@ -47,11 +48,15 @@ def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
     cold_start, _cold_start = _cold_start, False
     if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
         raise InvalidInvocation(
-            "expected a DynamoDB Streams event: an object with a 'Records' list"
+            "expected a DynamoDB Streams or Kinesis event: an object with a 'Records' list"
         )
     container = replicator()
     with _no_gc_pauses():
-        result = container.process(event["Records"], Deadline.from_context(context))
+        records = event["Records"]
+        # Kinesis checkpoints are kept per shard, named by the records' eventID.
+        result = container.process(
+            records, Deadline.from_context(context), shard_id=batch_shard(records)
+        )
     invocation = Invocation.from_context(
         context,
         service=container.settings.service,

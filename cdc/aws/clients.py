@@ -28,6 +28,7 @@ from cdc.core.errors import CdcError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
@@ -131,6 +132,10 @@ class Clients:
 
     def streams(self, region: str | None = None) -> DynamoDBStreamsClient:
         client: DynamoDBStreamsClient = self._client("dynamodbstreams", region)
+        return client
+
+    def kinesis(self, region: str | None = None) -> KinesisClient:
+        client: KinesisClient = self._client("kinesis", region)
         return client
 
     def sqs(self, region: str | None = None) -> SQSClient:

@@ -67,6 +67,9 @@ class StreamProgress:
     applied: int = 0
     stale: int = 0
     dead_lettered: int = 0
+    # The source's own position when it is not the version (a Kinesis sequenceNumber:
+    # up to 128 digits, the larger is the longer, then the greater text).
+    last_position: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,7 @@ class BatchResult:
             changes = committed[stream]
             times = [c.event_time for c in changes if c.event_time is not None]
             dead = sum(1 for c in changes if outcomes[c.index] is Outcome.DEAD_LETTERED)
+            positions = [c.sequence_number for c in changes if c.sequence_number != str(c.sequence)]
             progress.append(
                 StreamProgress(
                     stream,
@@ -203,6 +207,7 @@ class BatchResult:
                     applied=applied[stream],
                     stale=len(changes) - dead - applied[stream],
                     dead_lettered=dead,
+                    last_position=max(positions, key=lambda p: (len(p), p), default=None),
                 )
             )
         return progress

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -169,6 +169,13 @@ class Tail:
             not s.shard.closed and s.empty_pages >= self.idle_pages for s in self._active.values()
         )
 
+    def _position(self, record: dict[str, Any]) -> int:
+        """A record's position in its shard (a Kinesis tail reads it elsewhere)."""
+        return sequence_int(record)
+
+    def _position_text(self, record: dict[str, Any]) -> str:
+        return str(record["dynamodb"]["SequenceNumber"])
+
     def _load_checkpoints(self) -> dict[str, int]:
         from cdc.sql.bookkeeping import tables
         from cdc.sql.migrations import ensure_bookkeeping
@@ -293,7 +300,7 @@ class Tail:
             if result.failed:
                 self.stats.failed_batches += 1
                 delay = self._backoff(state)
-                first = min(records, key=sequence_int)["dynamodb"]["SequenceNumber"]
+                first = self._position_text(min(records, key=self._position))
                 log.error(
                     "shard %s: batch of %d records not committed (%s); retrying from "
                     "sequence %s in %.1fs",
@@ -308,7 +315,7 @@ class Tail:
                 state.not_before = self.clock() + delay
                 return
             self.stats.add(result)
-            last = max(records, key=sequence_int)["dynamodb"]["SequenceNumber"]
+            last = self._position_text(max(records, key=self._position))
             state.position = Position("AFTER_SEQUENCE_NUMBER", last)
             state.failures = 0
             state.empty_pages = 0

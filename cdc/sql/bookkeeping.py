@@ -107,6 +107,7 @@ def write_checkpoints(
             "stream_arn": p.stream_arn,
             "shard_id": p.shard_id,
             "last_sequence": p.last_sequence,
+            "last_position": p.last_position,
             "last_event_time": p.last_event_time,
             "records_applied": p.applied,
             "records_stale": p.stale,
@@ -131,6 +132,23 @@ def _checkpoint_upsert(dialect: Dialect, schema: str | None) -> Insert:
             "last_sequence": case(
                 (new["last_sequence"] > c.last_sequence, new["last_sequence"]),
                 else_=c.last_sequence,
+            ),
+            # Text of digits without leading zeros: the longer is the larger.
+            "last_position": case(
+                (c.last_position.is_(None), new["last_position"]),
+                (new["last_position"].is_(None), c.last_position),
+                (
+                    func.length(new["last_position"]) > func.length(c.last_position),
+                    new["last_position"],
+                ),
+                (
+                    and_(
+                        func.length(new["last_position"]) == func.length(c.last_position),
+                        new["last_position"] > c.last_position,
+                    ),
+                    new["last_position"],
+                ),
+                else_=c.last_position,
             ),
             "last_event_time": case(
                 (new["last_event_time"] > c.last_event_time, new["last_event_time"]),

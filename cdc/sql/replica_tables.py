@@ -52,7 +52,7 @@ class ReplicaTables:
         far (with the records of tables that cannot take them), and the records held
         back for redelivery, each with why (a table the database has differently from
         the mapping: a person fixes it, and the records come again)."""
-        self._ensure_bookkeeping()
+        self.ensure_bookkeeping()
         plans: list[TablePlan] = []
         dead = list(prepared.dead)
         held: dict[int, str] = {}
@@ -72,7 +72,7 @@ class ReplicaTables:
                 log.error("%s", problem.message)
         return plans, dead, held
 
-    def _ensure_bookkeeping(self) -> None:
+    def ensure_bookkeeping(self) -> None:
         if self._bookkeeping_ready:
             return
         from cdc.sql.migrations import ensure_bookkeeping

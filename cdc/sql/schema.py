@@ -37,7 +37,9 @@ dead_letters = Table(
     Column("source_table", ExactString(255)),
     Column("target_table", ExactString(255)),
     Column("keys", Text),  # plain JSON
-    Column("sequence_number", String(40)),
+    # The record's own position: a DynamoDB Streams SequenceNumber (up to 40 digits) or
+    # a Kinesis sequenceNumber (up to 128; migration 0006 widened it).
+    Column("sequence_number", String(128)),
     Column("stream_arn", String(512)),
     Column("event_name", String(16)),
     Column("error_class", String(64), nullable=False),
@@ -60,6 +62,10 @@ checkpoints = Table(
     # `cdc tail` keeps one row per shard.
     Column("shard_id", ExactString(128), primary_key=True),
     Column("last_sequence", SequenceNumber(), nullable=False),
+    # The source's own position of the last record applied, as delivered: a Kinesis
+    # sequenceNumber (up to 128 digits, compared by length, then text); `last_sequence`
+    # then holds the newest version (creation time in µs). Added by migration 0006.
+    Column("last_position", String(128)),
     Column("last_event_time", UtcDateTime()),
     Column("records_applied", BigInteger, nullable=False),
     Column("records_stale", BigInteger, nullable=False),
@@ -95,9 +101,22 @@ backfill_segments = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+replica_sources = Table(
+    "cdc_replica_sources",
+    metadata,
+    # Which source feeds each replica: versions of DynamoDB Streams and of Kinesis Data
+    # Streams do not compare, so one table takes one source (README: Kinesis Data
+    # Streams, "Switching sources"). Added by migration 0006.
+    Column("source_table", ExactString(255), primary_key=True),
+    Column("source", String(32), nullable=False),  # dynamodb_streams | kinesis
+    Column("stream_arn", String(512)),  # the first stream seen
+    Column("registered_at", UtcDateTime(), nullable=False),
+)
+
 BOOKKEEPING_TABLES = (
     "cdc_dead_letters",
     "cdc_checkpoints",
     "cdc_tombstones",
     "cdc_backfill_segments",
+    "cdc_replica_sources",
 )

@@ -248,12 +248,19 @@ def reread(info: dict[str, Any], clients: Clients) -> tuple[list[Any] | None, st
     arn, shard = info["streamArn"], info["shardId"]
     first, last = info["startSequenceNumber"], info["endSequenceNumber"]
     where = f"{shard} {first}..{last}"
-    reader = StreamReader(clients.streams(aws.region_of(arn)), arn)
+    from cdc.sources.kinesis.reader import KinesisReader
+
+    reader: StreamReader
+    if arn.split(":")[2:3] == ["kinesis"]:  # Kinesis Data Streams for DynamoDB
+        reader = KinesisReader(clients.kinesis(aws.region_of(arn)), arn)
+    else:
+        reader = StreamReader(clients.streams(aws.region_of(arn)), arn)
     try:
         return reader.read_range(shard, first, last), ""
     except RecordsTrimmed:
+        retention = "retention" if isinstance(reader, KinesisReader) else "24-hour retention"
         return None, (
-            f"{where}: the records are past the stream's 24-hour retention and lost; "
+            f"{where}: the records are past the stream's {retention} and lost; "
             "repair with `cdc backfill` and `cdc verify`"
         )
     except ShardNotFound:

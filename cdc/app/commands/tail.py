@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from cdc.jobs.tail import TailStats
 
 NAME = "tail"
-HELP = "follow a DynamoDB stream and apply it, without Lambda"
+HELP = "follow a DynamoDB stream (or a Kinesis data stream fed by DynamoDB) without Lambda"
 DESCRIPTION = (
     "Read a DynamoDB stream with GetRecords and apply it through the same path as the "
     "Lambda handler: shards in lineage order (a child only after its parent is read to "
@@ -29,7 +29,12 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stream_arn", metavar="STREAM_ARN", help="the table's LatestStreamArn")
+    parser.add_argument(
+        "stream_arn",
+        metavar="STREAM_ARN",
+        help="the table's LatestStreamArn, or the ARN of the Kinesis data stream its "
+        "Kinesis streaming destination writes to",
+    )
     parser.add_argument(
         "--from",
         dest="start",
@@ -78,18 +83,33 @@ def run(settings: Settings, args: argparse.Namespace, *, clients: Clients | None
     from cdc.jobs.replicate import Replicator
     from cdc.jobs.tail import Tail
     from cdc.sources.dynamodb_streams.reader import StreamReader
+    from cdc.sources.kinesis.records import is_stream_arn
 
     arn = aws.Arn.parse(args.stream_arn)
-    if arn is None or arn.service != "dynamodb" or "/stream/" not in arn.resource:
+    kinesis = arn is not None and arn.service == "kinesis" and is_stream_arn(args.stream_arn)
+    if not kinesis and (arn is None or arn.service != "dynamodb" or "/stream/" not in arn.resource):
         raise CdcError(
             f"{args.stream_arn!r} is not a DynamoDB stream ARN "
-            "(arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL)"
+            "(arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL) or a Kinesis "
+            "stream ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)"
         )
+    assert arn is not None
     clients = clients or aws.Clients(settings.region)
-    reader = StreamReader(clients.streams(arn.region or None), args.stream_arn)
+    reader: StreamReader
+    follow: type[Tail]
+    if kinesis:  # Kinesis Data Streams for DynamoDB (README: Kinesis Data Streams)
+        from cdc.jobs.kinesis_tail import KinesisTail
+        from cdc.sources.kinesis.reader import KinesisReader
+
+        reader, follow = (
+            KinesisReader(clients.kinesis(arn.region or None), args.stream_arn),
+            KinesisTail,
+        )
+    else:
+        reader, follow = StreamReader(clients.streams(arn.region or None), args.stream_arn), Tail
     engine = engine_for(settings)
     stop = threading.Event()
-    tail = Tail(
+    tail = follow(
         reader,
         Replicator(engine, settings),
         start=args.start,

@@ -30,19 +30,28 @@ def _batch_info(document: Any) -> dict[str, Any]:
     if (
         isinstance(document, dict)
         and "DDBStreamBatchInfo" not in document
+        and "KinesisBatchInfo" not in document
         and document.get("Type") == "Notification"
         and isinstance(document.get("Message"), str)
     ):
         return batch_info(document["Message"])
-    info = document.get("DDBStreamBatchInfo") if isinstance(document, dict) else None
+    # A Kinesis mapping's record names its batch the same way (README: Kinesis Data
+    # Streams), under KinesisBatchInfo.
+    kind = "DDBStreamBatchInfo"
+    if isinstance(document, dict) and "DDBStreamBatchInfo" not in document:
+        kind = "KinesisBatchInfo" if "KinesisBatchInfo" in document else kind
+    info = document.get(kind) if isinstance(document, dict) else None
     if not isinstance(info, dict):
-        raise ValueError("not a DynamoDB stream invocation record (no DDBStreamBatchInfo)")
+        raise ValueError(
+            "not a DynamoDB stream or Kinesis invocation record (no DDBStreamBatchInfo or "
+            "KinesisBatchInfo)"
+        )
     for name in ("streamArn", "shardId", "startSequenceNumber", "endSequenceNumber"):
         if not isinstance(info.get(name), str) or not info[name]:
-            raise ValueError(f"DDBStreamBatchInfo has no {name}")
+            raise ValueError(f"{kind} has no {name}")
     for name in ("startSequenceNumber", "endSequenceNumber"):
         if not (info[name].isascii() and info[name].isdigit()):  # ASCII digits only
-            raise ValueError(f"DDBStreamBatchInfo.{name} {info[name]!r} is not a sequence number")
+            raise ValueError(f"{kind}.{name} {info[name]!r} is not a sequence number")
     return info
 
 

@@ -70,6 +70,8 @@ class Shard:
     parent_id: str | None
     starting_sequence: str | None
     ending_sequence: str | None  # None: the shard is open
+    # A Kinesis shard made by merging two has a second parent (DynamoDB Streams: never).
+    adjacent_parent_id: str | None = None
 
     @property
     def closed(self) -> bool:
@@ -83,6 +85,7 @@ class Shard:
             parent_id=raw.get("ParentShardId") or None,
             starting_sequence=numbers.get("StartingSequenceNumber"),
             ending_sequence=numbers.get("EndingSequenceNumber"),
+            adjacent_parent_id=raw.get("AdjacentParentShardId") or None,
         )
 
     def sequence_text(self, sequence: int) -> str:
@@ -124,11 +127,14 @@ def ready_shards(shards: Sequence[Shard], finished: set[str]) -> list[Shard]:
     finished or no longer listed (a parent past the 24-hour retention is gone, and
     with it anything to wait for)."""
     listed = {s.shard_id for s in shards}
+
+    def done(parent: str | None) -> bool:
+        return parent is None or parent not in listed or parent in finished
+
     ready = [
         s
         for s in shards
-        if s.shard_id not in finished
-        and (s.parent_id is None or s.parent_id not in listed or s.parent_id in finished)
+        if s.shard_id not in finished and done(s.parent_id) and done(s.adjacent_parent_id)
     ]
     return sorted(ready, key=lambda s: (_as_int(s.starting_sequence), s.shard_id))
 
