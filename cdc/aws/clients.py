@@ -29,6 +29,7 @@ from cdc.core.errors import CdcError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger("cdc.aws")
@@ -134,6 +135,10 @@ class Clients:
 
     def sqs(self, region: str | None = None) -> SQSClient:
         client: SQSClient = self._client("sqs", region)
+        return client
+
+    def s3(self, region: str | None = None) -> S3Client:
+        client: S3Client = self._client("s3", region)
         return client
 
 
