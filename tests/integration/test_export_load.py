@@ -1,0 +1,296 @@
+"""`cdc backfill --from-export`: an export's data files applied through the snapshot path,
+shared by workers that claim files in the database.
+
+moto emulates DynamoDB, its stream and S3 in-process; exports are written into S3 in the
+documented layout (tests/exports.py). The replica is a real PostgreSQL, MariaDB, or
+SQLite (one worker).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from cdc.aws.clients import describe_table
+from cdc.aws.exports import ExportError
+from cdc.jobs.export_load import Export, ExportLoad, LoadOptions
+from cdc.jobs.tail import Tail
+from cdc.jobs.verify import Verifier
+from cdc.sources.dynamodb_streams.reader import StreamReader
+from cdc.sql.bookkeeping import tables
+from tests.conftest import servers
+from tests.every_database import EVERY_DATABASE, open_database
+from tests.exports import wire_item, write_export
+
+BUCKET = "exports-bucket"
+
+
+@pytest.fixture(params=EVERY_DATABASE)
+def database(request, tmp_path):
+    yield from open_database(request, tmp_path)
+
+
+def item(i: int, **extra) -> dict:
+    base = {
+        "Id": {"N": str(i)},
+        "name": {"S": f"item {i}"},
+        "big": {"N": "12345678901234567890123456789012345678"},
+        "blob": {"B": bytes([i % 256, 0, 255])},
+        "tags": {"SS": ["b", "a"]},
+        "nested": {"M": {"list": {"L": [{"N": "1"}, {"BOOL": True}, {"NULL": True}]}}},
+    }
+    base.update(extra)
+    return base
+
+
+def make_table(clients, count: int = 40, name: str = "Orders") -> str:
+    """A table of `count` items and its stream (enabled after them); the stream ARN."""
+    ddb = clients.dynamodb()
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "Id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "Id", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for i in range(count):
+        ddb.put_item(TableName=name, Item=item(i))
+    ddb.update_table(
+        TableName=name,
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    return ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+
+
+def export_now(clients, files: int = 4, name: str = "Orders", **kw) -> str:
+    """The table as it is now, exported into `files` data files (the last one empty,
+    as an empty partition's is)."""
+    ddb = clients.dynamodb()
+    items = [wire_item(i) for i in ddb.scan(TableName=name)["Items"]]
+    parts = [items[n :: files - 1] for n in range(files - 1)] + [[]]
+    arn = ddb.describe_table(TableName=name)["Table"]["TableArn"]
+    return write_export(clients.s3(), BUCKET, arn, parts, **kw)
+
+
+def loader(clients, database, url, *, workers=1, table="Orders", stop=None, hook=None, **kw):
+    source = describe_table(clients.dynamodb(), table)
+    export = Export.open(clients.s3(), url, source.arn)
+    options = LoadOptions(workers=workers, **kw)
+    return ExportLoad(
+        clients.s3(),
+        export,
+        source,
+        database.engine,
+        database.settings,
+        options,
+        stop=stop,
+        before_write=hook,
+    )
+
+
+def tail_once(clients, database, stream_arn):
+    reader = StreamReader(clients.streams(), stream_arn)
+    tail = Tail(reader, database.replicator(), poll_interval=0, call_interval=0, idle_pages=1)
+    assert tail.run(once=True).failed_batches == 0
+
+
+def verify(clients, database, table="Orders"):
+    source = describe_table(clients.dynamodb(), table)
+    return Verifier(clients.dynamodb(), source, database.engine, database.settings, settle=0).run()
+
+
+def file_rows(database):
+    t = tables(database.schema)["cdc_export_files"]
+    with database.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(t).order_by(t.c.file_no)).mappings()]
+
+
+def test_an_export_loads_exactly_and_a_rerun_changes_nothing(clients, database):
+    # GIVEN a table of 40 items exported into 4 files, one of them empty
+    make_table(clients)
+    url = export_now(clients) + "/"  # a trailing slash is the same folder
+    # WHEN it is loaded with small batches
+    report = loader(
+        clients, database, url, workers=1 if database.name == "sqlite" else 3, batch_lines=7
+    ).run()
+    # THEN every item is in the replica, as in the source, at the snapshot's version
+    assert report.complete and report.errors == []
+    assert (report.files, report.files_done, report.items_done) == (4, 4, 40)
+    assert (report.items_read, report.applied) == (40, 40)
+    rows = database.items("orders")
+    assert len(rows) == 40 and {seq for _, seq in rows.values()} == {0}
+    assert rows["7"][0]["blob"] == "BwD/" and rows["7"][0]["tags"] == ["a", "b"]
+    assert verify(clients, database).identical
+    assert all(r["done"] and r["lines_done"] == r["item_count"] for r in file_rows(database))
+    # WHEN the same command runs again
+    again = loader(clients, database, url).run()
+    # THEN it says the export is loaded and writes nothing
+    assert again.already_complete and again.complete and again.items_read == 0
+    assert database.items("orders") == rows
+
+
+def test_stream_before_during_and_after_the_load_converges(clients, database):
+    # GIVEN a table whose stream is consumed from before the export was taken
+    stream_arn = make_table(clients)
+    ddb = clients.dynamodb()
+    ddb.put_item(TableName="Orders", Item=item(1, name={"S": "changed before export"}))
+    url = export_now(clients, files=3)
+    # ... and changed after the export: the stream applied before the load starts
+    ddb.put_item(TableName="Orders", Item=item(2, name={"S": "changed after export"}))
+    ddb.delete_item(TableName="Orders", Key={"Id": {"N": "3"}})
+    tail_once(clients, database, stream_arn)
+    batches: list[int] = []
+
+    def during(file_no: int, records: list[dict]) -> None:
+        batches.append(file_no)
+        if len(batches) == 2:  # mid-load: more changes, applied by the stream at once
+            ddb.put_item(TableName="Orders", Item=item(4, name={"S": "changed during load"}))
+            ddb.delete_item(TableName="Orders", Key={"Id": {"N": "5"}})
+            ddb.put_item(TableName="Orders", Item=item(500))
+            tail_once(clients, database, stream_arn)
+
+    # WHEN the export (holding the older versions, and keys 3 and 5) is loaded
+    report = loader(clients, database, url, batch_lines=5, hook=during).run()
+    # ... and the stream goes on after it
+    ddb.put_item(TableName="Orders", Item=item(6, name={"S": "changed after load"}))
+    tail_once(clients, database, stream_arn)
+
+    # THEN the replica is the source: no loaded item overwrote the stream or revived a key
+    assert report.complete and len(batches) > 2
+    result = verify(clients, database)
+    assert result.identical, result.as_json()
+    rows = database.items("orders")
+    assert rows["2"][0]["name"] == "changed after export" and rows["2"][1] > 0
+    assert rows["4"][0]["name"] == "changed during load"
+    assert report.stale >= 2
+
+
+@pytest.mark.parametrize("database", servers("postgresql", "mysql"), indirect=True)
+def test_workers_share_the_files_and_a_dead_workers_file_is_taken_over(clients, database):
+    # GIVEN an export of 6 files, and a worker that dies mid-file: it stops without
+    # releasing its claim (as a killed process does), after committing one batch
+    make_table(clients, count=60)
+    url = export_now(clients, files=7)
+    died = threading.Event()
+
+    class Killed(BaseException):
+        pass
+
+    def die_in_second_batch(file_no: int, records: list[dict]) -> None:
+        if not died.is_set() and file_rows(database)[file_no]["lines_done"] > 0:
+            died.set()
+            raise Killed
+
+    first = loader(clients, database, url, batch_lines=3, lease=1.0, hook=die_in_second_batch)
+    first.store.release = lambda *a, **k: None  # a dead process releases nothing
+    with pytest.raises(Killed):
+        first.run()
+    held = [r for r in file_rows(database) if r["worker"] and not r["done"]]
+    assert len(held) == 1 and 0 < held[0]["lines_done"] < held[0]["item_count"]
+
+    # WHEN two loads (several workers each) run the same export at once
+    reports = []
+    threads = [
+        threading.Thread(
+            target=lambda: reports.append(
+                loader(clients, database, url, workers=2, batch_lines=4, lease=1.0, poll=0.2).run()
+            )
+        )
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    # THEN both finish complete, the dead worker's file was taken over from its saved
+    # line, and no item was read twice
+    assert len(reports) == 2 and all(r.complete for r in reports)
+    assert sum(r.items_read for r in reports) == 60 - held[0]["lines_done"]
+    assert verify(clients, database).identical
+    assert all(r["done"] and r["worker"] is None for r in file_rows(database))
+
+
+def test_a_wrong_checksum_stops_the_load_and_keeps_what_was_committed(clients, database):
+    # GIVEN an export whose third file does not match its manifest's MD5
+    make_table(clients, count=30)
+    ddb = clients.dynamodb()
+    items = [wire_item(i) for i in ddb.scan(TableName="Orders")["Items"]]
+    arn = ddb.describe_table(TableName="Orders")["Table"]["TableArn"]
+    parts = [items[:10], items[10:20], items[20:]]
+    url = write_export(clients.s3(), BUCKET, arn, parts, md5s={2: "AAAAAAAAAAAAAAAAAAAAAA=="})
+    # WHEN it is loaded by one worker
+    report = loader(clients, database, url).run()
+    # THEN the load stops with the reason, and the files before it stay committed
+    assert not report.complete and len(report.errors) == 1
+    assert "MD5" in report.errors[0] and "differs from the manifest" in report.errors[0]
+    assert len(database.items("orders")) == 20
+    rows = file_rows(database)
+    assert [r["done"] for r in rows] == [True, True, False] and rows[2]["error"]
+
+
+def test_a_truncated_file_stops_with_its_line_and_keeps_committed_lines(clients, database):
+    # GIVEN an export whose one file is cut short (its manifest matching the damage)
+    make_table(clients, count=30)
+    ddb = clients.dynamodb()
+    items = [wire_item(i) for i in ddb.scan(TableName="Orders")["Items"]]
+    arn = ddb.describe_table(TableName="Orders")["Table"]["TableArn"]
+    from tests.exports import gz_lines
+
+    damaged = gz_lines([{"Item": i} for i in items])[:-60]
+    import base64
+    import hashlib
+
+    url = write_export(
+        clients.s3(),
+        BUCKET,
+        arn,
+        [items],
+        bodies={0: damaged},
+        md5s={0: base64.b64encode(hashlib.md5(damaged).digest()).decode()},
+    )
+    # WHEN it is loaded in batches of 5
+    report = loader(clients, database, url, batch_lines=5).run()
+    # THEN the error names the file; the batches before the damage stay committed
+    assert not report.complete and "not a complete gzip file" in report.errors[0]
+    kept = file_rows(database)[0]["lines_done"]
+    assert kept > 0 and kept % 5 == 0 and len(database.items("orders")) == kept
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"finished": False}, "is not finished"),
+        ({"output_format": "ION"}, "is in ION format"),
+    ],
+)
+def test_an_export_that_cannot_be_loaded_is_refused(clients, change, message):
+    make_table(clients, count=2)
+    url = export_now(clients, files=2, **change)
+    with pytest.raises(ExportError, match=message):
+        Export.open(clients.s3(), url, describe_table(clients.dynamodb(), "Orders").arn)
+
+
+def test_an_export_of_another_table_is_refused(clients):
+    make_table(clients, count=2)
+    make_table(clients, count=2, name="Other")
+    url = export_now(clients, files=2, name="Other")
+    with pytest.raises(ExportError, match=r"is an export of .*table/Other, not of"):
+        Export.open(clients.s3(), url, describe_table(clients.dynamodb(), "Orders").arn)
+
+
+def test_stop_between_batches_then_resume(clients, database):
+    make_table(clients, count=20)
+    url = export_now(clients, files=2)
+    stop = threading.Event()
+
+    def stop_after_first(file_no, records):
+        stop.set()
+
+    report = loader(clients, database, url, batch_lines=4, stop=stop, hook=stop_after_first).run()
+    assert report.interrupted and not report.complete and report.items_read == 4
+    assert all(r["worker"] is None for r in file_rows(database))  # released on the way out
+    again = loader(clients, database, url, batch_lines=4).run()
+    assert again.complete and again.items_read == 16
+    assert len(database.items("orders")) == 20
