@@ -48,6 +48,13 @@ class FileClaim:
 
 
 @dataclass
+class FileStatus:
+    done: bool
+    error: str | None
+    lines_done: int
+
+
+@dataclass
 class LoadState:
     files: int
     done: int
@@ -198,6 +205,15 @@ class ExportFileStore:
                 )
                 .values(worker=None, lease_until=None, error=error, updated_at=datetime.now(UTC))
             )
+
+    def file(self, file_no: int) -> FileStatus | None:
+        t = self.table
+        query = select(t.c.done, t.c.error, t.c.lines_done).where(
+            t.c.export_arn == self.export_arn, t.c.file_no == file_no
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else FileStatus(bool(row.done), row.error, row.lines_done)
 
     def state(self) -> LoadState:
         t = self.table
