@@ -4,9 +4,10 @@ out by the optional Step Functions state machine of deploy/template.yaml (README
 
 Two actions, both idempotent:
 
-* `{"action": "plan", "exportUrl": "s3://…/AWSDynamoDB/ID"}` checks the export's
-  manifests, registers its files in `cdc_export_files` and answers
-  `{"exportUrl": …, "files": [0, 1, …], "items": N}`: the Distributed Map's items.
+* `{"action": "plan", "exportUrl": "s3://…/AWSDynamoDB/ID", "maxConcurrency": "10"}`
+  checks the export's manifests, registers its files in `cdc_export_files` and answers
+  `{"exportUrl": …, "files": [0, 1, …], "items": N, "maxConcurrency": 10}`: the
+  Distributed Map's items and concurrency.
 * `{"action": "load", "exportUrl": …, "fileNo": n}` claims file n and applies it from
   its saved line until it is done or the invocation is about to end, then answers
   `{"exportUrl", "fileNo", "done", "busy", "linesDone"}`. `done: false` makes the state
@@ -96,6 +97,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             "exportUrl": url,
             "files": [f.number for f in export.files],
             "items": export.summary.item_count,
+            # The Distributed Map's MaxConcurrencyPath: the template's parameter, which
+            # reaches the plan as text (DefinitionSubstitutions are strings).
+            "maxConcurrency": int(event.get("maxConcurrency") or 10),
         }
     if event.get("action") != "load" or not isinstance(event.get("fileNo"), int):
         raise InvalidInvocation('expected "action": "plan", or "load" with an integer "fileNo"')

@@ -54,8 +54,9 @@ def test_the_state_machine_loop_loads_every_file_across_invocations(
     monkeypatch.setattr(export_handler, "BATCH_LINES", 4)
     monkeypatch.setattr(export_handler, "RESERVE_S", 10_000.0)
     # WHEN the plan runs, then each file is invoked until it answers done
-    plan = export_handler.handler({"action": "plan", "exportUrl": url}, FakeContext())
-    assert plan == {"exportUrl": url, "files": [0, 1, 2], "items": 30}
+    event = {"action": "plan", "exportUrl": url, "maxConcurrency": "4"}
+    plan = export_handler.handler(event, FakeContext())
+    assert plan == {"exportUrl": url, "files": [0, 1, 2], "items": 30, "maxConcurrency": 4}
     invocations = 0
     for file_no in plan["files"]:
         answer = {"done": False}
