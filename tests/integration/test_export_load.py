@@ -294,3 +294,62 @@ def test_stop_between_batches_then_resume(clients, database):
     again = loader(clients, database, url, batch_lines=4).run()
     assert again.complete and again.items_read == 16
     assert len(database.items("orders")) == 20
+
+
+def test_export_to_requests_an_export_waits_for_it_and_loads_it(
+    clients, database, monkeypatch, capsys
+):
+    # GIVEN a table with point-in-time recovery, and moto's export completed in the
+    # documented layout (moto itself writes one data file and no manifests)
+    import argparse
+
+    from cdc.app.commands import backfill as backfill_command
+    from cdc.aws.exports import export_location
+
+    make_table(clients, count=12)
+    ddb = clients.dynamodb()
+    ddb.update_continuous_backups(
+        TableName="Orders",
+        PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+    )
+    clients.s3().create_bucket(
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    polls: list[str] = []
+
+    class Described:
+        def __init__(self, client):
+            self.client = client
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        def describe_export(self, **kw):
+            described = self.client.describe_export(**kw)
+            polls.append(described["ExportDescription"]["ExportStatus"])
+            location = export_location(described["ExportDescription"])
+            prefix, export_id = location.folder.split("/AWSDynamoDB/")
+            if described["ExportDescription"]["ExportStatus"] == "COMPLETED":
+                export_now(clients, files=3, prefix=prefix, export_id=export_id)
+            return described
+
+    class Wrapped(type(clients)):
+        def dynamodb(self, region=None):
+            return Described(clients.dynamodb(region))
+
+        def s3(self, region=None):
+            return clients.s3(region)
+
+    parser = argparse.ArgumentParser()
+    backfill_command.add_arguments(parser)
+    args = parser.parse_args(
+        ["Orders", "--export-to", f"s3://{BUCKET}/nightly/", "--poll-interval", "0.1"]
+    )
+    # WHEN `cdc backfill --export-to` runs
+    code = backfill_command.run(database.settings, args, clients=Wrapped("eu-central-1"))
+    # THEN it waited for the export, loaded it, and said so
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert polls and polls[-1] == "COMPLETED"
+    assert "export requested: arn:" in out.err and "complete" in out.out
+    assert len(database.items("orders")) == 12
