@@ -153,6 +153,8 @@ class ExportLoad:
             self.progress.start(state.items_done, state.done, state.files)
         try:
             workers = max(1, min(self.options.workers, state.files - state.done))
+            if self.engine.dialect.name == "sqlite":
+                workers = 1  # one writer at a time: more threads would only wait on locks
             with ThreadPoolExecutor(workers, thread_name_prefix="export-load") as pool:
                 futures = [pool.submit(self._worker, report) for _ in range(workers)]
                 try:
