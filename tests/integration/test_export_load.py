@@ -353,3 +353,57 @@ def test_export_to_requests_an_export_waits_for_it_and_loads_it(
     assert polls and polls[-1] == "COMPLETED"
     assert "export requested: arn:" in out.err and "complete" in out.out
     assert len(database.items("orders")) == 12
+
+
+def test_an_incremental_export_fills_what_the_stream_never_wrote_and_never_overrides_it(
+    clients, database
+):
+    # GIVEN a replica loaded from a full export, with the stream consumed from before it
+    stream_arn = make_table(clients, count=10)
+    assert loader(clients, database, export_now(clients, files=2)).run().complete
+    ddb = clients.dynamodb()
+    ddb.put_item(TableName="Orders", Item=item(1, name={"S": "changed in the window"}))
+    ddb.delete_item(TableName="Orders", Key={"Id": {"N": "2"}})
+    tail_once(clients, database, stream_arn)
+    arn = ddb.describe_table(TableName="Orders")["Table"]["TableArn"]
+    meta = {"WriteTimestampMicros": {"N": "1764151200000000"}}
+    # ... and an incremental export of the window: key 1 in an older state than the
+    # stream's, key 2 deleted, key 100 that the stream never delivered (a gap), key 200
+    # created and deleted within the window
+    lines = [
+        [
+            {
+                "Metadata": meta,
+                "Keys": {"Id": {"N": "1"}},
+                "NewImage": wire_item(item(1, name={"S": "older than the stream"})),
+            },
+            {"Metadata": meta, "Keys": {"Id": {"N": "2"}}, "OldImage": wire_item(item(2))},
+        ],
+        [
+            {"Metadata": meta, "Keys": {"Id": {"N": "100"}}, "NewImage": wire_item(item(100))},
+            {"Metadata": meta, "Keys": {"Id": {"N": "200"}}},
+        ],
+    ]
+    url = write_export(clients.s3(), BUCKET, arn, [], lines=lines, export_type="INCREMENTAL_EXPORT")
+    # WHEN it is loaded
+    report = loader(clients, database, url).run()
+    # THEN key 100 is filled in, the stream's versions stand, nothing deleted comes back
+    assert report.complete and report.items_done == 4
+    rows = database.items("orders")
+    assert rows["100"][0]["name"] == "item 100" and rows["100"][1] == 0
+    assert rows["1"][0]["name"] == "changed in the window" and rows["1"][1] > 0
+    assert deleted(database) == {"2": True, "200": True} | {
+        k: False for k in rows if k not in ("2", "200")
+    }
+    assert rows["2"][1] > 0  # the stream's delete stands
+    # ... and loading it again changes nothing
+    again = loader(clients, database, url).run()
+    assert again.already_complete and database.items("orders") == rows
+
+
+def deleted(database) -> dict[str, bool]:
+    from sqlalchemy import Text, cast
+
+    t = database.table("orders")
+    with database.engine.connect() as conn:
+        return {k: bool(d) for k, d in conn.execute(select(cast(t.c.id, Text), t.c._cdc_deleted))}
