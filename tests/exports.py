@@ -29,9 +29,39 @@ def wire_item(item: dict[str, Any]) -> dict[str, Any]:
     return image_to_wire(item)
 
 
-def gz_lines(lines: list[dict[str, Any]]) -> bytes:
-    text = "".join(json.dumps(line) + "\n" for line in lines)
+def gz_lines(lines: list[dict[str, Any]] | list[str]) -> bytes:
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
     return gzip.compress(text.encode())
+
+
+def ion_text(av: dict[str, Any]) -> str:
+    """An AttributeValue in Amazon Ion text, as an ION export writes it: sets are
+    lists annotated $dynamodb_SS / NS / BS, numbers decimals, binary blobs."""
+    ((tag, value),) = av.items()
+    if tag == "S":
+        return json.dumps(value)
+    if tag == "N":
+        return value if "." in value or "e" in value.lower() else f"{value}."
+    if tag == "B":
+        return "{{" + value + "}}"
+    if tag in ("SS", "NS", "BS"):
+        inner = [ion_text({tag[0]: v}) for v in value]
+        return f"$dynamodb_{tag}::[" + ",".join(inner) + "]"
+    if tag == "BOOL":
+        return "true" if value else "false"
+    if tag == "NULL":
+        return "null"
+    if tag == "L":
+        return "[" + ",".join(ion_text(v) for v in value) + "]"
+    return ion_struct(value)
+
+
+def ion_struct(image: dict[str, Any]) -> str:
+    return "{" + ",".join(f"{json.dumps(k)}:{ion_text(v)}" for k, v in image.items()) + "}"
+
+
+def ion_item_line(item: dict[str, Any]) -> str:
+    return "$ion_1_0 {Item:" + ion_struct(item) + "}"
 
 
 def write_export(
@@ -45,7 +75,7 @@ def write_export(
     export_type: str = "FULL_EXPORT",
     output_format: str = "DYNAMODB_JSON",
     finished: bool = True,
-    lines: list[list[dict[str, Any]]] | None = None,
+    lines: list[list[dict[str, Any]]] | list[list[str]] | None = None,
     bodies: dict[int, bytes] | None = None,
     md5s: dict[int, str] | None = None,
 ) -> str:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
-FORMATS = ("DYNAMODB_JSON",)  # what cdc loads; ION is refused with a way out
+FORMATS = ("DYNAMODB_JSON", "ION")  # ION needs amazon.ion: pip install 'cdc[ion]'
 FULL, INCREMENTAL = "FULL_EXPORT", "INCREMENTAL_EXPORT"
 
 

@@ -229,7 +229,8 @@ class ExportLoad:
                 return False  # the download outlasted the lease: another worker has it
             batch: list[dict[str, Any]] = []
             lines = claim.lines_done
-            for number, line in read_lines(spool, where, claim.lines_done):
+            lines_of = read_lines(spool, where, claim.lines_done, self.export.summary.output_format)
+            for number, line in lines_of:
                 lines = number
                 if line is not None:
                     record = line_record(

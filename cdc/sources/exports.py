@@ -37,10 +37,16 @@ def snapshot_record(image: dict[str, Any], source: SourceTable, stream_arn: str)
 
 
 def read_lines(
-    stream: IO[bytes], where: str, start: int = 0
+    stream: IO[bytes], where: str, start: int = 0, output_format: str = "DYNAMODB_JSON"
 ) -> Iterator[tuple[int, dict[str, Any] | None]]:
     """(line number from 1, parsed line or None for a blank one) of a gzip JSON Lines
-    file, skipping the first `start` lines (already committed by an earlier run)."""
+    (or Ion text lines) file, skipping the first `start` lines (already committed by an
+    earlier run)."""
+    parse = _json_line
+    if output_format == "ION":
+        from cdc.sources.exports_ion import ion_line
+
+        parse = ion_line
     number = 0
     try:
         with gzip.GzipFile(fileobj=stream, mode="rb") as lines:
@@ -51,17 +57,25 @@ def read_lines(
                     yield number, None
                     continue
                 try:
-                    parsed = json.loads(raw)
-                except ValueError as exc:
-                    raise ExportFileError(f"{where} line {number}: not JSON ({exc})") from None
-                if not isinstance(parsed, dict):
-                    raise ExportFileError(f"{where} line {number}: not a JSON object")
+                    parsed = parse(raw)
+                except CdcError as exc:
+                    raise ExportFileError(f"{where} line {number}: {exc}") from None
                 yield number, parsed
     except (OSError, EOFError, zlib.error) as exc:
         raise ExportFileError(
             f"{where}: not a complete gzip file after line {number} ({exc}); "
             "the lines before it that were committed stay"
         ) from None
+
+
+def _json_line(raw: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw)
+    except ValueError as exc:
+        raise CdcError(f"not JSON ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise CdcError("not a JSON object")
+    return parsed
 
 
 def line_record(

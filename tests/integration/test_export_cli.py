@@ -133,7 +133,7 @@ def test_a_killed_process_is_taken_over_from_its_last_line(aws, pg_engine, pg_sc
     ("change", "message"),
     [
         ({"finished": False}, "is not finished: it has no manifest-summary.json yet"),
-        ({"output_format": "ION"}, "is in ION format; cdc loads DYNAMODB_JSON"),
+        ({"output_format": "CSV"}, "is in CSV format; cdc loads DYNAMODB_JSON, ION"),
     ],
 )
 def test_an_export_that_cannot_be_loaded_is_one_line(aws, pg_engine, pg_schema, change, message):

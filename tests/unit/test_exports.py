@@ -6,6 +6,7 @@ import base64
 import gzip
 import hashlib
 import io
+import re
 
 import pytest
 
@@ -135,3 +136,65 @@ def test_incremental_lines_are_snapshot_inserts_and_removes():
 def test_a_line_of_another_kind_is_refused(line, incremental):
     with pytest.raises(ExportFileError, match=r"^f line 3: not a"):
         line_record(line, SOURCE, STREAM, incremental=incremental, where="f line 3")
+
+
+def test_ion_values_become_attribute_values():
+    from cdc.sources.exports_ion import ion_line
+
+    line = ion_line(
+        b'$ion_1_0 {Item:{Authors:$dynamodb_SS::["A1","A2"],Id:103.,Pages:6d2,Price:2.50,'
+        b"Big:12345678901234567890123456789012345678,B:{{AAE=}},Z:null,T:null.string,"
+        b'In:false,L:[1,"x",{m:true}],NS:$dynamodb_NS::[1,2.0],BS:$dynamodb_BS::[{{/w==}}]}}'
+    )
+    assert line == {
+        "Item": {
+            "Authors": {"SS": ["A1", "A2"]},
+            "Id": {"N": "103"},
+            "Pages": {"N": "600"},
+            "Price": {"N": "2.5"},
+            "Big": {"N": "12345678901234567890123456789012345678"},
+            "B": {"B": "AAE="},
+            "Z": {"NULL": True},
+            "T": {"NULL": True},
+            "In": {"BOOL": False},
+            "L": {"L": [{"N": "1"}, {"S": "x"}, {"M": {"m": {"BOOL": True}}}]},
+            "NS": {"NS": ["1", "2"]},
+            "BS": {"BS": ["/w=="]},
+        }
+    }
+
+
+def test_an_incremental_ion_line_keeps_keys_and_images():
+    from cdc.sources.exports_ion import ion_line
+
+    line = ion_line(
+        b'{Metadata:{WriteTimestampMicros:1764151200000000},Keys:{pk:"a",sk:1.},'
+        b'OldImage:{pk:"a",sk:1.,v:"old"}}'
+    )
+    assert line["Keys"] == {"pk": {"S": "a"}, "sk": {"N": "1"}}
+    assert "NewImage" not in line and line["OldImage"]["v"] == {"S": "old"}
+    record = line_record(line, SOURCE, STREAM, incremental=True, where="f")
+    assert record["eventName"] == "REMOVE"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"{Item:{t:2024-01-01T}}", "Item.t: Ion timestamp has no DynamoDB type"),
+        (b"{Item:{s:$dynamodb_XS::[1]}}", "Item.s: unknown annotation"),
+        (b'{Item:{s:$dynamodb_SS::[1,"a"]}}', "Item.s: a SS holds a member that is not S"),
+        (b"{Item:", "not Amazon Ion"),
+        (b"[1]", "not one Ion struct"),
+    ],
+)
+def test_ion_that_is_no_item_is_refused_with_its_path(text, message):
+    from cdc.sources.exports_ion import IonError, ion_line
+
+    with pytest.raises(IonError, match=re.escape(message)):
+        ion_line(text)
+
+
+def test_an_ion_file_line_error_names_file_and_line():
+    stream = gz('{Item:{a:"1"}}\n{Item:{t:2024-01-01T}}\n')
+    with pytest.raises(ExportFileError, match=r"^f line 2: Item.t: Ion timestamp"):
+        list(read_lines(stream, "f", output_format="ION"))
