@@ -179,14 +179,23 @@ def check_export(summary: ExportSummary, table: str, location: ExportLocation) -
         raise ExportError(f"{location.url}: unknown exportType {summary.export_type!r}")
 
 
-def download(s3: S3Client, bucket: str, file: DataFile, into: IO[bytes]) -> None:
+def download(
+    s3: S3Client,
+    bucket: str,
+    file: DataFile,
+    into: IO[bytes],
+    progress: Callable[[], None] | None = None,
+) -> None:
     """The data file into `into`, its MD5 checked against the manifest before anything
-    of it is read: a file damaged in S3 or replaced stops the load before it writes."""
+    of it is read: a file damaged in S3 or replaced stops the load before it writes.
+    `progress` is called after each MiB (a worker renews its lease there)."""
     response = call(s3.get_object, Bucket=bucket, Key=file.key)
     digest = hashlib.md5(usedforsecurity=False)
     for chunk in response["Body"].iter_chunks(1 << 20):
         digest.update(chunk)
         into.write(chunk)
+        if progress is not None:
+            progress()
     into.flush()
     into.seek(0)
     if not _same_md5(digest.digest(), file.md5):

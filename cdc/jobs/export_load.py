@@ -223,8 +223,15 @@ class ExportLoad:
         seconds left before `deadline` (a Lambda invocation)."""
         where = f"s3://{self.export.location.bucket}/{claim.data_key}"
         entry = self.export.files[claim.file_no]
+        renewed = [time.monotonic()]
+
+        def renew() -> None:  # a long download keeps its lease
+            if time.monotonic() - renewed[0] > self.options.lease / 3:
+                renewed[0] = time.monotonic()
+                self.store.advance(claim, worker, self.options.lease)
+
         with tempfile.TemporaryFile(prefix="cdc-export-") as spool:
-            s3x.download(self.s3, self.export.location.bucket, entry, spool)
+            s3x.download(self.s3, self.export.location.bucket, entry, spool, renew)
             if not self.store.advance(claim, worker, self.options.lease):
                 return False  # the download outlasted the lease: another worker has it
             batch: list[dict[str, Any]] = []
