@@ -81,10 +81,11 @@ def one_line_error(result) -> str:
 
 
 def test_processes_share_an_export_and_each_exits_0(aws, db, tmp_path):
-    # GIVEN an export of 1200 items in 8 files
-    url = make_export(aws, 1200, 8)
+    # GIVEN an export of 4000 items in 12 files, loaded in small batches (so one process
+    # cannot finish it before the other has started)
+    url = make_export(aws, 4000, 12)
     env = cdc_env(aws.url, database_url(db.engine), db.schema)
-    argv = ["backfill", "Orders", "--from-export", url, "--workers", "2", "--batch-size", "50"]
+    argv = ["backfill", "Orders", "--from-export", url, "--workers", "2", "--batch-size", "20"]
     # WHEN two processes run the same command at once
     procs = [start_cdc(*argv, "--json", env=env, log=tmp_path / f"{n}.log") for n in range(2)]
     codes = [p.wait(180) for p in procs]
@@ -92,9 +93,10 @@ def test_processes_share_an_export_and_each_exits_0(aws, db, tmp_path):
     outputs = [(tmp_path / f"{n}.log").read_text() for n in range(2)]
     assert codes == [0, 0], outputs
     reports = [json.loads(o.strip().splitlines()[-2]) for o in outputs]
-    assert all(r["complete"] and r["files_done"] == 8 for r in reports)
-    assert sum(r["items_read"] for r in reports) == 1200
-    assert count(db.engine, db.schema) == 1200
+    assert all(r["complete"] and r["files_done"] == 12 for r in reports)
+    assert sum(r["items_read"] for r in reports) == 4000
+    assert all(r["items_read"] > 0 for r in reports)  # both did share the work
+    assert count(db.engine, db.schema) == 4000
     # WHEN run again: a no-op
     again = run_cdc(*argv, env=env)
     assert again.returncode == 0 and "already loaded" in again.stdout, again.stderr
