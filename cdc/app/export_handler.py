@@ -105,7 +105,6 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         raise InvalidInvocation('expected "action": "plan", or "load" with an integer "fileNo"')
     file_no: int = event["fileNo"]
     from cdc.aws.exports import ExportError
-    from cdc.jobs.replicate import Replicator
     from cdc.sources.exports import ExportFileError
     from cdc.sql.export_files import worker_id
 
@@ -125,7 +124,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     try:
         done = load.load_file(
             claim,
-            Replicator(engine, settings),
+            load.replicator(),
             me,
             report,
             deadline=Deadline.from_context(context),

@@ -178,12 +178,17 @@ class ExportLoad:
         with self._lock:
             report.errors = list(dict.fromkeys([*report.errors, *state.errors]))
 
+    def replicator(self) -> Replicator:
+        """One per worker thread (a Replicator caches table metadata; the engine is
+        shared), taking the records cdc/sources/exports.py makes."""
+        from cdc.jobs.replicate import Replicator
+
+        return Replicator(self.engine, self.settings)
+
     def _worker(self, report: LoadReport) -> None:
         """Claim files until the export is loaded, waiting for the leases of files
         other workers hold (taking them over if they expire)."""
-        from cdc.jobs.replicate import Replicator
-
-        replicator = Replicator(self.engine, self.settings)
+        replicator = self.replicator()
         me = worker_id()
         while not self.stop.is_set():
             claim = self.store.claim(me, self.options.lease)
