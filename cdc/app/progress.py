@@ -15,8 +15,15 @@ if TYPE_CHECKING:
 class LineProgress:
     """Plain lines every `interval` seconds: for logs and CI, where a bar is noise."""
 
-    def __init__(self, table: str, interval: float = 10.0, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        table: str,
+        interval: float = 10.0,
+        out: TextIO | None = None,
+        unit: str = "segments",
+    ) -> None:
         self.table = table
+        self.unit = unit
         self.interval = interval
         self.out = out or sys.stderr
         self._lock = threading.Lock()
@@ -41,7 +48,7 @@ class LineProgress:
         rate = self._items_this_run / max(now - self._started, 1e-9)
         print(
             f"backfill {self.table}: {self.items:,} items ({rate:,.0f}/s), "
-            f"{self.done}/{self.segments} segments done",
+            f"{self.done}/{self.segments} {self.unit} done",
             file=self.out,
             flush=True,
         )
@@ -54,8 +61,9 @@ class LineProgress:
 class BarProgress:
     """A tqdm bar on a terminal: items, items/s and segments done."""
 
-    def __init__(self, table: str, total: int | None) -> None:
+    def __init__(self, table: str, total: int | None, unit: str = "segments") -> None:
         self.table = table
+        self.unit = unit
         self.total = total or None  # DynamoDB's ItemCount: an estimate, may be 0
         self._bar: Any = None
         self._lock = threading.Lock()
@@ -72,13 +80,13 @@ class BarProgress:
             desc=f"backfill {self.table}",
             dynamic_ncols=True,
         )
-        self._bar.set_postfix_str(f"segments {self.done}/{self.segments}")
+        self._bar.set_postfix_str(f"{self.unit} {self.done}/{self.segments}")
 
     def advance(self, items: int, segment_done: bool) -> None:
         with self._lock:
             self.done += int(segment_done)
             if segment_done:
-                self._bar.set_postfix_str(f"segments {self.done}/{self.segments}", refresh=False)
+                self._bar.set_postfix_str(f"{self.unit} {self.done}/{self.segments}", refresh=False)
             self._bar.update(items)
 
     def close(self) -> None:

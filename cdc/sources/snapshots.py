@@ -1,8 +1,8 @@
-"""Items read from the source table itself (a Scan for `cdc backfill` and `cdc verify`)
-as changes. A snapshot is no stream record: it has no sequence number of its own, so
-it is placed explicitly in the version order (`Snapshot.sequence`), below every record
-of the stream it is taken beside, and a snapshot item never overwrites a streamed
-version (docs/architecture.md, "The ordering argument").
+"""Items read from the source table itself (a Scan for `cdc backfill` and `cdc verify`,
+an export's data files) as changes. A snapshot is no stream record: it has no sequence
+number of its own, so it is placed explicitly in the version order
+(`Snapshot.sequence`), below every record of the stream it is taken beside, and a
+snapshot item never overwrites a streamed version (docs/architecture.md, "The ordering argument").
 
 A `Snapshot` builds Changes directly. The raw record a dead letter keeps of a snapshot
 item is `Snapshot.record(item)`, a small envelope of its own (`eventSource`
@@ -36,8 +36,11 @@ class Snapshot:
     stream_arn: str
     sequence: int = SNAPSHOT_SEQUENCE
 
-    def change(self, item: Mapping[str, Any], index: int = 0) -> Change:
-        """An item (AttributeValues, wire form: binary as base64) as an INSERT."""
+    def change(self, item: Mapping[str, Any], index: int = 0, *, removed: bool = False) -> Change:
+        """An item (AttributeValues, wire form: binary as base64) as an INSERT; with
+        `removed`, the item (its key at least) as a REMOVE: an incremental export's
+        deletion, which, placed like every snapshot, deletes only what the stream never
+        wrote."""
         if not isinstance(item, Mapping):
             raise MalformedRecord(f"snapshot item is a {type(item).__name__}, not an object")
         missing = [name for name in self.key_names if name not in item]
@@ -54,21 +57,22 @@ class Snapshot:
             sequence_number=str(self.sequence),
             stream_arn=self.stream_arn,
             source_table=self.table,
-            event_name="INSERT",
+            event_name="REMOVE" if removed else "INSERT",
             keys=keys,
             key_types=key_types,
             key_values=key_values,
-            new_image=dict(item),
-            old_image=None,
+            new_image=None if removed else dict(item),
+            old_image=dict(item) if removed else None,
             event_time=None,
             is_ttl_expiry=False,
         )
 
-    def record(self, item: Mapping[str, Any]) -> dict[str, Any]:
+    def record(self, item: Mapping[str, Any], *, removed: bool = False) -> dict[str, Any]:
         """The raw record of an item: what a dead letter keeps, and what the replicator
-        takes from a backfill (SNAPSHOT_RECORDS parses it)."""
+        takes from a backfill or an export load (SNAPSHOT_RECORDS parses it)."""
         return {
             "eventSource": SNAPSHOT_SOURCE,
+            "eventName": "REMOVE" if removed else "INSERT",
             "eventSourceARN": self.stream_arn,
             "tableName": self.table,
             "keyNames": list(self.key_names),
@@ -77,7 +81,7 @@ class Snapshot:
         }
 
 
-def _snapshot_of(record: object) -> tuple[Snapshot, Any]:
+def _snapshot_of(record: object) -> tuple[Snapshot, Any, bool]:
     if not isinstance(record, dict) or record.get("eventSource") != SNAPSHOT_SOURCE:
         raise MalformedRecord(f"not a {SNAPSHOT_SOURCE} record")
     table, arn = record.get("tableName"), record.get("eventSourceARN")
@@ -95,7 +99,11 @@ def _snapshot_of(record: object) -> tuple[Snapshot, Any]:
         raise MalformedRecord(
             f"{SNAPSHOT_SOURCE} record lacks tableName, eventSourceARN, keyNames or sequence"
         )
-    return Snapshot(table, tuple(names), arn, int(sequence)), record.get("Item")
+    event_name = record.get("eventName", "INSERT")
+    if event_name not in ("INSERT", "REMOVE"):
+        raise MalformedRecord(f"{SNAPSHOT_SOURCE} record has eventName {event_name!r}")
+    snapshot = Snapshot(table, tuple(names), arn, int(sequence))
+    return snapshot, record.get("Item"), event_name == "REMOVE"
 
 
 class SnapshotRecords:
@@ -103,8 +111,8 @@ class SnapshotRecords:
 
     @staticmethod
     def parse(record: Any, index: int) -> Change:
-        snapshot, item = _snapshot_of(record)
-        return snapshot.change(item, index)
+        snapshot, item, removed = _snapshot_of(record)
+        return snapshot.change(item, index, removed=removed)
 
     @staticmethod
     def sequence_of(record: Any) -> str | None:
@@ -115,7 +123,8 @@ class SnapshotRecords:
     def hints(record: Any) -> dict[str, str]:
         if not isinstance(record, dict):
             return {}
-        hints = {"event_name": "INSERT"}
+        name = record.get("eventName", "INSERT")
+        hints = {"event_name": name if isinstance(name, str) else "INSERT"}
         for hint, field in (("source_table", "tableName"), ("stream_arn", "eventSourceARN")):
             value = record.get(field)
             if isinstance(value, str):

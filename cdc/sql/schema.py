@@ -112,6 +112,26 @@ replica_sources = Table(
     Column("stream_arn", String(512)),  # the first stream seen
     Column("registered_at", UtcDateTime(), nullable=False),
 )
+# --- export loads (`cdc backfill --from-export`; migration 0004) ---------------------------
+export_files = Table(
+    "cdc_export_files",
+    metadata,
+    # One row per data file of a DynamoDB export being loaded: the unit of work that
+    # workers (threads, processes, Lambda invocations) claim, and where each stopped.
+    Column("export_arn", ExactString(512), primary_key=True),
+    Column("file_no", Integer, primary_key=True),  # its line in manifest-files.json, from 0
+    Column("source_table", ExactString(255), nullable=False),
+    Column("data_key", Text, nullable=False),  # dataFileS3Key
+    Column("item_count", BigInteger, nullable=False),  # the manifest's itemCount
+    Column("lines_done", BigInteger, nullable=False),  # lines committed: resume after them
+    Column("items_done", BigInteger, nullable=False),
+    Column("done", Boolean, nullable=False),
+    Column("error", Text),  # why the file stopped a load; cleared when a load starts again
+    Column("worker", String(200)),  # who holds the lease: host:pid:thread:random
+    Column("lease_until", UtcDateTime()),  # a claim older than this is taken over
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+# --- end export loads ------------------------------------------------------------------
 
 BOOKKEEPING_TABLES = (
     "cdc_dead_letters",
@@ -119,4 +139,5 @@ BOOKKEEPING_TABLES = (
     "cdc_tombstones",
     "cdc_backfill_segments",
     "cdc_replica_sources",
+    "cdc_export_files",
 )

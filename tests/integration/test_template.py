@@ -56,10 +56,16 @@ def only(template: Any, kind: str) -> dict[str, Any]:
     return next(iter(found.values()))["Properties"]
 
 
+def named(template: Any, name: str) -> dict[str, Any]:
+    """The stream function's resources by name: the optional export load adds a second
+    function and role (tests/integration/test_template_export.py)."""
+    return dict(template["Resources"][name]["Properties"])
+
+
 def statements(template: Any) -> Iterator[tuple[dict[str, Any], str | None]]:
     """Every statement of the function role's policies, with the condition it is under
     (both branches of an Fn::If are yielded)."""
-    role = only(template, "AWS::IAM::Role")
+    role = named(template, "FunctionRole")
     for policy in role["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
             if "Fn::If" in statement:
@@ -104,7 +110,7 @@ def test_cfn_lint_would_catch_a_broken_mapping():
 
 
 def test_the_function_runs_the_handler_on_a_current_python(template):
-    function = only(template, "AWS::Serverless::Function")
+    function = named(template, "Function")
     assert function["Handler"] == "cdc.handler.handler"
     runtime = parameter_ref(template, function["Runtime"])
     assert set(runtime["AllowedValues"]) <= {"python3.12", "python3.13"}
@@ -117,7 +123,7 @@ def test_the_function_runs_the_handler_on_a_current_python(template):
 
 
 def test_the_function_is_in_the_vpc_and_configured_from_parameters(template):
-    function = only(template, "AWS::Serverless::Function")
+    function = named(template, "Function")
     vpc = function["VpcConfig"]
     assert parameter_ref(template, vpc["SubnetIds"])["Type"] == "List<AWS::EC2::Subnet::Id>"
     assert (
@@ -172,7 +178,7 @@ def test_the_mapping_gives_up_while_the_stream_still_has_the_records(template):
 
 
 def test_the_role_names_the_resource_of_every_data_action(template):
-    role = only(template, "AWS::IAM::Role")
+    role = named(template, "FunctionRole")
     assert "ManagedPolicyArns" not in role  # managed policies grant logs:* on "*"
     for statement, _condition in statements(template):
         assert statement["Effect"] == "Allow"

@@ -68,6 +68,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="when not on a terminal: print a progress line this often (default 10)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    # --- export loads (cdc/app/commands/backfill_export.py) -------------------------------
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--from-export",
+        metavar="S3_URL",
+        help="load a finished DynamoDB export instead of scanning: its folder, "
+        "s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID; any number of processes running the "
+        "same command share its files",
+    )
+    source.add_argument(
+        "--export-to",
+        metavar="S3_URL",
+        help="ask DynamoDB for an export to s3://BUCKET[/PREFIX] (needs point-in-time "
+        "recovery), wait for it, then load it",
+    )
+    parser.add_argument(
+        "--lease",
+        type=_positive_float,
+        default=120.0,
+        metavar="SECONDS",
+        help="export loads: a claimed file not advanced for this long is taken over by "
+        "another worker (default 120)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="export loads: lines written per transaction (default 1000)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        default=15.0,
+        metavar="SECONDS",
+        help="--export-to: how often to ask DynamoDB whether the export is done (default 15)",
+    )
+    # --- end export loads -----------------------------------------------------------------
 
 
 def run(
@@ -84,6 +122,10 @@ def run(
     from cdc.aws import clients as aws
     from cdc.jobs.backfill import Backfill, BackfillOptions, Progress
 
+    if args.from_export or args.export_to:
+        from cdc.app.commands.backfill_export import run_export
+
+        return run_export(settings, args, clients=clients)
     name, arn_region = aws.table_name_and_region(args.table)
     clients = clients or aws.Clients(args.region or settings.region)
     client = clients.dynamodb(args.region or arn_region)
