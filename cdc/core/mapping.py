@@ -24,6 +24,7 @@ from cdc.core.decode import find_nul, image_to_plain, map_strings
 from cdc.core.errors import RecordError
 from cdc.core.jsontext import dumps, image_to_json
 from cdc.core.numbers import canonical_number
+from cdc.core.pii import Personal
 
 log = logging.getLogger("cdc")
 
@@ -47,6 +48,7 @@ Deletes = Literal["soft", "hard"]
 TtlDeletes = Literal["delete", "ignore"]
 NulPolicy = Literal["reject", "strip", "replace"]
 Unmapped = Literal["extra", "drop"]
+Drift = Literal["off", "add_columns"]
 NUL_REPLACEMENT = "\ufffd"
 
 
@@ -57,6 +59,11 @@ class TableOptions:
     nul: NulPolicy = "reject"
     auto_create: bool = True
     hydrate: bool = False
+    # New attributes of one type get a nullable column (README, "Drift"); typed tables.
+    drift: Drift = "off"
+    # Attributes never stored or stored hashed (cdc/core/pii.py); from the table's
+    # `attributes`, not an option of [defaults].
+    personal: Personal | None = None
 
 
 @dataclass(frozen=True)
@@ -284,6 +291,8 @@ def _plain_json(plain: Any, where: str, policy: NulPolicy) -> str:
 
 
 def document_values(image: dict[str, Any], where: str, options: TableOptions) -> dict[str, Any]:
+    if options.personal is not None:
+        image = options.personal.apply(image, where)
     text = image_to_json(image, where)
     if "\\u0000" in text:  # maybe a U+0000 to strip, replace or reject: the slow way
         text = _plain_json(image_to_plain(image, where), where, options.nul)
@@ -314,6 +323,8 @@ def typed_values_factory(config: TableConfig) -> ValuesOf:
     keep_extra = config.unmapped == "extra"
 
     def values_of(image: dict[str, Any], where: str, options: TableOptions) -> dict[str, Any]:
+        if options.personal is not None:
+            image = options.personal.apply(image, where)
         plain = image_to_plain(image, where)  # validates every attribute, used or not
         values: dict[str, Any] = {}
         for column, convert in columns:

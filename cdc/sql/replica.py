@@ -78,6 +78,18 @@ class DocumentTables:
             f"attributes of table {source!r}",
             reserved={n: f"<cdc column {n}>" for n in (ITEM, *BOOKKEEPING_COLUMNS)},
         )
+        options = self.options_for(source)
+        personal = options.personal
+        touched = (
+            [r.attribute for r in personal.rules if r.path[0] in change.keys] if personal else []
+        )
+        if touched:
+            raise RecordError(
+                f"attribute(s) {', '.join(touched)} of table {source!r} are key attributes "
+                "and cannot be excluded or hashed; change [tables."
+                f"{source}.attributes] in the mapping",
+                kind="config",
+            )
         keys = []
         for attribute in sorted(change.keys):
             column = fit(snake(attribute), self.max_identifier_bytes, attribute)
@@ -98,7 +110,7 @@ class DocumentTables:
             comment=f"cdc replica of DynamoDB table {source}",
             **dict[str, Any](self.table_options),
         )
-        return replica_spec(source, table, tuple(keys), self.options_for(source), document_values)
+        return replica_spec(source, table, tuple(keys), options, document_values)
 
 
 def bookkeeping_columns() -> list[Column[Any]]:
