@@ -6,7 +6,6 @@ suggests the entity groups of a single-table design as comments."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,9 @@ from tests.moto_server import (
 
 
 @pytest.fixture
-def aws(moto_server: MotoServer) -> Iterator[MotoServer]:  # noqa: F811 - the imported fixture
+def aws(moto_server: MotoServer) -> MotoServer:  # noqa: F811 - the imported fixture
     moto_server.reset()
-    yield moto_server
+    return moto_server
 
 
 def single_table_items() -> list[dict[str, Any]]:
