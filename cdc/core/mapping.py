@@ -21,6 +21,7 @@ from typing import Any, Generic, Literal, TypeVar
 from cdc.core.change import Change
 from cdc.core.convert import ColumnType, ConversionError, Converter, converter
 from cdc.core.decode import find_nul, image_to_plain, map_strings
+from cdc.core.drift_columns import DriftColumns
 from cdc.core.errors import RecordError
 from cdc.core.jsontext import dumps, image_to_json
 from cdc.core.numbers import canonical_number
@@ -166,6 +167,8 @@ class TableSpec(Generic[TableT]):
             for name in column_names
             if name not in self.key_names and name not in BOOKKEEPING_COLUMNS
         )
+        # drift = "add_columns": the columns learnt from the live table (cdc/sql/drift_columns.py)
+        self.drift: DriftColumns | None = None
 
     def key_of(self, change: Change) -> tuple[Any, ...]:
         actual = change.key_types
@@ -312,7 +315,7 @@ def _lookup(image: dict[str, Any], path: tuple[str, ...]) -> Any:
     return current
 
 
-def typed_values_factory(config: TableConfig) -> ValuesOf:
+def typed_values_factory(config: TableConfig, drift: DriftColumns | None = None) -> ValuesOf:
     keys = set(config.keys)
     columns = [
         (c, converter(c.column, c.type, c.time_format))
@@ -339,10 +342,39 @@ def typed_values_factory(config: TableConfig) -> ValuesOf:
             values[column.column] = _fix_nul(value, path, options.nul)
         if keep_extra:
             rest = {name: value for name, value in plain.items() if name not in direct}
+            if drift is not None:
+                _drift_values(drift, image, rest, values, where, options.nul)
             values[EXTRA] = _plain_json(rest, where, options.nul) if rest else None
         return values
 
     return values_of
+
+
+def _drift_values(
+    drift: DriftColumns,
+    image: dict[str, Any],
+    rest: dict[str, Any],
+    values: dict[str, Any],
+    where: str,
+    policy: NulPolicy,
+) -> None:
+    """Move the attributes that have a drift column from `rest` (the future `extra`)
+    into their columns; a value the column cannot hold, or NULL, stays in `extra`."""
+    known = drift.by_attribute
+    for column, _ in known.values():
+        values[column.column] = None
+    for name in [n for n in rest if n in known]:
+        column, convert = known[name]
+        path = f"{where}.{name}"
+        try:
+            value = convert(image[name], path)
+            if value is None:
+                continue
+            value = _fix_nul(value, path, policy)
+        except RecordError:
+            continue
+        values[column.column] = value
+        del rest[name]
 
 
 def _fix_nul(value: Any, path: str, policy: NulPolicy) -> Any:

@@ -13,6 +13,7 @@ from sqlalchemy.types import TypeEngine
 from cdc.core.change import Change
 from cdc.core.convert import ColumnType, converter
 from cdc.core.decode import to_python
+from cdc.core.drift_columns import DriftColumns
 from cdc.core.errors import ConfigError, NameCollision, RecordError
 from cdc.core.mapping import (
     APPLIED_AT,
@@ -192,6 +193,9 @@ def typed_spec(
         tuple(resolved[c.attribute] for c in config.columns),
         config.unmapped,
     )
-    return replica_spec(
-        source, table, tuple(key_columns), config.options, typed_values_factory(effective)
+    drift = DriftColumns() if config.options.drift == "add_columns" else None
+    spec = replica_spec(
+        source, table, tuple(key_columns), config.options, typed_values_factory(effective, drift)
     )
+    spec.drift = drift
+    return spec

@@ -14,6 +14,7 @@ from cdc.config import Settings
 from cdc.core.mapping import BOOKKEEPING_COLUMNS, is_reserved_table
 from cdc.sql.backends.base import Dialect
 from cdc.sql.drift import column_problems
+from cdc.sql.drift_columns import refresh
 from cdc.sql.replica import ReplicaSpec
 
 log = logging.getLogger("cdc")
@@ -49,6 +50,8 @@ class ReplicaTables:
         error makes the replicator forget what it knows."""
         name = spec.qualified_name
         if name in self._ready:
+            if spec.drift is not None and spec.drift.due():  # columns `cdc migrate` made since
+                refresh(self.engine, spec, self.dialect.column_type)
             return None
         table = spec.table
         if is_reserved_table(table.name):
@@ -129,6 +132,7 @@ class ReplicaTables:
                 report=typed,
             )
         self._upgrade(spec)
+        refresh(self.engine, spec, self.dialect.column_type)
         self._ready.add(name)
         return None
 
