@@ -165,7 +165,16 @@ def typed_spec(
                 converter(column.column, column.type, column.time_format),
             )
         )
-        sql_columns.append(Column(column.column, column_type(column.type, True), primary_key=True))
+        # Never AUTO_INCREMENT (MySQL would turn a key 0 into the next counter value)
+        # nor SERIAL: key values come from the items.
+        sql_columns.append(
+            Column(
+                column.column,
+                column_type(column.type, True),
+                primary_key=True,
+                autoincrement=False,
+            )
+        )
     for attribute, column in resolved.items():
         if attribute in config.keys:
             continue

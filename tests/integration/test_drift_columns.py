@@ -161,3 +161,43 @@ def test_drift_needs_a_typed_table_with_extra(tmp_path: Path) -> None:
     config.write_text('[tables.T]\ndrift = "yes"\n')
     with pytest.raises(ConfigError, match="drift = 'yes'; expected one of 'off', 'add_columns'"):
         load_settings({"CDC_CONFIG": str(config)})
+
+
+def test_backfill_and_verify_see_drift_columns(
+    clients: Any, place: Place, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from cdc.aws.clients import describe_table
+    from cdc.jobs.backfill import Backfill, BackfillOptions
+    from cdc.jobs.verify import Verifier
+
+    config = tmp_path / "mapping.toml"
+    config.write_text(MAPPING)
+    use(monkeypatch, place, config)
+    assert main(["migrate"]) == 0
+    ddb = clients.dynamodb()
+    ddb.create_table(
+        TableName="Orders",
+        KeySchema=[{"AttributeName": "Id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "Id", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for i in range(4):
+        item = {"Id": {"N": str(i)}, "Total": {"N": "1.25"}, "Coupon": {"S": f"C{i}"}}
+        ddb.put_item(TableName="Orders", Item=item)
+    source = describe_table(ddb, "Orders")
+    settings = load_settings(place.env(config))
+    options = BackfillOptions(segments=1)
+    assert Backfill(ddb, source, place.engine, settings, options).run().complete
+    assert main(["revision", "-m", "drift"]) == 0
+    assert main(["migrate"]) == 0, capsys.readouterr()
+    assert by_id(place)[2]["coupon"] == "C2"
+
+    first = Verifier(ddb, source, place.engine, settings, settle=0).run()
+    assert first.identical, first.examples
+    assert by_id(place)[0]["coupon"] == "C0"  # key 0 stays 0 (MySQL: no AUTO_INCREMENT)
+    ddb.put_item(
+        TableName="Orders",
+        Item={"Id": {"N": "1"}, "Total": {"N": "1.25"}, "Coupon": {"S": "changed"}},
+    )
+    report = Verifier(ddb, source, place.engine, settings, settle=0).run()
+    assert [d.attributes for d in report.examples["different"]] == [["coupon"]]
