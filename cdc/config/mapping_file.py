@@ -219,6 +219,13 @@ def _rules(
                 "the key names the row in cdc's bookkeeping (dead letters, tombstones, "
                 "redrive)"
             )
+        inside = [c for c in columns if c.startswith(f"{attribute}.")]
+        if inside:
+            verb = "excluded" if rule.action == "exclude" else "hashed"
+            raise ConfigError(
+                f"{path}: [{where}] {attribute} is {verb}, which leaves nothing for the "
+                f"column of {inside[0]}"
+            )
         column = columns.get(attribute)
         if rule.action == "hash" and column is not None and column.type.kind != "text":
             raise ConfigError(

@@ -66,7 +66,9 @@ def adopt(spec: ReplicaSpec, found: Iterable[DriftColumn], column_type: ColumnTy
     column, its values the attribute (cdc/core/mapping.py `_drift_values`)."""
     if spec.drift is None:
         return
-    new = spec.drift.learn([c for c in found if c.column not in spec.key_names])
+    # A column the mapping declares (a drift column moved into the mapping) is not one.
+    declared = set(spec.key_names) | (set(spec.value_names) - set(spec.drift.columns))
+    new = spec.drift.learn([c for c in found if c.column not in declared])
     for column in new:
         if column.column not in spec.table.c:
             spec.table.append_column(sql_column(column, column_type))

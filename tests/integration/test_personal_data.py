@@ -274,6 +274,11 @@ def _deadline() -> Any:
             "S is excluded (never stored) but also a column",
         ),
         ('[tables.T.attributes]\nS = { hash = "md5" }\n', "hash = 'md5'; expected one of"),
+        (
+            '[tables.T]\nkeys = ["Id"]\n[tables.T.columns]\nId = "text"\n"A.B" = "text"\n'
+            "[tables.T.attributes]\nA = { exclude = true }\n",
+            "A is excluded, which leaves nothing for the column of A.B",
+        ),
         ("[tables.T.attributes]\nS = { redact = true }\n", "unknown key(s) redact"),
         ("[tables.T.attributes]\nS = true\n", "must be { exclude = true }"),
     ],
@@ -298,3 +303,14 @@ def test_hashing_needs_a_key_and_never_prints_it(tmp_path: Path) -> None:
     assert "short-secret" not in str(raised.value)
     settings = load_settings({"CDC_CONFIG": str(path), "CDC_HASH_KEY": KEY})
     assert KEY not in repr(settings)
+
+
+def test_the_single_table_example_loads() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "single_table.toml"
+    tables = load_settings({"CDC_CONFIG": str(example), "CDC_HASH_KEY": KEY}).tables
+    app = tables["App"]
+    assert app.options.drift == "add_columns"
+    assert app.options.personal is not None
+    assert app.options.personal.excluded == {"Phone", "Shipping.Street"}
+    assert app.options.personal.hashed == {"Email", "Referrer"}
+    assert tables["AuditLog"].options.personal is not None
