@@ -125,7 +125,13 @@ class Personal:
         marked = _marked_digest(av)
         if marked is not None:
             return marked
-        return hmac.new(self.key.get(), _hash_input(av, path), hashlib.sha256).hexdigest()
+        try:
+            data = _hash_input(av, path)
+        except RecordError:  # its message may quote the value, which must not be kept
+            raise RecordError(
+                f"{path} is not a valid AttributeValue; it cannot be hashed", kind="decode"
+            ) from None
+        return hmac.new(self.key.get(), data, hashlib.sha256).hexdigest()
 
 
 def _rewrite(
