@@ -141,7 +141,8 @@ def _rewrite(
     where: str,
 ) -> dict[str, Any]:
     out = dict(image)
-    for rule in rules:
+    # Children before their parent: "A.B" excluded, then "A" hashed without it.
+    for rule in sorted(rules, key=lambda r: -len(r.path)):
         _rewrite_path(out, rule.path, rule.action, hashed, f"{where}.{rule.attribute}")
     return out
 
