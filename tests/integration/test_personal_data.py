@@ -314,3 +314,27 @@ def test_the_single_table_example_loads() -> None:
     assert app.options.personal.excluded == {"Phone", "Shipping.Street"}
     assert app.options.personal.hashed == {"Email", "Referrer"}
     assert tables["AuditLog"].options.personal is not None
+
+
+def test_the_key_can_come_from_a_secret(clients: Any, tmp_path: Path) -> None:
+    import boto3
+
+    from cdc.app.engines import engine_for
+
+    arn = boto3.client("secretsmanager").create_secret(Name="hash-key", SecretString=KEY)["ARN"]
+    path = tmp_path / "m.toml"
+    path.write_text('[tables.T.attributes]\nEmail = { hash = "hmac-sha256" }\n')
+    env = {
+        "CDC_CONFIG": str(path),
+        "CDC_DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+        "CDC_HASH_KEY_SECRET_ARN": arn,
+    }
+    settings = load_settings(env)
+    engine_for(settings).dispose()  # reads the secret, once, at start-up
+    personal = settings.tables["T"].options.personal
+    assert personal is not None
+    assert personal.apply({"Email": {"S": EMAIL}}, "x") == {"Email": {"S": digest(EMAIL)}}
+
+    missing = load_settings({**env, "CDC_HASH_KEY_SECRET_ARN": arn + "-gone"})
+    with pytest.raises(ConfigError, match="cannot read CDC_HASH_KEY_SECRET_ARN="):
+        engine_for(missing)
