@@ -139,7 +139,10 @@ def _table(
     rules = _rules(raw.get("attributes", {}), raw_columns, by_attribute, keys, path, where)
     if rules:
         options = replace(options, personal=Personal(rules, hash_key or HashKey("", None)))
-    if options.drift != "off" and (not columns or unmapped != "extra"):
+    drifts = options.drift != "off" and (not columns or unmapped != "extra")
+    if drifts and "drift" not in raw:  # from [defaults]: for the tables it applies to
+        options = replace(options, drift="off")
+    elif drifts:
         raise ConfigError(
             f"{path}: [{where}] drift = {options.drift!r} needs a typed table (keys and "
             'columns) with unmapped = "extra", where new attributes wait for their column'

@@ -158,6 +158,8 @@ def test_drift_needs_a_typed_table_with_extra(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match='with unmapped = "extra"'):
         load_settings({"CDC_CONFIG": str(config)})
+    config.write_text('[defaults]\ndrift = "add_columns"\n[tables.T]\nnul = "strip"\n')
+    assert load_settings({"CDC_CONFIG": str(config)}).tables["T"].options.drift == "off"
     config.write_text('[tables.T]\ndrift = "yes"\n')
     with pytest.raises(ConfigError, match="drift = 'yes'; expected one of 'off', 'add_columns'"):
         load_settings({"CDC_CONFIG": str(config)})
