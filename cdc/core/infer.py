@@ -18,8 +18,11 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from cdc.core.naming import snake
+
 # Names that make an integer in the epoch range a time (createdAt, expires, ttl, ...).
-_TIME_NAME = re.compile(r"(at|time|date|ts|timestamp|expires|expiry|ttl|until)$", re.I)
+# Matched on the snake_case name, so `Format` or `Seat` are no times.
+_TIME_NAME = re.compile(r"(?:^|_)(?:at|time|date|ts|timestamp|expires|expiry|ttl|until)$")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", re.ASCII)
 _EPOCH_S = (Decimal(10**9), Decimal(4 * 10**9))  # 2001 … 2096
@@ -137,7 +140,7 @@ def propose(observed: Observed, *, plain: bool = False) -> Proposal:
 def _number_type(observed: Observed) -> Proposal:
     values = observed.values
     name = observed.name
-    if observed.integers and _TIME_NAME.search(name):
+    if observed.integers and _TIME_NAME.search(snake(name)):
         if observed.epoch_s == values:
             return Proposal("timestamptz", "epoch_s", "epoch seconds")
         if observed.epoch_ms == values:

@@ -26,6 +26,8 @@ def test_times_from_iso_strings_and_epoch_numbers_under_time_names() -> None:
     assert proposal([{"N": "1764000000"}], "CreatedAt") == ("timestamptz", "epoch_s")
     assert proposal([{"N": "1764000000000"}], "expires") == ("timestamptz", "epoch_ms")
     assert proposal([{"N": "1764000000"}], "OrderId") == ("bigint", None)  # no time name
+    assert proposal([{"N": "1764000000"}], "Format") == ("bigint", None)
+    assert proposal([{"N": "1764000000"}], "updated_at") == ("timestamptz", "epoch_s")
     assert proposal([{"S": "2026-11-26T10:00:00Z"}, {"S": "soon"}]) == ("text", None)
 
 
