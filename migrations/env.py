@@ -83,6 +83,10 @@ def _configure(connection: Connection | None, settings: Any, metadata: Any, **kw
         # cdc's own revisions manage those.
         return not (mapping_only and type_ == "table" and _is_bookkeeping(str(name)))
 
+    if mapping_only:  # `cdc revision`: drift columns as `add_drift_column`
+        from cdc.sql.drift_revisions import drift_directives
+
+        kwargs.setdefault("process_revision_directives", drift_directives)
     context.configure(
         connection=connection,
         target_metadata=metadata,
@@ -136,11 +140,18 @@ def run_online() -> None:
             connection.execute(CreateSchema(schema))
         connection.commit()
         try:
-            metadata = target_metadata(settings, name)
+            metadata = target_metadata(
+                settings,
+                name,
+                connection,
+                discover=bool(config.attributes.get("mapping_only")),  # `cdc revision`
+            )
             _configure(connection, settings, metadata)
             with context.begin_transaction():
                 context.run_migrations()
             if config.attributes.get("create_configured_tables"):  # `cdc migrate`, not autogenerate
+                if any(c.options.drift != "off" for c in settings.tables.values()):
+                    metadata = target_metadata(settings, name, connection)  # columns made now
                 _create_and_check(connection, settings, metadata)
             connection.commit()
         finally:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
+from cdc.config.names import HASH_KEY_SECRET_ARN
 from cdc.sql.engines import make_engine
 
 if TYPE_CHECKING:
@@ -21,9 +22,24 @@ def engine_for(settings: Settings, **overrides: Any) -> Engine:
     from cdc.aws.credentials import RdsTokens, SecretsManager
     from cdc.sql.credentials import DatabaseAccess
 
+    load_hash_key(settings)
+
     access = DatabaseAccess.from_settings(
         settings, fetch_secret=SecretsManager(), generate_token=RdsTokens()
     )
     engine = make_engine(access.url, connect_args=access.connect_args, **overrides)
     access.attach(engine)
     return engine
+
+
+def load_hash_key(settings: Settings) -> None:
+    """Read the key of hashed attributes from its secret (CDC_HASH_KEY_SECRET_ARN), once,
+    at start-up: a missing secret is a configuration error, not a failure per record."""
+    key = settings.hash_key
+    if key is None or key.secret_arn is None or not settings.hashes:
+        return
+    from cdc.aws.credentials import SecretsManager
+
+    arn, fetch = key.secret_arn, SecretsManager()
+    key.use(lambda: fetch(arn, setting=HASH_KEY_SECRET_ARN))
+    key.get()

@@ -17,7 +17,7 @@ class SecretsManager:
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}
 
-    def __call__(self, arn: str) -> str:
+    def __call__(self, arn: str, setting: str = SECRET_ARN) -> str:
         import boto3
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError
@@ -36,11 +36,11 @@ class SecretsManager:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             raise ConfigError(
-                f"cannot read {SECRET_ARN}={arn}: {error.get('Code')}: {error.get('Message')}"
+                f"cannot read {setting}={arn}: {error.get('Code')}: {error.get('Message')}"
             ) from None
         except BotoCoreError as exc:
             raise ConfigError(
-                f"cannot reach Secrets Manager for {SECRET_ARN}={arn} ({exc}); in a VPC the "
+                f"cannot reach Secrets Manager for {setting}={arn} ({exc}); in a VPC the "
                 "function needs a Secrets Manager VPC endpoint or a NAT gateway"
             ) from None
         if "SecretString" in response:

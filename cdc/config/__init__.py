@@ -29,6 +29,7 @@ from cdc.config.names import (
 from cdc.config.names import (
     DISABLE_PREPARED as DISABLE_PREPARED,
 )
+from cdc.config.names import HASH_KEY, HASH_KEY_SECRET_ARN
 from cdc.config.names import (
     HOST as HOST,
 )
@@ -71,6 +72,7 @@ from cdc.core.mapping import (
     TableOptions,
 )
 from cdc.core.naming import fit, snake
+from cdc.core.pii import HashKey
 
 DEFAULT_CLI_URL = "sqlite:///cdc.db"
 
@@ -130,6 +132,16 @@ class Settings:
     # AWS_REGION (as Lambda sets it), else AWS_DEFAULT_REGION: the region of the AWS
     # clients when no ARN names one; None lets boto3 resolve it (~/.aws/config).
     region: str | None = None
+    # The key of hashed attributes (CDC_HASH_KEY or CDC_HASH_KEY_SECRET_ARN).
+    hash_key: HashKey | None = None
+
+    @property
+    def hashes(self) -> bool:
+        """Whether some table of the mapping stores an attribute hashed."""
+        return any(
+            c.options.personal is not None and c.options.personal.hashed
+            for c in self.tables.values()
+        )
 
     def options_for(self, source_table: str) -> TableOptions:
         config = self.tables.get(source_table)
@@ -223,6 +235,7 @@ def load_settings(
         relative = _expect(file_values["migrations"], str, config_path, "migrations")
         migrations_dir = config_path.parent / relative
 
+    hash_key = _hash_key(env)
     defaults = _options(file_values.get("defaults", {}), TableOptions(), config_path, "defaults")
     tables: dict[str, TableConfig] = {}
     raw_tables = file_values.get("tables", {})
@@ -230,7 +243,7 @@ def load_settings(
         raise ConfigError(f"{config_path}: 'tables' must be a table of source tables")
     targets: dict[tuple[str | None, str], str] = {}
     for source, raw in raw_tables.items():
-        config = _table(source, raw, defaults, config_path)
+        config = _table(source, raw, defaults, config_path, hash_key)
         target = (config.schema or schema, fit(config.table or snake(source), 63, source))
         other = targets.setdefault(target, source)
         if other != source:
@@ -240,6 +253,14 @@ def load_settings(
             )
         tables[source] = config
 
+    if hash_key.describe == "" and any(
+        c.options.personal is not None and c.options.personal.hashed for c in tables.values()
+    ):
+        raise ConfigError(
+            f'{config_path}: the mapping hashes attributes (hash = "hmac-sha256"): set '
+            f"{HASH_KEY} to the key, or {HASH_KEY_SECRET_ARN} to a Secrets Manager secret "
+            "holding it"
+        )
     metrics: MetricsMode = "off" if _choice(env, METRICS, METRICS_MODES) == "off" else "emf"
     return Settings(
         database_url=url,
@@ -255,10 +276,29 @@ def load_settings(
         service=_env(env, SERVICE_NAME) or DEFAULT_SERVICE,
         migrations_dir=migrations_dir,
         region=database.region,
+        hash_key=hash_key,
     )
 
 
 # --- environment variables ------------------------------------------------------------
+
+
+def _hash_key(env: Mapping[str, str]) -> HashKey:
+    """The key of hashed attributes: CDC_HASH_KEY (the key itself; never printed), or
+    CDC_HASH_KEY_SECRET_ARN, read through Secrets Manager by the entry points
+    (cdc/app/engines.py). An empty `describe`: none configured."""
+    text, arn = _env(env, HASH_KEY), _env(env, HASH_KEY_SECRET_ARN)
+    if text is not None and arn is not None:
+        raise ConfigError(f"set either {HASH_KEY} or {HASH_KEY_SECRET_ARN}, not both")
+    if text is not None:
+        key = HashKey(HASH_KEY, lambda: text)
+        key.get()  # at least 16 bytes: checked at start-up
+        return key
+    if arn is not None:
+        if not arn.startswith("arn:"):
+            raise ConfigError(f"{HASH_KEY_SECRET_ARN} must be a Secrets Manager ARN")
+        return HashKey(f"{HASH_KEY_SECRET_ARN}={arn}", None, secret_arn=arn)
+    return HashKey("", None)
 
 
 def _env(env: Mapping[str, str], name: str) -> str | None:

@@ -4,7 +4,7 @@ unknown key or wrong shape an error naming the file and the key."""
 from __future__ import annotations
 
 import tomllib
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -14,6 +14,7 @@ from cdc.core.errors import ConfigError
 from cdc.core.mapping import (
     ColumnConfig,
     Deletes,
+    Drift,
     NulPolicy,
     TableConfig,
     TableOptions,
@@ -21,6 +22,7 @@ from cdc.core.mapping import (
     Unmapped,
 )
 from cdc.core.naming import snake
+from cdc.core.pii import HASHES, AttributeRule, HashKey, Personal
 
 _TOP_LEVEL_KEYS = {"database_url", "schema", "migrations", "defaults", "tables"}
 
@@ -29,16 +31,21 @@ _OPTION_CHOICES: dict[str, tuple[str, ...]] = {
     "deletes": get_args(Deletes),
     "ttl_deletes": get_args(TtlDeletes),
     "nul": get_args(NulPolicy),
+    "drift": get_args(Drift),
 }
 
 
-_OPTION_KEYS = {f.name for f in fields(TableOptions)}
+# `personal` comes from a table's `attributes` (and columns' `hash`), not an option.
+_OPTION_KEYS = {f.name for f in fields(TableOptions)} - {"personal"}
 
 
-_TABLE_KEYS = _OPTION_KEYS | {"table", "schema", "keys", "columns", "unmapped"}
+_TABLE_KEYS = _OPTION_KEYS | {"table", "schema", "keys", "columns", "unmapped", "attributes"}
 
 
-_COLUMN_KEYS = {"type", "column", "required", "format"}
+_COLUMN_KEYS = {"type", "column", "required", "format", "hash"}
+
+
+_ATTRIBUTE_KEYS = {"exclude", "hash"}
 
 
 # Types a primary key column can have on every supported database.
@@ -74,7 +81,13 @@ def _expect(value: Any, kind: type, path: Path | None, key: str) -> Any:
     return value
 
 
-def _table(source: str, raw: Any, defaults: TableOptions, path: Path | None) -> TableConfig:
+def _table(
+    source: str,
+    raw: Any,
+    defaults: TableOptions,
+    path: Path | None,
+    hash_key: HashKey | None = None,
+) -> TableConfig:
     where = f"tables.{source}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: [{where}] must be a table of settings")
@@ -123,6 +136,17 @@ def _table(source: str, raw: Any, defaults: TableOptions, path: Path | None) -> 
             )
         if "." in key:
             raise ConfigError(f"{path}: [{where}] key {key!r} must be a top-level attribute")
+    rules = _rules(raw.get("attributes", {}), raw_columns, by_attribute, keys, path, where)
+    if rules:
+        options = replace(options, personal=Personal(rules, hash_key or HashKey("", None)))
+    drifts = options.drift != "off" and (not columns or unmapped != "extra")
+    if drifts and "drift" not in raw:  # from [defaults]: for the tables it applies to
+        options = replace(options, drift="off")
+    elif drifts:
+        raise ConfigError(
+            f"{path}: [{where}] drift = {options.drift!r} needs a typed table (keys and "
+            'columns) with unmapped = "extra", where new attributes wait for their column'
+        )
     unmapped_value: Unmapped = unmapped
     return TableConfig(
         source=source,
@@ -138,6 +162,91 @@ def _table(source: str, raw: Any, defaults: TableOptions, path: Path | None) -> 
         ),
         unmapped=unmapped_value,
     )
+
+
+def _rules(
+    raw: Any,
+    raw_columns: dict[str, Any],
+    columns: dict[str, ColumnConfig],
+    keys: list[str],
+    path: Path | None,
+    where: str,
+) -> tuple[AttributeRule, ...]:
+    """The table's personal-data rules: `[tables.X.attributes]` entries and columns
+    declared with `hash` (cdc/core/pii.py)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: [{where}.attributes] must be a table of attribute = {{ exclude = true }} "
+            'or { hash = "hmac-sha256" }'
+        )
+    rules: dict[str, AttributeRule] = {}
+    for attribute, spec in raw.items():
+        here = f"{path}: [{where}.attributes] {attribute}"
+        if not isinstance(spec, dict):
+            raise ConfigError(f'{here} must be {{ exclude = true }} or {{ hash = "hmac-sha256" }}')
+        unknown = set(spec) - _ATTRIBUTE_KEYS
+        if unknown:
+            raise ConfigError(
+                f"{here} has unknown key(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(_ATTRIBUTE_KEYS))}"
+            )
+        if any(not part for part in attribute.split(".")):
+            raise ConfigError(f"{here}: not an attribute path (Name or Parent.Child)")
+        exclude = spec.get("exclude", False)
+        if not isinstance(exclude, bool):
+            raise ConfigError(f"{here}: exclude must be true or false")
+        hashed = _hash_choice(spec, here)
+        if exclude and hashed:
+            raise ConfigError(f"{here}: exclude and hash cannot both be set")
+        if exclude and attribute.split(".")[0] in keys:
+            raise ConfigError(
+                f"{here} is a key attribute and cannot be excluded: the key names the row "
+                "in cdc's bookkeeping (dead letters, tombstones, redrive)"
+            )
+        if exclude and attribute in columns:
+            raise ConfigError(
+                f"{here} is excluded (never stored) but also a column in [{where}.columns]"
+            )
+        if exclude or hashed:
+            rules[attribute] = AttributeRule(attribute, "exclude" if exclude else "hash")
+    for attribute, spec in raw_columns.items():
+        if isinstance(spec, dict) and _hash_choice(spec, f"{path}: [{where}.columns] {attribute}"):
+            if attribute in rules and rules[attribute].action != "hash":
+                raise ConfigError(f"{path}: [{where}] {attribute} is both excluded and hashed")
+            rules[attribute] = AttributeRule(attribute, "hash")
+    for attribute, rule in rules.items():
+        if attribute.split(".")[0] in keys:
+            verb = "excluded" if rule.action == "exclude" else "hashed"
+            raise ConfigError(
+                f"{path}: [{where}] {attribute} is a key attribute and cannot be {verb}: "
+                "the key names the row in cdc's bookkeeping (dead letters, tombstones, "
+                "redrive)"
+            )
+        inside = [c for c in columns if c.startswith(f"{attribute}.")]
+        if inside:
+            verb = "excluded" if rule.action == "exclude" else "hashed"
+            raise ConfigError(
+                f"{path}: [{where}] {attribute} is {verb}, which leaves nothing for the "
+                f"column of {inside[0]}"
+            )
+        column = columns.get(attribute)
+        if rule.action == "hash" and column is not None and column.type.kind != "text":
+            raise ConfigError(
+                f"{path}: [{where}.columns] {attribute} is hashed, which stores hex text: "
+                f"its type must be text, not {column.type}"
+            )
+    # Children before their parent: "A.B" excluded, then "A" hashed without it.
+    return tuple(sorted(rules.values(), key=lambda r: (-len(r.path), r.attribute)))
+
+
+def _hash_choice(spec: dict[str, Any], here: str) -> bool:
+    if "hash" not in spec:
+        return False
+    if spec["hash"] not in HASHES:
+        raise ConfigError(
+            f"{here}: hash = {spec['hash']!r}; expected one of {', '.join(map(repr, HASHES))}"
+        )
+    return True
 
 
 def _column(attribute: str, spec: Any, path: Path | None, where: str) -> ColumnConfig:

@@ -17,3 +17,6 @@ METRICS = "CDC_METRICS"
 METRICS_NAMESPACE = "CDC_METRICS_NAMESPACE"
 # The `service` of the handler's log line, named as Powertools' Logger names it.
 SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+# The HMAC key of hashed attributes (README: The mapping file), or a secret holding it.
+HASH_KEY = "CDC_HASH_KEY"
+HASH_KEY_SECRET_ARN = "CDC_HASH_KEY_SECRET_ARN"  # noqa: S105 (a variable name)

@@ -21,9 +21,11 @@ from typing import Any, Generic, Literal, TypeVar
 from cdc.core.change import Change
 from cdc.core.convert import ColumnType, ConversionError, Converter, converter
 from cdc.core.decode import find_nul, image_to_plain, map_strings
+from cdc.core.drift_columns import DriftColumns
 from cdc.core.errors import RecordError
 from cdc.core.jsontext import dumps, image_to_json
 from cdc.core.numbers import canonical_number
+from cdc.core.pii import Personal
 
 log = logging.getLogger("cdc")
 
@@ -47,6 +49,7 @@ Deletes = Literal["soft", "hard"]
 TtlDeletes = Literal["delete", "ignore"]
 NulPolicy = Literal["reject", "strip", "replace"]
 Unmapped = Literal["extra", "drop"]
+Drift = Literal["off", "add_columns"]
 NUL_REPLACEMENT = "\ufffd"
 
 
@@ -57,6 +60,11 @@ class TableOptions:
     nul: NulPolicy = "reject"
     auto_create: bool = True
     hydrate: bool = False
+    # New attributes of one type get a nullable column (README, "Drift"); typed tables.
+    drift: Drift = "off"
+    # Attributes never stored or stored hashed (cdc/core/pii.py); from the table's
+    # `attributes`, not an option of [defaults].
+    personal: Personal | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,8 @@ class TableSpec(Generic[TableT]):
             for name in column_names
             if name not in self.key_names and name not in BOOKKEEPING_COLUMNS
         )
+        # drift = "add_columns": the columns learnt from the live table (cdc/sql/drift_columns.py)
+        self.drift: DriftColumns | None = None
 
     def key_of(self, change: Change) -> tuple[Any, ...]:
         actual = change.key_types
@@ -284,6 +294,8 @@ def _plain_json(plain: Any, where: str, policy: NulPolicy) -> str:
 
 
 def document_values(image: dict[str, Any], where: str, options: TableOptions) -> dict[str, Any]:
+    if options.personal is not None:
+        image = options.personal.apply(image, where)
     text = image_to_json(image, where)
     if "\\u0000" in text:  # maybe a U+0000 to strip, replace or reject: the slow way
         text = _plain_json(image_to_plain(image, where), where, options.nul)
@@ -303,7 +315,7 @@ def _lookup(image: dict[str, Any], path: tuple[str, ...]) -> Any:
     return current
 
 
-def typed_values_factory(config: TableConfig) -> ValuesOf:
+def typed_values_factory(config: TableConfig, drift: DriftColumns | None = None) -> ValuesOf:
     keys = set(config.keys)
     columns = [
         (c, converter(c.column, c.type, c.time_format))
@@ -314,6 +326,8 @@ def typed_values_factory(config: TableConfig) -> ValuesOf:
     keep_extra = config.unmapped == "extra"
 
     def values_of(image: dict[str, Any], where: str, options: TableOptions) -> dict[str, Any]:
+        if options.personal is not None:
+            image = options.personal.apply(image, where)
         plain = image_to_plain(image, where)  # validates every attribute, used or not
         values: dict[str, Any] = {}
         for column, convert in columns:
@@ -328,10 +342,39 @@ def typed_values_factory(config: TableConfig) -> ValuesOf:
             values[column.column] = _fix_nul(value, path, options.nul)
         if keep_extra:
             rest = {name: value for name, value in plain.items() if name not in direct}
+            if drift is not None:
+                _drift_values(drift, image, rest, values, where, options.nul)
             values[EXTRA] = _plain_json(rest, where, options.nul) if rest else None
         return values
 
     return values_of
+
+
+def _drift_values(
+    drift: DriftColumns,
+    image: dict[str, Any],
+    rest: dict[str, Any],
+    values: dict[str, Any],
+    where: str,
+    policy: NulPolicy,
+) -> None:
+    """Move the attributes that have a drift column from `rest` (the future `extra`)
+    into their columns; a value the column cannot hold, or NULL, stays in `extra`."""
+    known = drift.by_attribute
+    for column, _ in known.values():
+        values[column.column] = None
+    for name in [n for n in rest if n in known]:
+        column, convert = known[name]
+        path = f"{where}.{name}"
+        try:
+            value = convert(image[name], path)
+            if value is None:
+                continue
+            value = _fix_nul(value, path, policy)
+        except RecordError:
+            continue
+        values[column.column] = value
+        del rest[name]
 
 
 def _fix_nul(value: Any, path: str, policy: NulPolicy) -> Any:

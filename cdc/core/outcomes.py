@@ -335,6 +335,12 @@ class DeadLetter:
             )
         return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
+    def redacted_record(self) -> Any:
+        """The record as the letter keeps it: without the attributes its table never
+        stores, hashed ones as digests (cdc/core/pii.py)."""
+        personal = self.spec.options.personal if self.spec is not None else None
+        return self.record if personal is None else personal.redact_record(self.record)
+
     def row(self, now: datetime) -> dict[str, Any]:
         change = self.change
         keys = None
@@ -359,7 +365,7 @@ class DeadLetter:
             "event_name": storable(change.event_name if change else hints.get("event_name"), 16),
             "error_class": storable(self.error_class, 64),
             "error_message": storable(self.message),
-            "raw_record": raw_json(self.record),
+            "raw_record": raw_json(self.redacted_record()),
             "attempts": 1,
             "first_failed_at": now,
             "last_failed_at": now,

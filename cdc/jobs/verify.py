@@ -70,6 +70,7 @@ from cdc.core.errors import RecordError
 from cdc.core.mapping import DELETED, EXTRA, ITEM
 from cdc.core.numbers import canonical_number
 from cdc.sources.snapshots import Snapshot
+from cdc.sql.drift_columns import refresh
 from cdc.sql.lookup import LOOKUP_CHUNK, ReplicaLookup
 from cdc.sql.replica import ReplicaSpec
 
@@ -126,6 +127,7 @@ class Verifier:
         self.settings = settings
         self.replicator = Replicator(engine, settings)
         self.spec = self._spec()
+        refresh(engine, self.spec, self.replicator.dialect.column_type)  # drift columns
         self.lookup = ReplicaLookup(engine, self.spec, settings.schema)
         self._tags = dict(source.keys)
         self._attribute_of = {k.column: k.attribute for k in self.spec.keys}

@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Engine, MetaData, Table, func, inspect, select
+from sqlalchemy.engine import Connection
 
 from cdc.core.errors import CdcError, ConfigError
 from cdc.sql.schema import BOOKKEEPING_TABLES
 
 if TYPE_CHECKING:
     from cdc.config import Settings
+    from cdc.core.mapping import TableConfig
+    from cdc.sql.replica import ReplicaSpec
 
 
 # alembic keeps its `context` and `op` as process-wide globals: two threads running
@@ -117,6 +120,10 @@ def upgrade(
                     command.upgrade(config, "heads")  # yours are needed after all
                 else:
                     command.stamp(config, user_heads)
+            if not sql:
+                moved = fill_drift_columns(engine, settings)
+                if moved:
+                    config.attributes["drift_moved"] = moved
         except CommandError as exc:
             # e.g. the database is stamped with a revision of yours this process cannot
             # see: the migrations directory is missing or not the one that holds it.
@@ -163,7 +170,15 @@ def _history_to_skip(
         found = [inspector.has_table(t.name, schema=t.schema) for t in mapped]
         if not mapped or (any(found) and not all(found)):
             return None
+    if all(found) and all(_drift_only(scripts.get_revision(r).path) for r in ours):
+        return None  # only drift columns, each added unless there: run them
     return cdc_heads[0], user_heads
+
+
+def _drift_only(path: str) -> bool:
+    from cdc.sql.drift_revisions import drift_only
+
+    return drift_only(path)
 
 
 def write_revision(engine: Engine, settings: Settings, message: str, *, empty: bool) -> Path:
@@ -237,11 +252,22 @@ def _bookkeeping_exists(engine: Engine, schema: str | None) -> bool:
     return set(BOOKKEEPING_TABLES) <= set(inspector.get_table_names(schema=schema))
 
 
-def target_metadata(settings: Settings, dialect_name: str) -> MetaData:
+def target_metadata(
+    settings: Settings,
+    dialect_name: str,
+    connection: Connection | None = None,
+    *,
+    discover: bool = False,
+) -> MetaData:
     """What the database should contain: the bookkeeping tables and every typed table
-    of the mapping, as built for `dialect_name`. alembic autogenerate diffs against it."""
+    of the mapping, as built for `dialect_name`. alembic autogenerate diffs against it.
+
+    With a connection, a table with `drift = "add_columns"` also has the drift columns
+    its live table has, and, when `discover` (`cdc revision`), new ones for the
+    attributes that wait in its `extra` (cdc/core/drift_columns.py)."""
     from cdc.sql.backends.registry import dialect_for
     from cdc.sql.bookkeeping import tables
+    from cdc.sql.drift_columns import register_sqlite_comments
     from cdc.sql.replica import typed_spec
 
     dialect = dialect_for(dialect_name)
@@ -250,7 +276,7 @@ def target_metadata(settings: Settings, dialect_name: str) -> MetaData:
         table.to_metadata(metadata)
     for config in settings.tables.values():
         if config.typed:
-            typed_spec(
+            spec = typed_spec(
                 config,
                 metadata,
                 settings.schema,
@@ -258,7 +284,53 @@ def target_metadata(settings: Settings, dialect_name: str) -> MetaData:
                 dialect.column_type,
                 dialect.table_options(),
             )
+            if spec.drift is not None and connection is not None:
+                register_sqlite_comments()
+                _drift_columns(connection, spec, config, dialect, discover=discover)
     return metadata
+
+
+def _drift_columns(
+    connection: Connection, spec: ReplicaSpec, config: TableConfig, dialect: Any, *, discover: bool
+) -> None:
+    from cdc.sql.drift_columns import adopt, live_columns
+    from cdc.sql.drift_columns import discover as new_columns
+
+    table = spec.table
+    if not inspect(connection).has_table(table.name, schema=table.schema):
+        return
+    found = live_columns(connection, table)
+    if discover:
+        found += new_columns(connection, config, table, dialect.max_identifier_bytes)
+    adopt(spec, found, dialect.column_type)
+
+
+def fill_drift_columns(engine: Engine, settings: Settings) -> int:
+    """`cdc migrate`: move what waits in `extra` into the drift columns made since."""
+    from cdc.sql.backends.registry import dialect_for
+    from cdc.sql.drift_columns import adopt, fill, live_columns
+    from cdc.sql.replica import typed_spec
+
+    dialect = dialect_for(engine.dialect.name)
+    moved = 0
+    for config in settings.tables.values():
+        if not config.typed or config.options.drift != "add_columns":
+            continue
+        spec = typed_spec(
+            config,
+            MetaData(),
+            settings.schema,
+            dialect.max_identifier_bytes,
+            dialect.column_type,
+            dialect.table_options(),
+        )
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(spec.table.name, schema=spec.table.schema):
+                continue
+            found = live_columns(conn, spec.table)
+        adopt(spec, found, dialect.column_type)
+        moved += fill(engine, spec)
+    return moved
 
 
 # --- idempotent operations for cdc's own revisions ------------------------------------------

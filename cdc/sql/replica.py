@@ -13,6 +13,7 @@ from sqlalchemy.types import TypeEngine
 from cdc.core.change import Change
 from cdc.core.convert import ColumnType, converter
 from cdc.core.decode import to_python
+from cdc.core.drift_columns import DriftColumns
 from cdc.core.errors import ConfigError, NameCollision, RecordError
 from cdc.core.mapping import (
     APPLIED_AT,
@@ -78,6 +79,18 @@ class DocumentTables:
             f"attributes of table {source!r}",
             reserved={n: f"<cdc column {n}>" for n in (ITEM, *BOOKKEEPING_COLUMNS)},
         )
+        options = self.options_for(source)
+        personal = options.personal
+        touched = (
+            [r.attribute for r in personal.rules if r.path[0] in change.keys] if personal else []
+        )
+        if touched:
+            raise RecordError(
+                f"attribute(s) {', '.join(touched)} of table {source!r} are key attributes "
+                "and cannot be excluded or hashed; change [tables."
+                f"{source}.attributes] in the mapping",
+                kind="config",
+            )
         keys = []
         for attribute in sorted(change.keys):
             column = fit(snake(attribute), self.max_identifier_bytes, attribute)
@@ -98,7 +111,7 @@ class DocumentTables:
             comment=f"cdc replica of DynamoDB table {source}",
             **dict[str, Any](self.table_options),
         )
-        return replica_spec(source, table, tuple(keys), self.options_for(source), document_values)
+        return replica_spec(source, table, tuple(keys), options, document_values)
 
 
 def bookkeeping_columns() -> list[Column[Any]]:
@@ -152,7 +165,16 @@ def typed_spec(
                 converter(column.column, column.type, column.time_format),
             )
         )
-        sql_columns.append(Column(column.column, column_type(column.type, True), primary_key=True))
+        # Never AUTO_INCREMENT (MySQL would turn a key 0 into the next counter value)
+        # nor SERIAL: key values come from the items.
+        sql_columns.append(
+            Column(
+                column.column,
+                column_type(column.type, True),
+                primary_key=True,
+                autoincrement=False,
+            )
+        )
     for attribute, column in resolved.items():
         if attribute in config.keys:
             continue
@@ -180,6 +202,9 @@ def typed_spec(
         tuple(resolved[c.attribute] for c in config.columns),
         config.unmapped,
     )
-    return replica_spec(
-        source, table, tuple(key_columns), config.options, typed_values_factory(effective)
+    drift = DriftColumns() if config.options.drift == "add_columns" else None
+    spec = replica_spec(
+        source, table, tuple(key_columns), config.options, typed_values_factory(effective, drift)
     )
+    spec.drift = drift
+    return spec

@@ -17,6 +17,7 @@ from cdc.core.outcomes import DeadLetter, Prepared
 from cdc.core.plan import TablePlan
 from cdc.sql.backends.base import Dialect
 from cdc.sql.drift import column_problems
+from cdc.sql.drift_columns import refresh
 from cdc.sql.replica import ReplicaSpec
 
 log = logging.getLogger("cdc")
@@ -88,6 +89,8 @@ class ReplicaTables:
         error makes the replicator forget what it knows."""
         name = spec.qualified_name
         if name in self._ready:
+            if spec.drift is not None and spec.drift.due():  # columns `cdc migrate` made since
+                refresh(self.engine, spec, self.dialect.column_type)
             return None
         table = spec.table
         if is_reserved_table(table.name):
@@ -168,6 +171,7 @@ class ReplicaTables:
                 report=typed,
             )
         self._upgrade(spec)
+        refresh(self.engine, spec, self.dialect.column_type)
         self._ready.add(name)
         return None
 

@@ -16,4 +16,5 @@ MODULES = (
     "tail",
     "verify",
     "redrive_failures",
+    "infer_mapping",
 )
