@@ -24,6 +24,7 @@ from cdc.core.errors import RecordError
 from cdc.core.jsontext import dumps
 from cdc.core.mapping import RowVersion, TableSpec
 from cdc.core.numbers import canonical_number
+from cdc.core.pii import Personal
 from cdc.core.plan import TablePlan
 from cdc.core.rawjson import _lossless_json, raw_json, storable
 
@@ -307,6 +308,9 @@ class DeadLetter:
     # The record's format: reads a sequence number and hints off a record that did not
     # parse (a letter with a change needs none).
     source: RecordFormat | None = None
+    # What the record's table never stores, for a letter without a spec (its table
+    # could not be resolved): its raw record is redacted all the same.
+    personal: Personal | None = None
 
     @property
     def sequence_number(self) -> str | None:
@@ -338,7 +342,7 @@ class DeadLetter:
     def redacted_record(self) -> Any:
         """The record as the letter keeps it: without the attributes its table never
         stores, hashed ones as digests (cdc/core/pii.py)."""
-        personal = self.spec.options.personal if self.spec is not None else None
+        personal = self.spec.options.personal if self.spec is not None else self.personal
         return self.record if personal is None else personal.redact_record(self.record)
 
     def row(self, now: datetime) -> dict[str, Any]:

@@ -16,11 +16,14 @@ dead letters' `keys`, the tombstones, `cdc dlq redrive`), which must be able to 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import orjson
 
 from cdc.core.decode import parse_binary, parse_number
 from cdc.core.errors import ConfigError, RecordError
@@ -109,8 +112,10 @@ class Personal:
         return _rewrite(image, self.rules, marked, "Item")
 
     def redact_record(self, record: Any) -> Any:
-        """A raw record (a stream record, a snapshot envelope) with every image in it
-        redacted. Anything it does not recognise is returned as it is."""
+        """A raw record (a stream record, a snapshot envelope, a Kinesis record whose
+        change is base64 JSON in `kinesis.data`) with every image in it redacted.
+        Anything it does not recognise is returned as it is, but Kinesis data that
+        cannot be read is dropped: it cannot be redacted, and it may hold the values."""
         if not isinstance(record, dict):
             return record
         out = dict(record)
@@ -119,7 +124,18 @@ class Personal:
                 out[name] = self.redact(value)
             elif name == "dynamodb" and isinstance(value, dict):
                 out[name] = self.redact_record(value)
+            elif name == "kinesis" and isinstance(value, dict) and "data" in value:
+                out[name] = {**value, "data": self._redact_kinesis_data(value["data"])}
         return out
+
+    def _redact_kinesis_data(self, data: Any) -> str | None:
+        try:
+            change = orjson.loads(base64.b64decode(data, validate=True))
+        except (TypeError, ValueError):
+            return None
+        if not isinstance(change, dict):
+            return None
+        return base64.b64encode(orjson.dumps(self.redact_record(change))).decode("ascii")
 
     def _digest(self, av: Any, path: str) -> str:
         marked = _marked_digest(av)

@@ -128,7 +128,14 @@ class Replicator:
         else:
             log.exception("unexpected error preparing record %d", index)
             kind, message = "internal", f"{type(exc).__name__}: {exc}"
-        return DeadLetter(index, record, kind, message, change, spec, self.records)
+        personal = None
+        if spec is None:  # redacted as its table's records are, if that can be told
+            table = (
+                change.source_table if change else self.records.hints(record).get("source_table")
+            )
+            options = self.settings.options_for(table) if table else self.settings.defaults
+            personal = options.personal
+        return DeadLetter(index, record, kind, message, change, spec, self.records, personal)
 
     def prepare(self, records: Sequence[Any], deadline: Deadline | None = None) -> Prepared:
         versions: list[tuple[ReplicaSpec, RowVersion]] = []

@@ -338,3 +338,23 @@ def test_the_key_can_come_from_a_secret(clients: Any, tmp_path: Path) -> None:
     missing = load_settings({**env, "CDC_HASH_KEY_SECRET_ARN": arn + "-gone"})
     with pytest.raises(ConfigError, match="cannot read CDC_HASH_KEY_SECRET_ARN="):
         engine_for(missing)
+
+
+def test_a_letter_whose_table_cannot_be_made_is_redacted_too(
+    database: Database, tmp_path: Path
+) -> None:
+    # GIVEN a document table whose rules cannot apply (one names a key attribute), so no
+    # replica table is made for it and its records are dead-lettered before one exists
+    mapping = MAPPING.replace(
+        'Ssn = { exclude = true }\nEmail = { hash = "hmac-sha256" }',
+        ('Ssn = { exclude = true }\nEmail = { hash = "hmac-sha256" }\nid = { exclude = true }'),
+    )
+    settings = settings_for(database, tmp_path, mapping)
+    record = insert({"id": "e1"}, 102, {"Ssn": SSN, "Email": EMAIL}, table="Events")
+    # WHEN its record arrives
+    written = database.replicator(settings).process([record], _deadline())
+    # THEN it is dead-lettered with its personal data redacted all the same
+    assert written.dead_lettered == 1, written
+    stored = everything(database)
+    assert SSN not in stored and EMAIL not in stored
+    assert digest(EMAIL) in stored

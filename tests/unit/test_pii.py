@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 
 import pytest
 
@@ -62,6 +64,28 @@ def test_a_dead_letter_keeps_digests_in_a_marker_read_back_as_is() -> None:
     assert p.apply(new, "NewImage")["Email"] == {"S": digest(b"a@b")}
     snapshot = {"eventSource": "cdc:snapshot", "Item": {"Ssn": {"S": "1"}, "x": {"S": "y"}}}
     assert p.redact_record(snapshot)["Item"] == {"x": {"S": "y"}}
+
+
+def test_a_kinesis_dead_letter_is_redacted_inside_its_base64_data() -> None:
+    p = personal(("Email", "hash"), ("Ssn", "exclude"))
+    change = {
+        "tableName": "Orders",
+        "dynamodb": {
+            "Keys": {"Id": {"N": "1"}},
+            "NewImage": {"Id": {"N": "1"}, "Email": {"S": "a@b"}, "Ssn": {"S": "123"}},
+        },
+    }
+    data = base64.b64encode(json.dumps(change).encode()).decode()
+    record = {"eventSource": "aws:kinesis", "kinesis": {"data": data, "sequenceNumber": "9"}}
+    redacted = p.redact_record(record)
+    assert redacted["kinesis"]["sequenceNumber"] == "9"
+    inner = json.loads(base64.b64decode(redacted["kinesis"]["data"]))
+    new = inner["dynamodb"]["NewImage"]
+    assert new == {"Id": {"N": "1"}, "Email": {"M": {"cdc:hmac-sha256": {"S": digest(b"a@b")}}}}
+    assert "123" not in json.dumps(redacted) and "a@b" not in json.dumps(redacted)
+    # data that cannot be read cannot be redacted: it is not kept
+    broken = {"eventSource": "aws:kinesis", "kinesis": {"data": "not base64!"}}
+    assert p.redact_record(broken)["kinesis"]["data"] is None
 
 
 def test_a_malformed_hashed_value_is_an_error_that_does_not_quote_it() -> None:
