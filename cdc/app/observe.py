@@ -32,6 +32,7 @@ METRICS = (
     ("RecordsFailed", "Count"),
     ("ReplicationLag", "Seconds"),
     ("BatchDuration", "Milliseconds"),
+    ("ReplicationGaps", "Count"),
 )
 
 
@@ -141,6 +142,10 @@ def emf_documents(
         }
         if stats.max_lag_s is not None:
             values["ReplicationLag"] = round(stats.max_lag_s, 3)
+        if stats.open_gaps is not None:
+            # Open gaps of the table, with every batch: stays above 0 until `cdc repair`
+            # closes them (README: Gaps and repair).
+            values["ReplicationGaps"] = stats.open_gaps
         yield {
             "_aws": {
                 "Timestamp": timestamp,

@@ -40,6 +40,7 @@ class TableStats:
     dead_lettered: int = 0
     failed: int = 0
     max_lag_s: float | None = None
+    open_gaps: int | None = None  # the table's open gaps (README: Gaps and repair)
 
 
 @dataclass
@@ -218,6 +219,7 @@ class DeadLetter:
             "target_table": storable(self.spec.qualified_name if self.spec else None, 255),
             "keys": storable(keys),
             "sequence_number": self.sequence_number,
+            "version": change.sequence if change is not None else None,
             "stream_arn": storable(change.stream_arn if change else hints.get("stream_arn"), 512),
             "event_name": storable(change.event_name if change else hints.get("event_name"), 16),
             "error_class": storable(self.error_class, 64),

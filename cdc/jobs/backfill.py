@@ -31,7 +31,12 @@ from cdc.aws import wire as aws_wire
 from cdc.aws.scans import RateLimiter, scan_limit
 from cdc.config import Settings
 from cdc.core.errors import CdcError
-from cdc.sources.snapshots import STREAM_LABEL, backfill_record
+from cdc.sources.snapshots import (
+    STREAM_LABEL,
+    SnapshotRecords,
+    backfill_record,
+    snapshot_version_of,
+)
 from cdc.sql.segments import SegmentRow, SegmentStore
 
 if TYPE_CHECKING:
@@ -134,6 +139,7 @@ class Backfill:
         self.stop = stop or threading.Event()
         self.before_write = before_write
         self.stream_arn = source.synthetic_stream_arn(STREAM_LABEL)
+        self.version = snapshot_version_of(source)  # README: Stream generations
         self.store = SegmentStore(engine, settings.schema, source.name)
         self.limiter = RateLimiter(options.rate) if options.rate else None
         self._lock = threading.Lock()
@@ -215,6 +221,7 @@ class Backfill:
         from cdc.jobs.replicate import Replicator
 
         replicator = Replicator(self.engine, self.settings)
+        replicator.records = SnapshotRecords(self.version)
         last_key = row.last_key
         limit = self.options.scan_limit()
         while not self.stop.is_set():

@@ -33,6 +33,7 @@ from cdc.sql.backends.registry import dialect_for
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
 from cdc.sql.bookkeeping import write_checkpoints
 from cdc.sql.errors import ErrorKind, classify, describe
+from cdc.sql.gaps import GapWatch
 from cdc.sql.replica import DocumentTables, ReplicaSpec, typed_spec
 from cdc.sql.replica_tables import ReplicaTables
 from cdc.sql.retry import WRITE_BATCH, RetryPolicy
@@ -95,6 +96,8 @@ class Replicator:
         self.replica_tables = ReplicaTables(engine, self.dialect, settings)
         self._bookkeeping_ready = False
         self._hydrator: Any = hydrator
+        self.gaps = GapWatch(self.dialect, self.schema)  # README: Gaps and repair
+        self._open_gaps: dict[str, int] = {}
 
     # --- the pure part ------------------------------------------------------------------
 
@@ -251,6 +254,9 @@ class Replicator:
         result.dead_lettered = sum(1 for o in result.outcomes if o is Outcome.DEAD_LETTERED)
         result.seconds = time.monotonic() - started
         result._tally(prepared, written, now)
+        for (_, source), stats in result.by_table.items():
+            if source:
+                stats.open_gaps = self._open_gaps.get(source, 0)
         return result
 
     def _write(self, prepared: Prepared, deadline: Deadline, shard_id: str) -> Written:
@@ -339,6 +345,9 @@ class Replicator:
             for letter in dead:
                 if letter.change is not None and letter.index not in reported:
                     progress[letter.change.stream_arn].dead_lettered += 1
+            handled = [c for c in prepared.changes if c.index not in reported]
+            self.gaps.detect(conn, handled, now)
+            self._open_gaps = self.gaps.open_counts(conn)
             if progress:
                 write_checkpoints(conn, self.dialect, self.schema, list(progress.values()), now)
         return Written(applied, stale, dead, dead_letter_error, per_table, unwritten, held)

@@ -16,4 +16,6 @@ MODULES = (
     "tail",
     "verify",
     "redrive_failures",
+    "status",
+    "repair",
 )

@@ -18,6 +18,7 @@ from typing import Any
 from cdc.core.change import Change
 from cdc.core.decode import check_unicode, fast_number, parse_binary, parse_number
 from cdc.core.errors import DecodeError, MalformedRecord, RecordError
+from cdc.core.versions import stream_generation, stream_version
 
 EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
 KEY_TYPES = frozenset({"S", "N", "B"})
@@ -146,7 +147,9 @@ def parse_record(record: object, index: int) -> Change:
     )
     return Change(
         index=index,
-        sequence=int(seq_text),
+        # The version: (stream generation, sequence number) as one integer (README:
+        # Stream generations).
+        sequence=stream_version(stream_generation(str(arn)), int(seq_text)),
         sequence_number=seq_text,
         stream_arn=str(arn),
         source_table=table,
