@@ -38,9 +38,8 @@ class Gap:
     def fingerprint(self) -> str:
         """One row per gap, whichever process finds it (several Lambda instances see a
         new stream at once)."""
-        started = "" if self.started is None else self.started.isoformat()
         identity = "|".join(
-            (self.kind, self.source_table, self.stream_arn, self.shard_id, started, self.detail)
+            (self.kind, self.source_table, self.stream_arn, self.shard_id, self.detail)
         )
         return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -51,14 +50,29 @@ def new_stream_gap(
     generation: int,
     known: Mapping[str, tuple[int, datetime | None]],
 ) -> Gap | None:
-    """The gap a stream of `generation` opens when the table's streams with checkpoints
-    (`known`: ARN → (generation, last event time)) are all older: the changes made
-    between the old stream's end and the new one's start were in neither. Streams of
-    generation 0 (no timestamp label: a backfill's) take no part."""
+    """The gap between two streams of a table, found when a stream of `generation` is
+    seen and the table has a checkpoint of another (`known`: ARN → (generation, last
+    event time)): the changes made between the older stream's end and the newer one's
+    start were in neither. Found whichever is seen first: a late batch of the old stream
+    names the same gap (the one before the next newer stream). Streams of generation 0
+    (no timestamp label: a backfill's) take no part."""
     if generation <= 0:
         return None
-    older = {arn: v for arn, v in known.items() if 0 < v[0] < generation}
-    if not older or any(v[0] >= generation for v in known.values() if v[0] > 0):
+    streams = {arn: v for arn, v in known.items() if v[0] > 0 and arn != stream_arn}
+    older = {arn: v for arn, v in streams.items() if v[0] < generation}
+    newer = {arn: v for arn, v in streams.items() if v[0] > generation}
+    if newer:
+        # This stream is the old one: the gap is before the next newer stream.
+        after, (after_generation, _) = min(newer.items(), key=lambda item: item[1][0])
+        return Gap(
+            source_table,
+            after,
+            NEW_STREAM,
+            after_generation,
+            ended=label_time(after_generation),
+            detail=f"after {stream_arn}",
+        )
+    if not older:
         return None
     previous, (_, last_event) = max(older.items(), key=lambda item: item[1][0])
     return Gap(
@@ -94,4 +108,5 @@ def late_batch_gap(
         generation,
         started=last_applied,
         ended=oldest_in_batch,
+        detail=f"last applied event {last_applied.isoformat()}",
     )

@@ -103,7 +103,10 @@ def backfill(clients, pg_engine, pg_settings, table="Orders", **kw):
 def replica(pg_engine, schema, table="orders"):
     with pg_engine.connect() as c:
         rows = c.execute(
-            text(f'select id, item::text, _cdc_seq, _cdc_deleted from "{schema}".{table}')
+            text(
+                "select id, item::text, mod(_cdc_seq, 1e40) _cdc_seq, _cdc_deleted "
+                f'from "{schema}".{table}'
+            )
         ).all()
     return {int(r[0]): (loads(r[1]) if r[1] else None, int(r[2]), r[3]) for r in rows}
 
