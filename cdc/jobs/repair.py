@@ -123,9 +123,11 @@ class Repair:
         prepared = self.replicator.prepare(records)
         now = max(datetime.now(UTC), self.cutoff)
         dead = list(prepared.dead)
+        for plan in prepared.plans:
+            self._ready(plan.spec)  # in a transaction of its own (SQLite has one writer)
         with self.engine.begin() as conn:
             for plan in prepared.plans:
-                spec = self._ready(plan.spec)
+                spec = plan.spec
                 rows = []
                 for row in plan.rows:
                     if spec.materialize(row):
