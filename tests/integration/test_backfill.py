@@ -281,7 +281,9 @@ def test_backfill_never_overwrites_a_row_the_stream_applied(
     # GIVEN the stream applied a newer version (and a delete) before the backfill ran
     make_table(clients, count=3)
     source = describe_table(clients.dynamodb(), "Orders")
-    stream = source.synthetic_stream_arn("2026-01-01T00:00:00.000")
+    # the records of the table's own stream: a backfill sits below them (README: Stream
+    # generations)
+    stream = source.stream_arn or source.synthetic_stream_arn("2026-01-01T00:00:00.000")
     newer = backfill_record(item(1, name={"S": "from the stream"}), source, stream)
     newer["dynamodb"]["SequenceNumber"] = "100000000000000000001"
     newer["eventName"] = "MODIFY"
@@ -477,7 +479,9 @@ def test_a_tombstone_keeps_a_hard_deleted_row_from_coming_back(
     )
     make_table(clients, count=3)
     source = describe_table(clients.dynamodb(), "Orders")
-    stream = source.synthetic_stream_arn("2026-01-01T00:00:00.000")
+    # the records of the table's own stream: a backfill sits below them (README: Stream
+    # generations)
+    stream = source.stream_arn or source.synthetic_stream_arn("2026-01-01T00:00:00.000")
     removed = backfill_record(item(1), source, stream)
     removed["eventName"], removed["dynamodb"]["SequenceNumber"] = "REMOVE", "100000000000000000001"
     removed["dynamodb"]["OldImage"] = removed["dynamodb"].pop("NewImage")

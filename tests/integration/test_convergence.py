@@ -531,8 +531,8 @@ CONVERGENCE = settings(
 
 # The exact type of `_cdc_seq` per dialect (docs/architecture.md §3: compared as integers).
 SEQ_TYPES = {
-    "postgresql": {("numeric", 40, 0)},
-    "mysql": {("decimal", 40, 0)},
+    "postgresql": {("numeric", 65, 0)},  # versions: cdc/core/versions.py
+    "mysql": {("decimal", 65, 0)},
 }
 
 

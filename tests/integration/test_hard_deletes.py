@@ -171,7 +171,11 @@ def tombstones(target: Target, kind: Kind | None = None) -> list[dict[str, Any]]
     if kind is not None:
         found = [t for t in found if t["table_name"] == target.qualified(kind.table)]
     return [
-        {"key": key_text(t["key"]), "sequence": int(t["sequence"]), "table": t["table_name"]}
+        {
+            "key": key_text(t["key"]),
+            "sequence": sequence_of(int(t["sequence"])),
+            "table": t["table_name"],
+        }
         for t in found
     ]
 
