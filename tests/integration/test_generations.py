@@ -72,7 +72,7 @@ def test_a_later_stream_wins_whatever_the_sequence_numbers(database, deletes, or
         assert not replicator.process(batch).failed
     assert not replicator.process(old).failed
     # THEN the new stream's versions hold
-    items = database.items("orders")
+    items = database.versions("orders")
     assert items["1"][0]["v"] == "new"
     assert items["1"][1] == stream_version(stream_generation(arn(NEW)), 5)
     if deletes == "hard":
@@ -101,7 +101,7 @@ def test_a_snapshot_sits_between_the_streams(database):
     stream = source.synthetic_stream_arn("backfill")
     assert not replicator.process([backfill_record(i, source, stream) for i in scanned]).failed
     # THEN it beats the old stream's version, loses to the new stream's
-    items = database.items("orders")
+    items = database.versions("orders")
     assert items["1"] == ({"id": 1, "v": "scan"}, version)
     assert items["2"][0]["v"] == "new"
     assert items["3"] == ({"id": 3, "v": "scan"}, version)
@@ -216,7 +216,7 @@ def test_migrate_upgrades_an_old_replica_in_place(database, tmp_path):
         "DECIMAL(40, 0)",
         "VARCHAR(40)",
     )
-    assert database.items("orders")["1"][1] == 700
+    assert database.versions("orders")["1"][1] == 700
     if database.name == "postgresql":
         before = relfilenode(database, "typed")
 
@@ -232,7 +232,7 @@ def test_migrate_upgrades_an_old_replica_in_place(database, tmp_path):
     if database.name == "postgresql":
         assert relfilenode(database, "typed") == before  # widened without a rewrite
     g = stream_generation(arn(OLD))
-    assert database.items("orders")["1"][1] == stream_version(g, 700)
+    assert database.versions("orders")["1"][1] == stream_version(g, 700)
     tombstones, checkpoints_table = (
         database.table("cdc_tombstones"),
         database.table("cdc_checkpoints"),
@@ -244,16 +244,16 @@ def test_migrate_upgrades_an_old_replica_in_place(database, tmp_path):
     assert {int(s) for s in checkpoints} == {stream_version(g, 700), stream_version(g, 620)}
     # and running it again changes nothing
     assert upgrade(database.engine, settings) == []
-    assert database.items("orders")["1"][1] == stream_version(g, 700)
+    assert database.versions("orders")["1"][1] == stream_version(g, 700)
 
     # THEN a late redelivery of an older record of the old stream still loses, a newer one
     # and a new stream's record (with a smaller sequence number) win, the tombstone holds
     replicator = database.replicator(settings)
     replicator.process([on(OLD, modify({"id": 1}, 600, {"v": "late"}))])
-    assert database.items("orders")["1"][0]["v"] == "b"
+    assert database.versions("orders")["1"][0]["v"] == "b"
     replicator.process([on(OLD, insert({"id": 2}, 615, {"v": "late"}), table="Typed")])
     typed: Table = database.table("typed")
     with database.engine.connect() as conn:
         assert conn.execute(select(typed.c.id)).scalars().all() == [1]
     replicator.process([on(NEW, modify({"id": 1}, 3, {"v": "new"}))])
-    assert database.items("orders")["1"][0]["v"] == "new"
+    assert database.versions("orders")["1"][0]["v"] == "new"
