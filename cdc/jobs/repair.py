@@ -217,9 +217,12 @@ class Repair:
         return chosen, kept
 
     def finish(self, report: RepairReport, *, complete: bool = True) -> RepairReport:
-        """Sweep the rows the scan did not see, then close the gaps (only after a
-        complete scan: a partial one would delete the rows it did not reach)."""
-        if not complete:
+        """Sweep the rows the scan did not see, then close the gaps: only after a
+        complete scan (a partial one would delete the rows it did not reach) whose items
+        were all written (a dead-lettered item's key would be swept as gone from the
+        source: the gap stays open until the cause is fixed and the repair run again,
+        which keeps what this run wrote)."""
+        if not complete or report.dead_lettered:
             return report
         spec = self.spec or self._spec_without_items()
         now = max(datetime.now(UTC), self.cutoff)

@@ -250,3 +250,17 @@ def test_tail_records_a_trimmed_checkpoint_as_a_gap(replicator, pg_engine, pg_sc
     # (the canned records were created in January: their batches are late_batch gaps too)
     (gap,) = [g for g in found if g.kind == "trimmed"]
     assert gap.stream_arn == ARN and gap.shard_id.startswith("shardId-")
+
+
+def test_a_repair_with_an_item_the_replica_cannot_take_leaves_the_gap_open(database):
+    replicator = database.replicator()
+    replicator.process([on(OLD, insert({"id": i}, 900 + i, {"v": "old"})) for i in (1, 2)])
+    replicator.process([on(NEW, insert({"id": 3}, 5, {"v": "new"}))])
+    # GIVEN a scan whose item 1 holds a NUL (dead-lettered by default) and no item 2
+    report = repair(database.engine, database.settings, source(NEW), scan({"id": 1, "v": "a\x00"}))
+    # THEN nothing is swept (item 1 would be), the gap stays open for another run
+    assert (report.dead_lettered, report.rows_swept, report.gaps_closed) == (1, 0, 0)
+    assert live(database) == {1: "old", 2: "old", 3: "new"}
+    assert len(gaps(database)) == 1
+    report = repair(database.engine, database.settings, source(NEW), scan({"id": 1, "v": "fixed"}))
+    assert live(database) == {1: "fixed", 3: "new"} and gaps(database) == []

@@ -63,7 +63,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             f"deleted (gone from the source), {report.dead_lettered} dead-lettered; "
             f"{report.gaps_closed} gaps closed in {report.seconds:.1f}s"
         )
-        if report.dead_lettered:
-            print("dead letters: see `cdc dlq list`")
     print(f"database: {settings.masked_url()}", file=sys.stderr)
+    if report.dead_lettered:
+        print(
+            f"{report.dead_lettered} items could not be written (`cdc dlq list`): the gap "
+            f"stays open; fix the cause and run `cdc repair {args.table}` again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
