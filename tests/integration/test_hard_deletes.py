@@ -419,4 +419,4 @@ def test_defaults_section_makes_every_table_hard_delete(target: Target, tmp_path
     process(replicator, insert({"Id": 1}, BASE + 150, table="Anything"))
     assert target.all("anything") == []
     (stone,) = target.all("cdc_tombstones")
-    assert key_text(stone["key"]) == ["1"] and int(stone["sequence"]) == BASE + 200
+    assert key_text(stone["key"]) == ["1"] and sequence_of(int(stone["sequence"])) == BASE + 200

@@ -280,7 +280,7 @@ def replica(db: TestDatabase, table: str = "orders") -> dict[int, dict[str, Any]
     found = {}
     for row in db.rows(table):
         found[int(row["id"])] = {
-            "seq": int(row["_cdc_seq"]),
+            "seq": sequence_of(int(row["_cdc_seq"])),
             "deleted": bool(row["_cdc_deleted"]),
             "item": None if row["item"] is None else loads(row["item"]),
         }

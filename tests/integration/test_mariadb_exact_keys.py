@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Engine, MetaData, String, Table, func, insert, select, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateSchema, DropSchema
@@ -320,7 +321,9 @@ def test_cdc_migrate_upgrades_an_earlier_database(maria: tuple[Engine, str]) -> 
     assert json_checks(engine, schema, "orders") == []
     with engine.connect() as conn:
         version = conn.execute(text(f"SELECT version_num FROM `{schema}`.alembic_version"))
-        assert version.scalar_one() == "0003"
+        # cdc's newest revision (0003 made the collations exact; later ones follow)
+        head = ScriptDirectory.from_config(alembic_config(engine, settings)).get_current_head()
+        assert version.scalar_one() == head
     bookkeeping_pairs(engine, schema)
     replicate_the_other_two(engine, schema)
 
