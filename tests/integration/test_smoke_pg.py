@@ -11,7 +11,8 @@ def test_insert_modify_remove_on_postgres(replicator, pg_engine, pg_schema):
     with pg_engine.connect() as c:
         row = c.execute(
             text(
-                f'select item::text, mod(_cdc_seq, 1e40)::int8 s, _cdc_deleted from "{pg_schema}".orders'
+                "select item::text, mod(_cdc_seq, 1e40)::int8 s, _cdc_deleted "
+                f'from "{pg_schema}".orders'
             )
         ).one()
     assert row == ('{"a": "y", "Id": 1}', 11, False)
@@ -19,7 +20,8 @@ def test_insert_modify_remove_on_postgres(replicator, pg_engine, pg_schema):
     with pg_engine.connect() as c:
         row = c.execute(
             text(
-                f'select item::text, mod(_cdc_seq, 1e40)::int8 s, _cdc_deleted from "{pg_schema}".orders'
+                "select item::text, mod(_cdc_seq, 1e40)::int8 s, _cdc_deleted "
+                f'from "{pg_schema}".orders'
             )
         ).one()
     assert row == ('{"a": "y", "Id": 1}', 12, True)
