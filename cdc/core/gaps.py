@@ -95,11 +95,17 @@ def late_batch_gap(
     now: datetime,
 ) -> Gap | None:
     """The gap a batch reveals when the table's last applied event is older than the
-    stream's retention and the batch itself is late (LATE_LAG): the stream may have
-    dropped records between the two before they were read."""
+    stream's retention and the batch's records are late (older than LATE_LAG) but
+    within the retention, as a mapping catching up at the trim horizon delivers them:
+    the stream may have dropped records between the two before they were read."""
     if last_applied is None or oldest_in_batch is None:
         return None
-    if now - last_applied <= RETENTION or now - oldest_in_batch <= LATE_LAG:
+    if now - last_applied <= RETENTION:
+        return None
+    age = now - oldest_in_batch
+    if age <= LATE_LAG or age > RETENTION + LATE_LAG:
+        # Fresh (an idle table's next write), or older than any stream keeps records:
+        # a replay or a redrive, which says nothing about the stream.
         return None
     return Gap(
         source_table,

@@ -113,4 +113,7 @@ def test_a_late_batch_is_a_gap_an_idle_table_is_not():
     assert late_batch_gap("Orders", arn, 1, T0, now - timedelta(seconds=2), now) is None
     # within the retention
     assert late_batch_gap("Orders", arn, 1, now - timedelta(hours=2), now, now) is None
+    # records older than any stream keeps: a replay or a redrive, not the stream
+    old = now - timedelta(days=400)
+    assert late_batch_gap("Orders", arn, 1, old - timedelta(days=2), old, now) is None
     assert late_batch_gap("Orders", arn, 1, None, now, now) is None
