@@ -123,8 +123,10 @@ def widen(conn: Connection, schema: str | None, name: str, column_name: str) -> 
     so changes the catalog only (no table rewrite). MySQL/MariaDB: DECIMAL(65,0), a
     table copy. SQLite: the declared VARCHAR(65), by alembic's batch mode (a table copy;
     the padding of the values is `rebase`'s)."""
-    from alembic import op
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
 
+    op = Operations(MigrationContext.configure(conn))
     live = {c["name"]: c for c in inspect(conn).get_columns(name, schema=schema)}
     found = live[column_name]["type"]
     dialect = conn.dialect.name
@@ -194,7 +196,9 @@ def _quoted(conn: Connection, name: str) -> str:
     return str(conn.dialect.identifier_preparer.quote(name))
 
 
-def upgrade_versions(conn: Connection, settings: Settings) -> list[str]:
+def upgrade_versions(
+    conn: Connection, settings: Settings, *, narrow_only: bool = False
+) -> list[str]:
     """Migration 0005's work on the existing tables; returns what it did, for the log.
 
     Checkpoints move into their own stream's generation. A replica table's rows, and
@@ -224,6 +228,8 @@ def upgrade_versions(conn: Connection, settings: Settings) -> list[str]:
     for replica in replica_tables(conn, settings, current):
         if widen(conn, replica.schema, replica.name, SEQ):
             done.append(f"{replica.qualified}.{SEQ} widened to {VERSION_DIGITS} digits")
+        elif narrow_only:
+            continue
         generation = current.get(replica.source or "", 0)
         moved = rebase(conn, replica.schema, replica.name, SEQ, generation)
         rebase(

@@ -117,6 +117,8 @@ def upgrade(
                     command.upgrade(config, "heads")  # yours are needed after all
                 else:
                     command.stamp(config, user_heads)
+            if not sql and revision == "heads":
+                _finish_versions(engine, settings)
         except CommandError as exc:
             # e.g. the database is stamped with a revision of yours this process cannot
             # see: the migrations directory is missing or not the one that holds it.
@@ -125,6 +127,19 @@ def upgrade(
                 f"alembic: {str(exc).rstrip('.')} (your migrations directory: {where})"
             ) from None
     return list(config.attributes.get("differences", []))
+
+
+def _finish_versions(engine: Engine, settings: Settings) -> None:
+    """Replica tables still holding 40-digit versions at cdc's head revision (the
+    revisions were applied as SQL, `cdc migrate --sql`, which cannot see them) are
+    widened and re-based here, as migration 0005 does (README: Stream generations)."""
+    import logging
+
+    from cdc.sql.generations import upgrade_versions
+
+    with engine.begin() as conn:
+        for line in upgrade_versions(conn, settings, narrow_only=True):
+            logging.getLogger("cdc").warning("stream generations: %s", line)
 
 
 def _history_to_skip(

@@ -148,13 +148,15 @@ VERSION_COLUMNS = [
 ]
 
 
-def to_layout_before_generations(database: Database) -> None:
+def to_layout_before_generations(database: Database, *, replicas_only: bool = False) -> None:
     """What a database of cdc before migration 0005 holds: 40-digit version columns
-    with bare sequence numbers, no gaps table, no dead letter versions, stamped 0003."""
+    with bare sequence numbers, no gaps table, no dead letter versions, stamped 0003.
+    `replicas_only`: only the replica tables are so (`cdc migrate --sql` applied 0005:
+    it could not see them)."""
     engine, schema = database.engine, database.schema
     prefix = f"{schema}." if schema else ""
     with engine.begin() as conn:
-        for table, column in VERSION_COLUMNS:
+        for table, column in VERSION_COLUMNS[:2] if replicas_only else VERSION_COLUMNS:
             name = f"{prefix}{table}"
             if database.name == "sqlite":
                 conn.execute(text(f"UPDATE {name} SET {column} = substr({column}, 26)"))
@@ -164,18 +166,20 @@ def to_layout_before_generations(database: Database) -> None:
                 conn.execute(text(f"ALTER TABLE {name} ALTER COLUMN {column} TYPE NUMERIC(40, 0)"))
             else:
                 conn.execute(text(f"ALTER TABLE {name} MODIFY {column} DECIMAL(40, 0) NOT NULL"))
-        conn.execute(text(f"DROP TABLE {prefix}cdc_gaps"))
-        if database.name == "sqlite":
-            conn.execute(text("ALTER TABLE cdc_dead_letters DROP COLUMN version"))
+        if replicas_only:
+            pass
         else:
+            conn.execute(text(f"DROP TABLE {prefix}cdc_gaps"))
+        if not replicas_only:
             conn.execute(text(f"ALTER TABLE {prefix}cdc_dead_letters DROP COLUMN version"))
-        conn.execute(text(f"UPDATE {prefix}alembic_version SET version_num = '0003'"))
+            conn.execute(text(f"UPDATE {prefix}alembic_version SET version_num = '0003'"))
     if database.name == "sqlite":
         # SQLite keeps the declared VARCHAR(65): declare VARCHAR(40), as 0001 did.
         with engine.begin() as conn:
             conn.exec_driver_sql("PRAGMA writable_schema = ON")
             conn.exec_driver_sql(
                 "UPDATE sqlite_master SET sql = replace(sql, 'VARCHAR(65)', 'VARCHAR(40)')"
+                + (" WHERE name IN ('orders', 'typed')" if replicas_only else "")
             )
             conn.exec_driver_sql("PRAGMA writable_schema = OFF")
         engine.dispose()
@@ -257,3 +261,26 @@ def test_migrate_upgrades_an_old_replica_in_place(database, tmp_path):
         assert conn.execute(select(typed.c.id)).scalars().all() == [1]
     replicator.process([on(NEW, modify({"id": 1}, 3, {"v": "new"}))])
     assert database.versions("orders")["1"][0]["v"] == "new"
+
+
+def test_migrate_finishes_replicas_the_sql_of_cdc_migrate_could_not_see(database, tmp_path):
+    # GIVEN a database at cdc's head whose replica tables still hold 40-digit versions
+    # (`cdc migrate --sql` applied migration 0005: it cannot inspect the tables)
+    settings = typed_settings(database, tmp_path)
+    replicator = database.replicator(settings)
+    replicator.process([on(OLD, insert({"id": 1}, 500, {"v": "a"}))])
+    replicator.process([on(OLD, insert({"id": 1}, 600, {"v": "t"}), table="Typed")])
+    to_layout_before_generations(database, replicas_only=True)
+    assert database.versions("orders")["1"][1] == 500
+    # WHEN `cdc migrate` runs online
+    upgrade(database.engine, settings)
+    # THEN the replicas are widened and re-based
+    wanted = {"postgresql": "NUMERIC(65, 0)", "sqlite": "VARCHAR(65)"}.get(
+        database.name, "DECIMAL(65, 0)"
+    )
+    assert (
+        declared(database, "orders", "_cdc_seq")
+        == declared(database, "typed", "_cdc_seq")
+        == wanted
+    )
+    assert database.versions("orders")["1"][1] == stream_version(stream_generation(arn(OLD)), 500)
