@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select
 
 from cdc.core.versions import label_of, sequence_of, stream_generation, table_of
 from cdc.sql.bookkeeping import tables
-from cdc.sql.gaps import OpenGap, open_gaps
+from cdc.sql.gaps import OpenGap, aware, open_gaps
 
 
 @dataclass
@@ -118,8 +118,8 @@ def status(engine: Engine, schema: str | None, now: datetime) -> list[TableStatu
                     stream_generation(arn),
                     int(shards),
                     None if last is None else str(sequence_of(int(last))),
-                    _aware(event),
-                    _aware(updated),
+                    aware(event),
+                    aware(updated),
                     int(applied or 0),
                     int(stale or 0),
                     int(dead or 0),
@@ -133,7 +133,7 @@ def status(engine: Engine, schema: str | None, now: datetime) -> list[TableStatu
         done = {source: int(count) for source, count in conn.execute(done_query)}
         for source, segments, items, updated in conn.execute(loads_query):
             entry(source).load = LoadStatus(
-                int(segments), done.get(source, 0), int(items or 0), _aware(updated)
+                int(segments), done.get(source, 0), int(items or 0), aware(updated)
             )
     for table in found.values():
         table.streams.sort(key=lambda s: (s.generation, s.stream_arn))
@@ -143,9 +143,3 @@ def status(engine: Engine, schema: str | None, now: datetime) -> list[TableStatu
             if table.stream.last_event_time is not None:
                 table.lag_s = max(0.0, (now - table.stream.last_event_time).total_seconds())
     return [found[name] for name in sorted(found)]
-
-
-def _aware(moment: Any) -> datetime | None:
-    from cdc.sql.gaps import _aware as aware
-
-    return aware(moment)

@@ -179,7 +179,7 @@ class GapWatch:
         found: dict[str, tuple[int, datetime | None]] = {}
         for arn, last in conn.execute(query):
             if table_of(arn) == source:  # LIKE's `_` matched any character
-                found[arn] = (stream_generation(arn), _aware(last))
+                found[arn] = (stream_generation(arn), aware(last))
         return found
 
     def open_counts(self, conn: Connection) -> dict[str, int]:
@@ -191,7 +191,9 @@ class GapWatch:
         return self._open
 
 
-def _aware(moment: Any) -> datetime | None:
+def aware(moment: Any) -> datetime | None:
+    """A time read back from the database as a timezone-aware UTC datetime (SQLite's
+    MAX() of a time column is text)."""
     if moment is None:
         return None
     if isinstance(moment, str):  # SQLite's MAX() of the text column
