@@ -141,47 +141,34 @@ def emf_documents(
         }
         if stats.max_lag_s is not None:
             values["ReplicationLag"] = round(stats.max_lag_s, 3)
+        directives = [
+            {
+                "Namespace": namespace,
+                "Dimensions": [["Stream", "Table"]],
+                "Metrics": [{"Name": n, "Unit": u} for n, u in METRICS if n in values],
+            }
+        ]
+        if stats.open_gaps is not None:
+            # The table's open gaps, with every batch: above 0 until `cdc repair` closes
+            # them (README: Gaps and repair). Its own directive, with the table as its
+            # only dimension: the alarm must not depend on which stream's ARN the
+            # template was deployed with (a gap is what a new stream opens).
+            values["ReplicationGaps"] = stats.open_gaps
+            directives.append(
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [["Table"]],
+                    "Metrics": [{"Name": "ReplicationGaps", "Unit": "Count"}],
+                }
+            )
         yield {
             "_aws": {
                 "Timestamp": timestamp,
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": namespace,
-                        "Dimensions": [["Stream", "Table"]],
-                        "Metrics": [{"Name": n, "Unit": u} for n, u in METRICS if n in values],
-                    }
-                ],
+                "CloudWatchMetrics": directives,
             },
             "Stream": _stream_label(stream) or "unknown",
             "Table": table or "unknown",
             **values,
-        }
-    yield from _gap_documents(result, namespace, timestamp)
-
-
-def _gap_documents(result: BatchResult, namespace: str, timestamp: int) -> Iterator[dict[str, Any]]:
-    """`ReplicationGaps`: the table's open gaps, with every batch, so the alarm stays red
-    until `cdc repair` closes them (README: Gaps and repair). Its dimension is the table
-    alone: a gap is what a new stream opens, and the alarm must not depend on which
-    stream's ARN the template was deployed with."""
-    open_gaps: dict[str, int] = {}
-    for (_, table), stats in result.by_table.items():
-        if table and stats.open_gaps is not None:
-            open_gaps[table] = max(open_gaps.get(table, 0), stats.open_gaps)
-    for table, count in sorted(open_gaps.items()):
-        yield {
-            "_aws": {
-                "Timestamp": timestamp,
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": namespace,
-                        "Dimensions": [["Table"]],
-                        "Metrics": [{"Name": "ReplicationGaps", "Unit": "Count"}],
-                    }
-                ],
-            },
-            "Table": table,
-            "ReplicationGaps": count,
         }
 
 

@@ -108,9 +108,12 @@ def test_a_new_stream_is_a_gap_counted_until_repaired(database):
         stream_generation(arn(NEW)),
     )
     assert gap.ended == datetime(2026, 11, 21, 9, tzinfo=UTC)
-    (doc,) = [d for d in emf_documents(result, "cdc") if "ReplicationGaps" in d]
+    (doc,) = emf_documents(result, "cdc")
     assert (doc["ReplicationGaps"], doc["Table"]) == (1, "Orders")
-    assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Table"]]
+    (gaps_directive,) = [
+        d for d in doc["_aws"]["CloudWatchMetrics"] if d["Metrics"][0]["Name"] == "ReplicationGaps"
+    ]
+    assert gaps_directive["Dimensions"] == [["Table"]]
     # a late batch of the old stream, and another process, find the same gap
     database.replicator().process([on(OLD, modify({"id": 1}, 901, {"v": "a2"}))])
     assert len(gaps(database)) == 1

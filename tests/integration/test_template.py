@@ -262,8 +262,10 @@ def test_the_gaps_alarm_watches_the_metric_the_handler_emits(template):
     # GIVEN a batch of a table with an open gap
     arn = "arn:aws:dynamodb:eu-central-1:123456789012:table/Orders/stream/2026-11-20T08:15:00.123"
     result = BatchResult([], [], by_table={(arn, "Orders"): TableStats(records=1, open_gaps=2)})
-    (gaps,) = [d for d in emf_documents(result, "cdc") if "ReplicationGaps" in d]
-    emitted = gaps["_aws"]["CloudWatchMetrics"][0]
+    (gaps,) = emf_documents(result, "cdc")
+    (emitted,) = [
+        d for d in gaps["_aws"]["CloudWatchMetrics"] if d["Metrics"][0]["Name"] == "ReplicationGaps"
+    ]
     # THEN the alarm names the same namespace, metric and dimension (the table alone)
     alarm = next(
         r["Properties"]
