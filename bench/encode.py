@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from cdc.core.versions import sequence_of
+
 _dump_str = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -87,7 +89,9 @@ def state_of(rows: Iterable[tuple[Any, Any, Any, Any, Any]]) -> State:
     return {
         Decimal(str(key)): (
             None if item is None else json.loads(item, parse_float=Decimal, parse_int=Decimal),
-            int(seq),
+            # cdc stores versions (generation and sequence, cdc/core/versions.py), the
+            # floors bare sequence numbers: compare the sequence part.
+            sequence_of(int(seq)),
             bool(deleted),
             _instant(event_time),
         )

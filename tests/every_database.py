@@ -15,6 +15,7 @@ from sqlalchemy import Engine, MetaData, Table, Text, cast, select
 from cdc import handler as lambda_handler
 from cdc.config import Settings, parse_database_url
 from cdc.core.deadline import Deadline
+from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from tests.conftest import DATABASES, _drop_schema, _fresh_schema
@@ -61,7 +62,12 @@ class Database:
             return [dict(r) for r in conn.execute(select(t).order_by(t.c.id)).mappings()]
 
     def items(self, name: str, key: str = "id") -> dict[str, Any]:
-        """{key as text: item JSON parsed} of a document-mode replica table."""
+        """{key as text: (item JSON parsed, sequence number)} of a document-mode replica
+        table (the sequence part of the stored version: cdc/core/versions.py)."""
+        return {k: (item, sequence_of(seq)) for k, (item, seq) in self.versions(name, key).items()}
+
+    def versions(self, name: str, key: str = "id") -> dict[str, Any]:
+        """{key as text: (item JSON parsed, version)} of a document-mode replica table."""
         t = self.table(name)
         query = select(cast(t.c[key], Text), cast(t.c.item, Text), t.c._cdc_seq)
         with self.engine.connect() as conn:

@@ -141,16 +141,30 @@ def emf_documents(
         }
         if stats.max_lag_s is not None:
             values["ReplicationLag"] = round(stats.max_lag_s, 3)
+        directives = [
+            {
+                "Namespace": namespace,
+                "Dimensions": [["Stream", "Table"]],
+                "Metrics": [{"Name": n, "Unit": u} for n, u in METRICS if n in values],
+            }
+        ]
+        if stats.open_gaps is not None:
+            # The table's open gaps, with every batch: above 0 until `cdc repair` closes
+            # them (README: Gaps and repair). Its own directive, with the table as its
+            # only dimension: the alarm must not depend on which stream's ARN the
+            # template was deployed with (a gap is what a new stream opens).
+            values["ReplicationGaps"] = stats.open_gaps
+            directives.append(
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [["Table"]],
+                    "Metrics": [{"Name": "ReplicationGaps", "Unit": "Count"}],
+                }
+            )
         yield {
             "_aws": {
                 "Timestamp": timestamp,
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": namespace,
-                        "Dimensions": [["Stream", "Table"]],
-                        "Metrics": [{"Name": n, "Unit": u} for n, u in METRICS if n in values],
-                    }
-                ],
+                "CloudWatchMetrics": directives,
             },
             "Stream": _stream_label(stream) or "unknown",
             "Table": table or "unknown",

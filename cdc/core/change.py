@@ -14,6 +14,8 @@ class Change:
     """One stream record, validated. Images are still raw AttributeValue maps."""
 
     index: int  # position in the batch; outcomes are reported per index
+    # The version that orders the changes of one key (cdc/core/versions.py): for a
+    # DynamoDB stream record, its stream generation and sequence number in one integer.
     sequence: int
     sequence_number: str  # as delivered: Lambda's itemIdentifier
     stream_arn: str

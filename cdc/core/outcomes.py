@@ -54,6 +54,7 @@ class TableCounts:
     dead_lettered: int = 0
     failed: int = 0
     max_lag_s: float | None = None  # now - the oldest event time, if records carry one
+    open_gaps: int | None = None  # the table's open gaps (README: Gaps and repair)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class BatchResult:
     measured_at: datetime | None = None  # the moment replication lag is measured to
     # The records' format, which names the identifiers of failed records.
     source: RecordFormat | None = None
+    # Open gaps per source table after the batch committed (README: Gaps and repair);
+    # None when it did not commit.
+    open_gaps: Mapping[str, int] | None = None
 
     # --- the totals ---------------------------------------------------------------------
 
@@ -177,6 +181,11 @@ class BatchResult:
                     None
                     if moment is None or now is None
                     else max(0.0, (now - moment).total_seconds())
+                ),
+                open_gaps=(
+                    None
+                    if self.open_gaps is None or not group[1]
+                    else self.open_gaps.get(group[1], 0)
                 ),
             )
         return counts
@@ -365,6 +374,7 @@ class DeadLetter:
             "target_table": storable(self.spec.qualified_name if self.spec else None, 255),
             "keys": storable(keys),
             "sequence_number": self.sequence_number,
+            "version": change.sequence if change is not None else None,
             "stream_arn": storable(change.stream_arn if change else hints.get("stream_arn"), 512),
             "event_name": storable(change.event_name if change else hints.get("event_name"), 16),
             "error_class": storable(self.error_class, 64),

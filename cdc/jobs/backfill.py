@@ -33,7 +33,7 @@ from cdc.aws.reads import scan_pages
 from cdc.aws.scans import RateLimiter, scan_limit
 from cdc.config import Settings
 from cdc.core.errors import CdcError
-from cdc.sources.snapshots import SNAPSHOT_RECORDS, STREAM_LABEL, Snapshot
+from cdc.sources.snapshots import SNAPSHOT_RECORDS, STREAM_LABEL, Snapshot, snapshot_version_for
 from cdc.sql.segments import SegmentRow, SegmentStore
 
 if TYPE_CHECKING:
@@ -136,7 +136,9 @@ class Backfill:
         self.stop = stop or threading.Event()
         self.before_write = before_write
         self.stream_arn = source.synthetic_stream_arn(STREAM_LABEL)
-        self.snapshot = Snapshot(source.name, source.key_names, self.stream_arn)
+        # Placed below the records of the stream consumed now (README: Stream generations).
+        self.version = snapshot_version_for(source.stream_arn)
+        self.snapshot = Snapshot(source.name, source.key_names, self.stream_arn, self.version)
         self.store = SegmentStore(engine, settings.schema, source.name)
         self.limiter = RateLimiter(options.rate) if options.rate else None
         self._lock = threading.Lock()

@@ -29,7 +29,7 @@ from cdc.core.mapping import RowVersion
 from cdc.core.outcomes import DeadLetter, Prepared
 from cdc.core.plan import plan
 from cdc.sources.kinesis.records import is_stream_arn, stream_name
-from cdc.sources.snapshots import STREAM_LABEL
+from cdc.sources.snapshots import SNAPSHOT_LABELS
 from cdc.sql.errors import ErrorKind, classify, describe
 from cdc.sql.lookup import ReplicaLookup
 from cdc.sql.sources import KINESIS, STREAMS, buried_at, registered_source, stored_at
@@ -54,7 +54,7 @@ _SOURCES: dict[str, str] = {}  # stream ARN → source (a batch carries one or a
 
 def source_of(change: Change) -> str | None:
     """The change's source; None for a table snapshot (a backfill), which is neither."""
-    if change.sequence == 0 or change.stream_arn.endswith(f"/stream/{STREAM_LABEL}"):
+    if change.sequence == 0 or change.stream_arn.rpartition("/stream/")[2] in SNAPSHOT_LABELS:
         return None
     arn = change.stream_arn
     source = _SOURCES.get(arn)

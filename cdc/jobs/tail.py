@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from cdc.aws import errors as aws_errors
+from cdc.core.gaps import SHARD_GONE, TRIMMED
+from cdc.core.versions import sequence_of
 from cdc.sources.dynamodb_streams.reader import (
     MAX_RECORDS_PER_CALL,
     IteratorExpired,
@@ -187,7 +189,11 @@ class Tail:
             t.c.stream_arn == self.arn, t.c.shard_id != ""
         )
         with replicator.engine.connect() as conn:
-            return {row.shard_id: int(row.last_sequence) for row in conn.execute(query)}
+            # Checkpoints hold versions (cdc/core/versions.py); the API takes the
+            # sequence number inside.
+            return {
+                row.shard_id: sequence_of(int(row.last_sequence)) for row in conn.execute(query)
+            }
 
     def _next_describe(self, now: float) -> float:
         due = now if self._must_describe else self._last_describe + self.refresh_interval
@@ -250,6 +256,26 @@ class Tail:
             self._active[shard.shard_id] = _ShardState(shard, position)
         self._first_describe = False
 
+    def _record_gap(self, state: _ShardState, kind: str, detail: str) -> None:
+        from datetime import UTC, datetime
+
+        from cdc.core.gaps import Gap
+        from cdc.core.versions import stream_generation, table_of
+        from cdc.sql.gaps import record_gaps
+
+        source = table_of(self.arn) or ""
+        gap = Gap(
+            source,
+            self.arn,
+            kind,
+            stream_generation(self.arn),
+            shard_id=state.shard.shard_id,
+            detail=detail,
+        )
+        replicator = self.replicator
+        with replicator.engine.begin() as conn:
+            record_gaps(conn, replicator.dialect, replicator.schema, [gap], datetime.now(UTC))
+
     def _finish(self, state: _ShardState) -> None:
         log.info("shard %s read to its end", state.shard.shard_id)
         del self._active[state.shard.shard_id]
@@ -273,10 +299,13 @@ class Tail:
             state.iterator = None
             return
         except RecordsTrimmed:
+            # Recorded before reading on: every row applied after the gap was found is
+            # written after it (README: Gaps and repair).
+            self._record_gap(state, TRIMMED, f"records after {state.position} expired")
             log.error(
                 "shard %s: records after %s are past the stream's 24-hour retention and "
-                "were never applied; continuing from the oldest record kept. Run `cdc "
-                "backfill` and `cdc verify` to repair the replica.",
+                "were never applied; continuing from the oldest record kept. The gap is "
+                "recorded: `cdc status` shows it, `cdc repair TABLE` closes it.",
                 shard_id,
                 state.position,
             )
@@ -284,6 +313,11 @@ class Tail:
             state.position, state.iterator = Position("TRIM_HORIZON"), None
             return
         except ShardNotFound:
+            if state.position.sequence is not None:
+                # Gone before it was read to its end: what it held after our position
+                # is lost.
+                self._record_gap(state, SHARD_GONE, f"shard gone after {state.position}")
+                self.stats.gaps += 1
             log.warning("shard %s no longer exists; skipping it", shard_id)
             self._finish(state)
             return

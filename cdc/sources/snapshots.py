@@ -1,8 +1,9 @@
 """Items read from the source table itself (a Scan for `cdc backfill` and `cdc verify`,
 an export's data files) as changes. A snapshot is no stream record: it has no sequence
 number of its own, so it is placed explicitly in the version order
-(`Snapshot.sequence`), below every record of the stream it is taken beside, and a
-snapshot item never overwrites a streamed version (docs/architecture.md, "The ordering argument").
+(`Snapshot.sequence`, `snapshot_version_for`): below every record of the stream it is
+taken beside and above every record of each earlier stream of the table, so a snapshot
+item never overwrites a version streamed since (docs/architecture.md, section 3).
 
 A `Snapshot` builds Changes directly. The raw record a dead letter keeps of a snapshot
 item is `Snapshot.record(item)`, a small envelope of its own (`eventSource`
@@ -19,10 +20,21 @@ from typing import Any
 from cdc.core.change import Change
 from cdc.core.errors import MalformedRecord
 from cdc.core.keys import check_keys
+from cdc.core.versions import snapshot_version, stream_generation
 
 SNAPSHOT_SOURCE = "cdc:snapshot"  # the eventSource of a snapshot item's envelope
 STREAM_LABEL = "backfill"  # the synthetic stream label of backfilled items
-SNAPSHOT_SEQUENCE = 0  # below every stream sequence number: never overwrites
+# Every synthetic label of a snapshot's records (backfill and export loads, verify,
+# repair): a real stream's label is a timestamp.
+SNAPSHOT_LABELS = frozenset({STREAM_LABEL, "verify", "repair"})
+SNAPSHOT_SEQUENCE = 0  # below every version: never overwrites
+
+
+def snapshot_version_for(stream_arn: str | None) -> int:
+    """The version of a snapshot taken while `stream_arn` (the table's latest stream,
+    None if it never had one) is consumed: its generation * 10^40 (README: Stream
+    generations)."""
+    return snapshot_version(stream_generation(stream_arn or ""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,30 +38,37 @@ def write_dead_letters(
     newest: dict[str, dict[str, Any]] = {}
     for row in (d.row(now) for d in letters):
         seen = newest.get(row["fingerprint"])
-        if seen is None or not _older(row["sequence_number"], seen["sequence_number"]):
+        if seen is None or not _older(row, seen):
             newest[row["fingerprint"]] = row
     unique = [newest[f] for f in sorted(newest)]
     c = table.c
 
     def assign(new: Any) -> dict[str, Any]:
         # A letter holds the newest record of its failure: an older one found again (a
-        # replayed batch, a backfill's copy of the item: sequence 0) only counts an
-        # attempt. Sequence numbers are decimal text without leading zeros (as Lambda
-        # delivers them), compared as numbers: the longer is the larger.
+        # replayed batch, a snapshot's copy of the item) only counts an attempt. Newer
+        # is by version (stream generation, then sequence: a record of a later stream
+        # is newer whatever its sequence number); a letter written before versions were
+        # kept (NULL) compares by sequence number, decimal text without leading zeros
+        # (as Lambda delivers them) compared as a number: the longer is the larger.
         old_seq, new_seq = c.sequence_number, new["sequence_number"]
-        newer = or_(
+        by_sequence = or_(
             old_seq.is_(None),
             new_seq.is_(None),
             func.length(new_seq) > func.length(old_seq),
             and_(func.length(new_seq) == func.length(old_seq), new_seq >= old_seq),
+        )
+        old_version, new_version = c.version, new["version"]
+        newer = case(
+            (and_(old_version.is_not(None), new_version.is_not(None)), new_version >= old_version),
+            else_=by_sequence,
         )
 
         def pick(name: str) -> Any:
             return case((newer, new[name]), else_=c[name])
 
         # MySQL applies these in the table's column order, later ones seeing earlier
-        # results: `newer` gives the same answer after sequence_number is updated (it
-        # becomes the larger of the two), so the order does not matter.
+        # results: `newer` gives the same answer after sequence_number and version are
+        # updated (each becomes the larger of the two), so the order does not matter.
         return {
             **{
                 name: pick(name)
@@ -77,6 +84,7 @@ def write_dead_letters(
                     "raw_record",
                     "resolved_at",
                     "sequence_number",
+                    "version",
                 )
             },
             # Inline, not a bound parameter: PyMySQL's executemany refuses parameters
@@ -89,10 +97,13 @@ def write_dead_letters(
     conn.execute(stmt, unique)
 
 
-def _older(sequence: str | None, than: str | None) -> bool:
-    if sequence is None or than is None:
+def _older(row: dict[str, Any], than: dict[str, Any]) -> bool:
+    if row["version"] is not None and than["version"] is not None:
+        return bool(row["version"] < than["version"])
+    sequence, other = row["sequence_number"], than["sequence_number"]
+    if sequence is None or other is None:
         return False
-    return (len(sequence), sequence) < (len(than), than)
+    return (len(sequence), sequence) < (len(other), other)
 
 
 def write_checkpoints(

@@ -124,6 +124,8 @@ def upgrade(
                 moved = fill_drift_columns(engine, settings)
                 if moved:
                     config.attributes["drift_moved"] = moved
+            if not sql and revision == "heads":
+                _finish_versions(engine, settings)
         except CommandError as exc:
             # e.g. the database is stamped with a revision of yours this process cannot
             # see: the migrations directory is missing or not the one that holds it.
@@ -132,6 +134,19 @@ def upgrade(
                 f"alembic: {str(exc).rstrip('.')} (your migrations directory: {where})"
             ) from None
     return list(config.attributes.get("differences", []))
+
+
+def _finish_versions(engine: Engine, settings: Settings) -> None:
+    """Replica tables still holding 40-digit versions at cdc's head revision (the
+    revisions were applied as SQL, `cdc migrate --sql`, which cannot see them) are
+    widened and re-based here, as migration 0005 does (README: Stream generations)."""
+    import logging
+
+    from cdc.sql.generations import upgrade_versions
+
+    with engine.begin() as conn:
+        for line in upgrade_versions(conn, settings, narrow_only=True):
+            logging.getLogger("cdc").warning("stream generations: %s", line)
 
 
 def _history_to_skip(

@@ -30,12 +30,13 @@ from cdc.core.deadline import Deadline
 from cdc.core.errors import RecordError
 from cdc.core.hydration import Hydration, ItemReader
 from cdc.core.mapping import RowVersion
-from cdc.core.outcomes import BatchResult, DeadLetter, Prepared
+from cdc.core.outcomes import BatchResult, DeadLetter, Outcome, Prepared
 from cdc.core.plan import TablePlan, plan
 from cdc.sql.backends.registry import dialect_for
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
 from cdc.sql.bookkeeping import write_checkpoints
 from cdc.sql.errors import ErrorKind, classify, describe
+from cdc.sql.gaps import GapWatch
 from cdc.sql.replica import DocumentTables, ReplicaSpec, typed_spec
 from cdc.sql.replica_tables import ReplicaTables
 from cdc.sql.retry import WRITE_BATCH, RetryPolicy
@@ -96,6 +97,7 @@ class Replicator:
         }
         self.replica_tables = ReplicaTables(engine, self.dialect, settings)
         self.hydration = Hydration(hydrator, new_hydrator)
+        self.gaps = GapWatch(self.dialect, self.schema)  # README: Gaps and repair
 
     # --- the pure part ------------------------------------------------------------------
 
@@ -265,6 +267,13 @@ class Replicator:
             result = prepared.settle(
                 wrote, dead, unstored=unstored, held=held, dead_letter_error=dead_letter_error
             )
+            # Gaps (README: Gaps and repair) are judged on what this transaction handled,
+            # before its checkpoints move: not the records reported for redelivery.
+            handled = [
+                c for c in prepared.changes if result.outcomes[c.index] is not Outcome.FAILED
+            ]
+            self.gaps.detect(conn, handled, now)
+            result = replace(result, open_gaps=self.gaps.open_counts(conn))
             progress = result.checkpoints(shard_id)
             if progress:
                 write_checkpoints(conn, self.dialect, self.schema, progress, now)

@@ -40,6 +40,10 @@ dead_letters = Table(
     # The record's own position: a DynamoDB Streams SequenceNumber (up to 40 digits) or
     # a Kinesis sequenceNumber (up to 128; migration 0006 widened it).
     Column("sequence_number", String(128)),
+    # The record's version (stream generation and sequence, cdc/core/versions.py), which
+    # orders letters of one item across streams; NULL before migration 0005 and for
+    # records too broken to have one.
+    Column("version", SequenceNumber()),
     Column("stream_arn", String(512)),
     Column("event_name", String(16)),
     Column("error_class", String(64), nullable=False),
@@ -132,6 +136,27 @@ export_files = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 # --- end export loads ------------------------------------------------------------------
+gaps = Table(
+    "cdc_gaps",
+    metadata,
+    # Stretches of a table's changes the stream can no longer deliver (README: Gaps and
+    # repair): open until `cdc repair` closes them.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("fingerprint", ExactString(64), nullable=False),  # cdc.core.gaps.Gap.fingerprint
+    Column("source_table", ExactString(255), nullable=False),
+    Column("stream_arn", ExactString(512), nullable=False),  # the stream read after the gap
+    Column("shard_id", ExactString(128), nullable=False),
+    Column("kind", String(32), nullable=False),  # trimmed | shard_gone | new_stream | late_batch
+    Column("generation", BigInteger, nullable=False),  # of stream_arn (cdc/core/versions.py)
+    Column("started", UtcDateTime()),  # the last event applied before the gap, if known
+    Column("ended", UtcDateTime()),  # where what follows the gap starts, if known
+    Column("detail", Text, nullable=False),
+    Column("detected_at", UtcDateTime(), nullable=False),
+    Column("closed_at", UtcDateTime()),
+    Column("closed_by", String(255)),
+    UniqueConstraint("fingerprint", name="cdc_gaps_fingerprint_key"),
+    Index("ix_cdc_gaps_table_closed", "source_table", "closed_at"),
+)
 
 BOOKKEEPING_TABLES = (
     "cdc_dead_letters",
@@ -140,4 +165,8 @@ BOOKKEEPING_TABLES = (
     "cdc_backfill_segments",
     "cdc_replica_sources",
     "cdc_export_files",
+    # A database without it (made by an earlier cdc) runs the migrations on first use,
+    # as a new one does: migration 0005 (generations) must run before records are
+    # written as versions.
+    "cdc_gaps",
 )

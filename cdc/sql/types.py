@@ -20,17 +20,21 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from cdc.core.jsontext import dumps
 from cdc.core.numbers import canonical_number
+from cdc.core.versions import VERSION_DIGITS
 
-SEQUENCE_WIDTH = 40
+# The width of a version column: a stream generation and a sequence number in one
+# integer (cdc/core/versions.py), at most 55 digits; 65 is MySQL's DECIMAL maximum.
+SEQUENCE_WIDTH = VERSION_DIGITS
 MYSQL_MAX_DECIMAL_DIGITS = 65
 
 
 class SequenceNumber(TypeDecorator[int]):
-    """A stream sequence number (up to 40 decimal digits), compared as an integer.
+    """A version (cdc/core/versions.py: stream generation * 10^40 + sequence number,
+    up to 65 decimal digits), compared as an integer.
 
-    Postgres NUMERIC(40,0) and MySQL DECIMAL(40,0) compare exactly. SQLite has no exact
-    40-digit number, so the value is stored zero-padded to 40 characters: text order is
-    then integer order.
+    Postgres NUMERIC(65,0) and MySQL DECIMAL(65,0) compare exactly. SQLite has no exact
+    65-digit number, so the value is stored zero-padded to 65 characters: text order is
+    then integer order. (Migration 0005 widened the columns from 40 digits.)
     """
 
     impl = String(SEQUENCE_WIDTH)

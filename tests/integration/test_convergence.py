@@ -43,6 +43,7 @@ from sqlalchemy.engine import URL
 import cdc.handler
 from cdc.config import Settings, parse_database_url
 from cdc.core.jsontext import loads
+from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from tests.conftest import TestDatabase
@@ -456,7 +457,7 @@ def read_rows(
             assert isinstance(item, str)
             # A text _cdc_seq on SQLite is zero-padded; int() reads either form exactly.
             rows[(table.replica, key)] = Row(
-                loads(item), int(seq), bool(deleted), _time(event_time)
+                loads(item), sequence_of(int(seq)), bool(deleted), _time(event_time)
             )
     return rows
 
@@ -530,8 +531,8 @@ CONVERGENCE = settings(
 
 # The exact type of `_cdc_seq` per dialect (docs/architecture.md §3: compared as integers).
 SEQ_TYPES = {
-    "postgresql": {("numeric", 40, 0)},
-    "mysql": {("decimal", 40, 0)},
+    "postgresql": {("numeric", 65, 0)},  # versions: cdc/core/versions.py
+    "mysql": {("decimal", 65, 0)},
 }
 
 

@@ -39,6 +39,7 @@ from sqlalchemy.schema import AddConstraint
 from cdc import handler as lambda_handler
 from cdc.config import Settings, load_settings
 from cdc.core.deadline import Deadline
+from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import (
@@ -84,7 +85,10 @@ def replica(engine: Engine, schema: str, table: str, key: str = "id") -> dict[st
     query = select(cast(t.c[key], Text), t.c._cdc_seq, t.c._cdc_deleted, cast(t.c.item, Text))
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return {r[0]: (int(r[1]), bool(r[2]), None if r[3] is None else json.loads(r[3])) for r in rows}
+    return {
+        r[0]: (sequence_of(int(r[1])), bool(r[2]), None if r[3] is None else json.loads(r[3]))
+        for r in rows
+    }
 
 
 def seq_of(rec: dict[str, Any]) -> str:

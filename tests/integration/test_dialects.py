@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 
 from cdc.core.mapping import TableOptions
+from cdc.core.versions import sequence_of
 from tests.factories import event, insert, modify, remove
 
 
@@ -25,7 +26,7 @@ def test_guarded_upsert_counts_and_final_state(db):
     assert (second.applied, second.stale, second.failed) == (0, 3, 0)
     rows = {str(r["id"]): r for r in db.rows("orders")}
     assert json.loads(rows["1"]["item"]) == {"Id": 1, "v": "b"}
-    assert rows["1"]["_cdc_seq"] == 11
+    assert sequence_of(int(rows["1"]["_cdc_seq"])) == 11
 
 
 def test_older_record_arriving_late_is_stale(db):
@@ -55,7 +56,7 @@ def test_soft_delete_is_not_resurrected_by_older_insert(db):
     replicator.process([modify({"Id": 1}, 2, {"v": "b"})])
     (row,) = db.rows("orders")
     assert row["_cdc_deleted"] in (True, 1)
-    assert row["_cdc_seq"] == 3
+    assert sequence_of(int(row["_cdc_seq"])) == 3
 
 
 def test_keys_differing_only_in_case_are_two_rows(db):

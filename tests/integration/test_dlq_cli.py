@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 from cdc.app.cli import main
 from cdc.config import load_settings
 from cdc.core.deadline import Deadline
+from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
 from tests.factories import FakeContext, insert, modify
 
@@ -98,7 +99,7 @@ def rows(engine: Engine, schema: str) -> dict[int, dict[str, Any]]:
 def orders(engine: Engine, schema: str) -> dict[str, tuple[int, dict[str, Any]]]:
     with engine.connect() as conn:
         found = conn.execute(text(f'select id::text, _cdc_seq, item::text from "{schema}".orders'))
-        return {r[0]: (int(r[1]), json.loads(r[2])) for r in found}
+        return {r[0]: (sequence_of(int(r[1])), json.loads(r[2])) for r in found}
 
 
 NUL_1 = insert({"Id": 1}, BASE + 1, {"note": "a\x00b"})

@@ -30,6 +30,7 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 from cdc import handler as lambda_handler
 from cdc.config import Settings, parse_database_url
 from cdc.core.deadline import Deadline
+from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from tests.conftest import TestDatabase
@@ -56,7 +57,7 @@ def replica(engine: Engine, schema: str, table: str) -> dict[str, tuple[int, boo
     query = select(cast(t.c.id, Text), t.c._cdc_seq, t.c._cdc_deleted, cast(t.c.item, Text))
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return {r[0]: (int(r[1]), bool(r[2]), json.loads(r[3])) for r in rows}
+    return {r[0]: (sequence_of(int(r[1])), bool(r[2]), json.loads(r[3])) for r in rows}
 
 
 def dead_letters(engine: Engine, schema: str) -> list[dict[str, Any]]:

@@ -73,7 +73,8 @@ def rows(engine: Engine, schema: str, table: str) -> list[Any]:
     with engine.connect() as conn:
         return conn.execute(
             text(
-                "select id, item::text, _cdc_seq, _cdc_deleted, _cdc_event_time "
+                "select id, item::text, mod(_cdc_seq, 1e40) _cdc_seq, _cdc_deleted, "
+                "_cdc_event_time "
                 f'from "{schema}"."{table}" order by id'
             )
         ).all()

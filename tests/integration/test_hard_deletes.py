@@ -24,6 +24,7 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.config import Settings, load_settings, parse_database_url
 from cdc.core.jsontext import loads
+from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from tests.conftest import DATABASES
@@ -157,7 +158,7 @@ def rows(target: Target, kind: Kind) -> dict[Any, dict[str, Any]]:
     for r in found:
         key = r[kind.key_columns[0]]
         key = int(key) if kind is DOCUMENT else key
-        result[key] = {"seq": int(r["_cdc_seq"]), "deleted": bool(r["_cdc_deleted"])}
+        result[key] = {"seq": sequence_of(int(r["_cdc_seq"])), "deleted": bool(r["_cdc_deleted"])}
     return result
 
 
@@ -170,7 +171,11 @@ def tombstones(target: Target, kind: Kind | None = None) -> list[dict[str, Any]]
     if kind is not None:
         found = [t for t in found if t["table_name"] == target.qualified(kind.table)]
     return [
-        {"key": key_text(t["key"]), "sequence": int(t["sequence"]), "table": t["table_name"]}
+        {
+            "key": key_text(t["key"]),
+            "sequence": sequence_of(int(t["sequence"])),
+            "table": t["table_name"],
+        }
         for t in found
     ]
 
@@ -332,7 +337,9 @@ def test_numeric_keys_that_differ_in_the_38th_digit_have_their_own_tombstones(
     process(replicator, remove({"Id": a}, BASE + 10, table="Docs"))
     process(replicator, modify({"Id": b}, BASE + 5, {"v": 5}, table="Docs"))  # b is alive at 1
     stored = target.all("docs")
-    assert [(Decimal(str(r["id"])), int(r["_cdc_seq"])) for r in stored] == [(b, BASE + 5)]
+    assert [(Decimal(str(r["id"])), sequence_of(int(r["_cdc_seq"]))) for r in stored] == [
+        (b, BASE + 5)
+    ]
     assert [key_text(t["key"]) for t in target.all("cdc_tombstones")] == [[str(a)]]
 
 
@@ -348,7 +355,7 @@ def test_ttl_remove_with_ttl_deletes_ignore_keeps_the_row(
     )
     assert result.applied == 0
     (row,) = target.all("sessions")
-    assert (row["user"], int(row["_cdc_seq"]), bool(row["_cdc_deleted"])) == (
+    assert (row["user"], sequence_of(int(row["_cdc_seq"])), bool(row["_cdc_deleted"])) == (
         "u1",
         BASE + 100,
         False,
@@ -366,7 +373,7 @@ def test_ttl_remove_with_ttl_deletes_ignore_on_a_soft_table(
     process(replicator, insert({"Id": 1}, BASE + 100, {"v": 1}, table="Keep"))
     process(replicator, remove({"Id": 1}, BASE + 200, {"v": 1}, table="Keep", ttl=True))
     (row,) = target.all("keep")
-    assert (int(row["_cdc_seq"]), bool(row["_cdc_deleted"])) == (BASE + 100, False)
+    assert (sequence_of(int(row["_cdc_seq"])), bool(row["_cdc_deleted"])) == (BASE + 100, False)
 
 
 def test_ttl_remove_deletes_by_default(target: Target, replicator: Replicator, kind: Kind) -> None:
@@ -396,11 +403,11 @@ def test_soft_delete_is_the_default(
     process(replicator, remove(keys, BASE + 200, item, table=source))
     process(replicator, insert(keys, BASE + 150, item, table=source))  # late: stays deleted
     (row,) = target.all(table)
-    assert (int(row["_cdc_seq"]), bool(row["_cdc_deleted"])) == (BASE + 200, True)
+    assert (sequence_of(int(row["_cdc_seq"])), bool(row["_cdc_deleted"])) == (BASE + 200, True)
     assert tombstones(target) == []
     process(replicator, modify(keys, BASE + 300, item, table=source))
     (row,) = target.all(table)
-    assert (int(row["_cdc_seq"]), bool(row["_cdc_deleted"])) == (BASE + 300, False)
+    assert (sequence_of(int(row["_cdc_seq"])), bool(row["_cdc_deleted"])) == (BASE + 300, False)
 
 
 def test_defaults_section_makes_every_table_hard_delete(target: Target, tmp_path: Path) -> None:
@@ -412,4 +419,4 @@ def test_defaults_section_makes_every_table_hard_delete(target: Target, tmp_path
     process(replicator, insert({"Id": 1}, BASE + 150, table="Anything"))
     assert target.all("anything") == []
     (stone,) = target.all("cdc_tombstones")
-    assert key_text(stone["key"]) == ["1"] and int(stone["sequence"]) == BASE + 200
+    assert key_text(stone["key"]) == ["1"] and sequence_of(int(stone["sequence"])) == BASE + 200

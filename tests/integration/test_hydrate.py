@@ -40,6 +40,7 @@ from cdc.core.deadline import Deadline
 from cdc.core.jsontext import loads
 from cdc.core.mapping import TableConfig, TableOptions
 from cdc.core.outcomes import Outcome
+from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
 from tests.conftest import TestDatabase
 from tests.factories import REGION, insert, record, stream_arn
@@ -280,7 +281,7 @@ def replica(db: TestDatabase, table: str = "orders") -> dict[int, dict[str, Any]
     found = {}
     for row in db.rows(table):
         found[int(row["id"])] = {
-            "seq": int(row["_cdc_seq"]),
+            "seq": sequence_of(int(row["_cdc_seq"])),
             "deleted": bool(row["_cdc_deleted"]),
             "item": None if row["item"] is None else loads(row["item"]),
         }
@@ -604,7 +605,7 @@ def test_checkpoint_does_not_pass_records_reported_for_redelivery(
     result = rep.process(records)
     assert result.item_failures == [seq_of(records[2]), seq_of(records[4])]
     point = checkpoints(db)[stream_arn("Orders")]
-    assert int(point["last_sequence"]) == BASE + 1, (
+    assert sequence_of(int(point["last_sequence"])) == BASE + 1, (
         f"checkpoint claims sequence {point['last_sequence']} applied, but records "
         f"{result.item_failures} were reported for redelivery"
     )
@@ -613,7 +614,7 @@ def test_checkpoint_does_not_pass_records_reported_for_redelivery(
         0,
         0,
     )
-    assert int(checkpoints(db)[stream_arn("Customers")]["last_sequence"]) == BASE + 4
+    assert sequence_of(int(checkpoints(db)[stream_arn("Customers")]["last_sequence"])) == BASE + 4
 
 
 def pg_hydrating(pg_engine: Any, pg_schema: str, hydrator: Hydrator) -> Replicator:

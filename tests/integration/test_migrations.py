@@ -156,7 +156,7 @@ def test_migrate_creates_bookkeeping_and_typed_tables(
     assert types["tags"] == "TEXT[]"
     assert types["lines"] == "JSONB" and types["extra"] == "JSONB"
     assert types["placed_at"] == "TIMESTAMP WITH TIME ZONE"
-    assert types["_cdc_seq"] == "NUMERIC(40, 0)"
+    assert types["_cdc_seq"] == "NUMERIC(65, 0)"  # versions: cdc/core/versions.py
 
     # the table from `cdc migrate` is the one the replicator writes (auto_create = false)
     replicator = Replicator(pg_engine, load_settings(env))

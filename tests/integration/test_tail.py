@@ -24,6 +24,7 @@ from sqlalchemy import select, text
 from cdc.app import cli
 from cdc.core.jsontext import loads
 from cdc.core.outcomes import BatchResult, Outcome
+from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
 from cdc.jobs.tail import Tail
 from cdc.sources.dynamodb_streams.reader import Shard, StreamReader, lambda_record, ready_shards
@@ -173,7 +174,10 @@ def make_tail(fake, replicator, **kw):
 def rows(pg_engine, schema):
     with pg_engine.connect() as c:
         result = c.execute(
-            text(f'select id, item::text, _cdc_seq, _cdc_deleted from "{schema}".orders')
+            text(
+                "select id, item::text, mod(_cdc_seq, 1e40) _cdc_seq, _cdc_deleted "
+                f'from "{schema}".orders'
+            )
         ).all()
     return {int(r[0]): (loads(r[1]), int(r[2]), r[3]) for r in result}
 
@@ -181,7 +185,7 @@ def rows(pg_engine, schema):
 def checkpoints(pg_engine, schema):
     t = tables(schema)["cdc_checkpoints"]
     with pg_engine.connect() as c:
-        return {r.shard_id: int(r.last_sequence) for r in c.execute(select(t))}
+        return {r.shard_id: sequence_of(int(r.last_sequence)) for r in c.execute(select(t))}
 
 
 # --- pure parts ---------------------------------------------------------------------------

@@ -412,3 +412,28 @@ def test_the_dashboard_graphs_the_metrics_the_handler_emits(
     assert mapping_metrics == {"OnFailureDestinationDeliveredEventCount", "DroppedEventCount"}
     (alarms,) = [w for w in widgets if w["type"] == "alarm"]
     assert len(alarms["properties"]["alarms"]) >= 5
+
+
+def test_the_gaps_alarm_watches_the_metric_the_handler_emits(template):
+    from cdc.app.observe import emf_documents
+    from cdc.core.outcomes import BatchResult, TableStats
+
+    # GIVEN a batch of a table with an open gap
+    arn = "arn:aws:dynamodb:eu-central-1:123456789012:table/Orders/stream/2026-11-20T08:15:00.123"
+    result = BatchResult([], [], by_table={(arn, "Orders"): TableStats(records=1, open_gaps=2)})
+    (gaps,) = emf_documents(result, "cdc")
+    (emitted,) = [
+        d for d in gaps["_aws"]["CloudWatchMetrics"] if d["Metrics"][0]["Name"] == "ReplicationGaps"
+    ]
+    # THEN the alarm names the same namespace, metric and dimension (the table alone)
+    alarm = next(
+        r["Properties"]
+        for r in resources(template, "AWS::CloudWatch::Alarm").values()
+        if r["Properties"]["MetricName"] == "ReplicationGaps"
+    )
+    assert alarm["Namespace"] == emitted["Namespace"] == "cdc"
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["Threshold"] == 0
+    dimensions = {d["Name"]: evaluate(d["Value"], {"StreamArn": arn}) for d in alarm["Dimensions"]}
+    assert [list(dimensions)] == emitted["Dimensions"]
+    assert dimensions == {"Table": gaps["Table"]} == {"Table": "Orders"}
+    assert gaps["ReplicationGaps"] == 2

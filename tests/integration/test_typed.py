@@ -38,6 +38,7 @@ from cdc.config import Settings, load_settings, parse_database_url
 from cdc.core.errors import ConfigError
 from cdc.core.jsontext import loads
 from cdc.core.naming import snake
+from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from cdc.sql.migrations import target_metadata
@@ -459,7 +460,7 @@ def test_modify_replaces_every_typed_column(target: Target, tmp_path: Path) -> N
     row = rows_by_id(target, settings)["m"]
     assert (row["amount"], row["flag"], row["count"]) == (None, None, 7)
     assert loads(row["extra"]) == {"Shape": "round"}
-    assert row["_cdc_seq"] == BASE + 2
+    assert sequence_of(int(row["_cdc_seq"])) == BASE + 2
 
 
 # --- 2. conversion errors are dead-lettered, the rest of the batch applies ------------
@@ -577,7 +578,7 @@ def test_bad_modify_leaves_the_stored_row_as_it_was(target: Target, tmp_path: Pa
     result = replicator.process([put("k", 2, {"Price": n("10.505")}, event="MODIFY")])
     assert result.failed == 0 and result.dead_lettered == 1
     row = rows_by_id(target, settings)["k"]
-    assert (row["price"], row["_cdc_seq"]) == (Decimal("10.50"), BASE + 1)
+    assert (row["price"], sequence_of(int(row["_cdc_seq"]))) == (Decimal("10.50"), BASE + 1)
 
 
 # --- 5. identifiers: cutting, collisions, validation ------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from cdc.core.change import Change
 from cdc.core.errors import DecodeError, MalformedRecord, RecordError
 from cdc.core.outcomes import BatchResult, DeadLetter, Outcome
+from cdc.core.versions import sequence_of as sequence_in
 from cdc.sources.dynamodb_streams.records import (
     LAMBDA_RECORDS,
     parse_record,
@@ -48,8 +49,8 @@ def test_devguide_sample_parses_without_event_time():
     # WHEN each record is parsed
     insert_, modify = parse_all(records)
     # THEN both are valid changes of table ExampleTableWithStream
-    assert (insert_.index, insert_.event_name, insert_.sequence) == (0, "INSERT", 111)
-    assert (modify.index, modify.event_name, modify.sequence) == (1, "MODIFY", 222)
+    assert (insert_.index, insert_.event_name, sequence_in(insert_.sequence)) == (0, "INSERT", 111)
+    assert (modify.index, modify.event_name, sequence_in(modify.sequence)) == (1, "MODIFY", 222)
     assert insert_.sequence_number == "111"
     for change in (insert_, modify):
         assert change.source_table == "ExampleTableWithStream"
@@ -71,7 +72,7 @@ def test_powertools_sample_parses_with_event_time_and_no_ttl():
     changes = parse_all(records)
     # THEN sequence numbers are exact integers and the event time is UTC
     assert [c.event_name for c in changes] == ["INSERT", "MODIFY", "REMOVE"]
-    assert [c.sequence for c in changes] == [
+    assert [sequence_in(c.sequence) for c in changes] == [
         4421584500000000017450439091,
         4421584500000000017450439092,
         4421584500000000017450439093,
@@ -108,7 +109,7 @@ def test_every_well_formed_scenario_record_parses(name, count):
     assert len(changes) == count
     for change, raw in zip(changes, records, strict=True):
         assert change.sequence_number == raw["dynamodb"]["SequenceNumber"]
-        assert change.sequence == int(raw["dynamodb"]["SequenceNumber"])
+        assert sequence_in(change.sequence) == int(raw["dynamodb"]["SequenceNumber"])
         assert change.stream_arn == raw["eventSourceARN"]
         assert sequence_of(raw) == change.sequence_number
 
@@ -454,7 +455,7 @@ def test_sequence_numbers_of_up_to_40_digits_are_exact_integers(text):
     change = parse_record(rec, 0)
     # THEN it is kept both as delivered (Lambda's itemIdentifier) and as an exact integer
     assert change.sequence_number == text
-    assert change.sequence == int(text)
+    assert sequence_in(change.sequence) == int(text)
     assert sequence_of(rec) == text
 
 

@@ -17,4 +17,6 @@ MODULES = (
     "verify",
     "redrive_failures",
     "infer_mapping",
+    "status",
+    "repair",
 )

@@ -18,6 +18,7 @@ from typing import Any
 from cdc.core.change import Change
 from cdc.core.errors import MalformedRecord, RecordError
 from cdc.core.keys import check_keys
+from cdc.core.versions import stream_generation, stream_version
 
 EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
 MAX_SEQUENCE_DIGITS = 40
@@ -131,7 +132,9 @@ def parse_record(record: object, index: int) -> Change:
     )
     return Change(
         index=index,
-        sequence=int(seq_text),
+        # The version: (stream generation, sequence number) as one integer (README:
+        # Stream generations).
+        sequence=stream_version(stream_generation(str(arn)), int(seq_text)),
         sequence_number=seq_text,
         stream_arn=str(arn),
         source_table=table,
