@@ -30,7 +30,7 @@ from cdc.aws import exports as s3x
 from cdc.config import Settings
 from cdc.core.errors import CdcError
 from cdc.sources.exports import ExportFileError, line_record, read_lines
-from cdc.sources.snapshots import SNAPSHOT_RECORDS, STREAM_LABEL
+from cdc.sources.snapshots import SNAPSHOT_RECORDS, STREAM_LABEL, export_version_for
 from cdc.sql.export_files import ExportFileStore, FileClaim, FileEntry, worker_id
 
 if TYPE_CHECKING:
@@ -126,6 +126,8 @@ class ExportLoad:
         self.before_write = before_write
         self.stream_arn = source.synthetic_stream_arn(STREAM_LABEL)
         self.incremental = export.summary.export_type == s3x.INCREMENTAL
+        # The export's place in the version order (README: Stream generations).
+        self.version = export_version_for(source.stream_arn, export.summary.export_time)
         self.store = ExportFileStore(engine, settings.schema, export.summary.export_arn)
         self._lock = threading.Lock()
 
@@ -251,6 +253,7 @@ class ExportLoad:
                         self.stream_arn,
                         incremental=self.incremental,
                         where=f"{where} line {number}",
+                        version=self.version,
                     )
                     batch.append(record)
                 if len(batch) >= self.options.batch_lines:

@@ -32,10 +32,17 @@ class ExportFileError(CdcError):
 
 
 def snapshot_record(
-    image: dict[str, Any], source: SourceTable, stream_arn: str, *, removed: bool = False
+    image: dict[str, Any],
+    source: SourceTable,
+    stream_arn: str,
+    *,
+    removed: bool = False,
+    version: int = 0,
 ) -> dict[str, Any]:
-    """The one place an export's item becomes a record: the snapshot path's own."""
-    return Snapshot(source.name, source.key_names, stream_arn).record(image, removed=removed)
+    """The one place an export's item becomes a record: the snapshot path's own, at
+    the export's place in the version order (`export_version_for`)."""
+    snapshot = Snapshot(source.name, source.key_names, stream_arn, version)
+    return snapshot.record(image, removed=removed)
 
 
 def read_lines(
@@ -87,21 +94,22 @@ def line_record(
     *,
     incremental: bool,
     where: str,
+    version: int = 0,
 ) -> dict[str, Any]:
-    """The record of one export line, full or incremental."""
+    """The record of one export line, full or incremental, at `version`."""
     if not incremental:
         item = line.get("Item")
         if not isinstance(item, dict):
             raise ExportFileError(f'{where}: not a full export line ({{"Item": {{...}}}})')
-        return snapshot_record(item, source, stream_arn)
+        return snapshot_record(item, source, stream_arn, version=version)
     keys, new = line.get("Keys"), line.get("NewImage")
     if not isinstance(keys, dict) or not (new is None or isinstance(new, dict)):
         raise ExportFileError(
             f'{where}: not an incremental export line ({{"Keys": ..., "NewImage": ...}})'
         )
     if new is not None:
-        return snapshot_record({**keys, **new}, source, stream_arn)
+        return snapshot_record({**keys, **new}, source, stream_arn, version=version)
     # Deleted within the window: the snapshot record of the key, as a REMOVE.
     old = line.get("OldImage")
     image = {**old, **keys} if isinstance(old, dict) else dict(keys)
-    return snapshot_record(image, source, stream_arn, removed=True)
+    return snapshot_record(image, source, stream_arn, removed=True, version=version)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from cdc.core.change import Change
@@ -35,6 +36,18 @@ def snapshot_version_for(stream_arn: str | None) -> int:
     None if it never had one) is consumed: its generation * 10^40 (README: Stream
     generations)."""
     return snapshot_version(stream_generation(stream_arn or ""))
+
+
+def export_version_for(stream_arn: str | None, export_time: datetime) -> int:
+    """The version of an export taken at `export_time` and loaded while `stream_arn` is
+    consumed: that stream's snapshot version if the stream began before the export
+    (the export is a state of the table that stream's records follow), else 0, below
+    every record, since the export predates this stream and the records of the stream
+    before it that came after the export are not known (README: Stream generations)."""
+    generation = stream_generation(stream_arn or "")
+    if generation and generation <= export_time.timestamp() * 1000:
+        return snapshot_version(generation)
+    return SNAPSHOT_SEQUENCE
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,18 @@ raw records read back to the same Change."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from cdc.core.errors import DecodeError, MalformedRecord
 from cdc.sources.formats import ANY_RECORDS
-from cdc.sources.snapshots import SNAPSHOT_RECORDS, Snapshot
+from cdc.sources.snapshots import (
+    SNAPSHOT_RECORDS,
+    Snapshot,
+    export_version_for,
+    snapshot_version_for,
+)
 
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/Orders/stream/backfill"
 SNAPSHOT = Snapshot("Orders", ("pk", "sk"), ARN)
@@ -64,3 +71,21 @@ def test_a_broken_envelope_is_malformed() -> None:
 def test_any_records_dispatches_on_event_source_and_names_the_known_ones() -> None:
     with pytest.raises(MalformedRecord, match=r"'aws:dynamodb'.*'cdc:snapshot'"):
         ANY_RECORDS.parse({"eventSource": "aws:sqs"}, 0)
+
+
+def test_a_snapshot_sits_at_its_stream_s_generation() -> None:
+    stream = "arn:aws:dynamodb:eu-west-1:123456789012:table/Orders/stream/2026-11-20T08:15:00.123"
+    generation = 1_795_162_500_123  # 2026-11-20T08:15:00.123Z in milliseconds
+    assert snapshot_version_for(stream) == generation * 10**40
+    assert snapshot_version_for(None) == 0  # a table that never had a stream
+
+
+def test_an_export_sits_at_its_stream_s_generation_only_if_the_stream_is_older() -> None:
+    stream = "arn:aws:dynamodb:eu-west-1:123456789012:table/Orders/stream/2026-11-20T08:15:00.123"
+    after = datetime(2026, 11, 21, tzinfo=UTC)
+    before = datetime(2026, 11, 19, tzinfo=UTC)
+    assert export_version_for(stream, after) == snapshot_version_for(stream)
+    # taken before this stream began: the older stream's later records are unknown, so
+    # the export goes below everything (it fills keys nothing wrote, overwrites nothing)
+    assert export_version_for(stream, before) == 0
+    assert export_version_for(None, after) == 0
