@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Column, Engine, MetaData, Table, func, inspect, select
 
 from cdc.core.errors import CdcError, ConfigError
+from cdc.sql.backends.registry import backend_class, backend_for
 from cdc.sql.schema import BOOKKEEPING_TABLES
 
 if TYPE_CHECKING:
@@ -232,7 +233,8 @@ def ensure_bookkeeping(
 
 def _bookkeeping_exists(engine: Engine, schema: str | None) -> bool:
     inspector = inspect(engine)
-    if schema is not None and engine.dialect.name != "sqlite" and not inspector.has_schema(schema):
+    schemas = backend_class(engine.dialect.name).supports_schemas
+    if schema is not None and schemas and not inspector.has_schema(schema):
         return False  # MySQL cannot list the tables of a database that is not there yet
     return set(BOOKKEEPING_TABLES) <= set(inspector.get_table_names(schema=schema))
 
@@ -240,11 +242,10 @@ def _bookkeeping_exists(engine: Engine, schema: str | None) -> bool:
 def target_metadata(settings: Settings, dialect_name: str) -> MetaData:
     """What the database should contain: the bookkeeping tables and every typed table
     of the mapping, as built for `dialect_name`. alembic autogenerate diffs against it."""
-    from cdc.sql.backends.registry import dialect_for
     from cdc.sql.bookkeeping import tables
     from cdc.sql.replica import typed_spec
 
-    dialect = dialect_for(dialect_name)
+    backend = backend_for(dialect_name)
     metadata = MetaData()
     for table in tables(settings.schema).values():
         table.to_metadata(metadata)
@@ -254,9 +255,9 @@ def target_metadata(settings: Settings, dialect_name: str) -> MetaData:
                 config,
                 metadata,
                 settings.schema,
-                dialect.max_identifier_bytes,
-                dialect.column_type,
-                dialect.table_options(),
+                backend.max_identifier_bytes,
+                backend.column_type,
+                backend.table_options(),
             )
     return metadata
 

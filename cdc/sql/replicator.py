@@ -29,7 +29,7 @@ from cdc.core.errors import CdcError, RecordError
 from cdc.core.mapping import RowVersion
 from cdc.core.outcomes import BatchResult, DeadLetter, Outcome, Prepared, StreamProgress, Written
 from cdc.core.plan import TablePlan, plan
-from cdc.sql.backends.registry import dialect_for
+from cdc.sql.backends.registry import backend_for
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
 from cdc.sql.bookkeeping import write_checkpoints
 from cdc.sql.errors import ErrorKind, classify, describe
@@ -65,34 +65,34 @@ class Replicator:
         self._new_hydrator = new_hydrator
         self.settings = settings
         self.policy = policy
-        self.dialect = dialect_for(engine.dialect.name)
+        self.backend = backend_for(engine.dialect.name)
         self.schema = settings.schema
         self.metadata = MetaData()
         self.documents = DocumentTables(
             metadata=self.metadata,
             schema=self.schema,
-            max_identifier_bytes=self.dialect.max_identifier_bytes,
-            key_type=self.dialect.key_type,
+            max_identifier_bytes=self.backend.max_identifier_bytes,
+            key_type=self.backend.key_type,
             options_for=settings.options_for,
             names_for=settings.names_for,
-            table_options=self.dialect.table_options(),
+            table_options=self.backend.table_options(),
         )
         self._tombstones = bookkeeping_tables(self.schema)["cdc_tombstones"]
-        self.writer = Writer(engine, self.dialect, self.schema, self._tombstones)
+        self.writer = Writer(engine, self.backend, self.schema, self._tombstones)
         self._specs_lock = threading.Lock()
         self._specs: dict[str, ReplicaSpec] = {
             source: typed_spec(
                 config,
                 self.metadata,
                 self.schema,
-                self.dialect.max_identifier_bytes,
-                self.dialect.column_type,
-                self.dialect.table_options(),
+                self.backend.max_identifier_bytes,
+                self.backend.column_type,
+                self.backend.table_options(),
             )
             for source, config in settings.tables.items()
             if config.typed
         }
-        self.replica_tables = ReplicaTables(engine, self.dialect, settings)
+        self.replica_tables = ReplicaTables(engine, self.backend, settings)
         self._bookkeeping_ready = False
         self._hydrator: Any = hydrator
 
@@ -291,7 +291,7 @@ class Replicator:
         with self.engine.begin() as conn, ExitStack() as pipelined:
             if not careful:
                 # The careful pass needs each savepoint's outcome at once.
-                pipelined.enter_context(self.dialect.batch_context(conn))
+                pipelined.enter_context(self.backend.batch_context(conn))
             self.writer.limit_statement_time(conn, deadline)
             for table_plan in plans:
                 spec = table_plan.spec
@@ -302,7 +302,7 @@ class Replicator:
                         self.writer.write_isolated(conn, spec, rows, now) if rows else (0, [])
                     )
                 else:
-                    chunks = settling.chunks(self.dialect.chunk_rows(len(table_plan.rows)))
+                    chunks = settling.chunks(self.backend.chunk_rows(len(table_plan.rows)))
                     changed, rejected = self.writer.write_plainly(conn, spec, chunks, now)
                 dead.extend(
                     prepared.dead_letter(row, spec, kind, message)
@@ -340,7 +340,7 @@ class Replicator:
                 if letter.change is not None and letter.index not in reported:
                     progress[letter.change.stream_arn].dead_lettered += 1
             if progress:
-                write_checkpoints(conn, self.dialect, self.schema, list(progress.values()), now)
+                write_checkpoints(conn, self.backend, self.schema, list(progress.values()), now)
         return Written(applied, stale, dead, dead_letter_error, per_table, unwritten, held)
 
     def _ensure_bookkeeping(self) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 from cdc.config import Settings, load_settings, parse_database_url
 from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion
 from cdc.jobs.replicate import Replicator
-from cdc.sql.backends.base import Dialect, row_dict
+from cdc.sql.backends.base import Backend, row_dict
 from cdc.sql.engines import make_engine
 from cdc.sql.replica import ReplicaSpec as TableSpec
 from tests.conftest import DATABASES
@@ -164,7 +164,7 @@ class Reference:
     guard and assignments), into a copy of the replica table."""
 
     def __init__(self, replicator: Replicator) -> None:
-        self.dialect: Dialect = replicator.dialect
+        self.dialect: Backend = replicator.backend
         self.copies: dict[str, Table] = {}
         self.metadata = MetaData()
         original = self.dialect._upsert

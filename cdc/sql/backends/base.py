@@ -1,4 +1,12 @@
-"""The dialect interface and the parts PostgreSQL and SQLite share (ON CONFLICT)."""
+"""The backend interface, and the parts PostgreSQL and SQLite share (ON CONFLICT).
+
+A backend is everything cdc knows of one database, in one module of this package: its
+capabilities as class attributes (driver, URL schemes, default port, identifier limit,
+schemas) and public hooks that the rest of cdc calls instead of asking which database
+it is talking to (statements, column types, connect arguments, error codes, statement
+timeout, migration lock). Each hook's docstring says who overrides it. The registry
+(cdc/sql/backends/registry.py) finds a backend by SQLAlchemy's name for the database.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +21,13 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Date,
+    DateTime,
     Double,
+    Engine,
     Integer,
     LargeBinary,
     SmallInteger,
+    String,
     Table,
     Text,
     and_,
@@ -29,9 +40,14 @@ from sqlalchemy.engine import Dialect as SQLDialect
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
+from cdc.config import DatabaseOptions
+from cdc.config.databases import DatabaseFacts
 from cdc.core.convert import ColumnType
 from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, key_hash
 from cdc.core.plan import split_by_values
+from cdc.sql.backends.bound import bound_upsert, row_dict
+from cdc.sql.drift import Capacity
+from cdc.sql.errors import ErrorKind, classify_by_sqlstate
 from cdc.sql.replica import ReplicaSpec
 from cdc.sql.types import ExactNumber, JsonDocument, UtcDateTime
 
@@ -42,8 +58,6 @@ _ROWCOUNT = {"preserve_rowcount": True}
 MAX_BINDS = 30000
 # Table.info key: the table's upsert statements by assigned columns (_upsert_statement).
 _UPSERTS = "cdc_upserts"
-# Table.info key: those statements compiled, by assigned columns and database.
-_BOUND = "cdc_bound_upserts"
 
 
 class Incoming(Protocol):
@@ -57,12 +71,168 @@ Assign = Callable[[Incoming], Mapping[str, ColumnElement[Any]]]
 Guard = Callable[[Incoming], ColumnElement[bool]]
 
 
-class Dialect:
-    names: ClassVar[tuple[str, ...]] = ()
+class Backend:
+    """One database. Subclasses set the capabilities and override the hooks they need;
+    an instance holds no connection (the writer, cdc/sql/writer.py, executes what it
+    builds) but may cache statements, so a replicator keeps one."""
+
+    # --- capabilities: every backend sets these ------------------------------------------
+
+    name: ClassVar[str] = ""  # the registry's name, and the module's: postgresql
+    label: ClassVar[str] = ""  # for people, in messages: PostgreSQL
+    names: ClassVar[tuple[str, ...]] = ()  # SQLAlchemy backend names served (mysql, mariadb)
+    driver: ClassVar[str] = ""  # the SQLAlchemy driver cdc uses: postgresql+psycopg
+    # The URL schemes users write (what psql and mysql accept) → SQLAlchemy driver names.
+    url_drivers: ClassVar[Mapping[str, str]] = {}
+    # An RDS secret's `engine` (Aurora's names too) → SQLAlchemy driver name.
+    secret_engines: ClassVar[Mapping[str, str]] = {}
+    # Module prefixes of the driver's exceptions: `classify_error` takes those.
+    driver_modules: ClassVar[tuple[str, ...]] = ()
+    install_hint: ClassVar[str] = ""  # how to install the driver, when it is missing
+    default_port: ClassVar[int | None] = None
+    network: ClassVar[bool] = True  # a server: TLS and RDS IAM authentication apply
+    system_ca: ClassVar[bool] = False  # the driver understands sslrootcert=system
+    connect_database_key: ClassVar[str] = "database"  # the driver's name for the database
     max_identifier_bytes: ClassVar[int] = 63
     supports_schemas: ClassVar[bool] = True
     # Whether replica tables made by an earlier cdc may need `upgrade_table`.
     upgrades_tables: ClassVar[bool] = False
+    # alembic must rebuild a table to alter it (render_as_batch).
+    alters_in_batches: ClassVar[bool] = False
+    # Column values as cdc.sql.types binds them: sequence numbers as zero-padded text
+    # (no exact 40-digit integer type), datetimes with their zone (else naive UTC).
+    sequences_as_text: ClassVar[bool] = True
+    binds_aware_datetimes: ClassVar[bool] = False
+
+    @classmethod
+    def facts(cls) -> DatabaseFacts:
+        """The capabilities the configuration needs before connecting (cdc.config
+        cannot import this layer: the registry hands it these)."""
+        return DatabaseFacts(
+            name=cls.name,
+            label=cls.label,
+            names=cls.names,
+            driver=cls.driver,
+            url_drivers=dict(cls.url_drivers),
+            supports_schemas=cls.supports_schemas,
+            max_identifier_bytes=cls.max_identifier_bytes,
+            network=cls.network,
+            system_ca=cls.system_ca,
+        )
+
+    # --- connecting (cdc/sql/engines.py, cdc/sql/credentials.py) ---------------------------
+
+    @classmethod
+    def connect_defaults(cls) -> dict[str, Any]:
+        """The driver's connect arguments cdc always wants (timeouts, character set);
+        the configuration's (`connect_args`) override them. Overridden by each backend."""
+        return {}
+
+    @classmethod
+    def engine_options(cls) -> dict[str, Any]:
+        """`create_engine` keyword arguments (isolation level, pool reset). Overridden
+        by MySQL."""
+        return {}
+
+    @classmethod
+    def prepare_engine(cls, engine: Engine, options: Mapping[str, Any]) -> None:
+        """Install the engine's event listeners (SQLite's BEGIN, MySQL's session reset);
+        `options` are those it was created with. Overridden by the backends that need
+        any."""
+
+    @classmethod
+    def connect_args(cls, options: DatabaseOptions) -> dict[str, Any]:
+        """The driver's connect arguments for the configured TLS mode, CA bundle and
+        prepared statements (README: Configuration). Overridden by network backends."""
+        return {}
+
+    @classmethod
+    def is_auth_failure(cls, error: BaseException) -> bool:
+        """The driver's `error` says the credentials were rejected (a rotated password,
+        an expired token). Overridden by network backends."""
+        return False
+
+    @classmethod
+    def classify_error(cls, error: BaseException) -> ErrorKind:
+        """How to react to `error`, an exception of this backend's driver (its module
+        starts with one of `driver_modules`): cdc/sql/errors.py. The default reads the
+        standard SQLSTATE classes; backends override it with their own codes."""
+        return classify_by_sqlstate(error)
+
+    # --- a batch's transaction (cdc/sql/writer.py) ----------------------------------------
+
+    def limit_statement_time(self, conn: Connection, remaining_s: float) -> None:
+        """Keep every statement of the transaction within `remaining_s` seconds, lock
+        waits included. Overridden by PostgreSQL (statement_timeout) and MySQL."""
+
+    # --- migrations (migrations/env.py) ---------------------------------------------------
+
+    @classmethod
+    def lock_migrations(cls, conn: Connection) -> None:
+        """Take the lock that serialises concurrent `cdc migrate` runs (held by the
+        connection until `unlock_migrations`). Overridden by the server backends."""
+
+    @classmethod
+    def unlock_migrations(cls, conn: Connection) -> None:
+        """Release `lock_migrations`' lock."""
+
+    @classmethod
+    def create_schema_for_migrations(cls, conn: Connection, schema: str) -> None:
+        """Make the schema (MySQL: the database) the migrations run in, only when it is
+        missing, so a user without CREATE elsewhere is never asked for it. PostgreSQL
+        overrides it with CREATE SCHEMA IF NOT EXISTS."""
+        from sqlalchemy import inspect
+        from sqlalchemy.schema import CreateSchema
+
+        if not inspect(conn).has_schema(schema):
+            conn.execute(CreateSchema(schema))
+
+    @classmethod
+    def normalize_ddl(cls, ddl: str, dialect: SQLDialect) -> str:
+        """A column type's DDL as comparing the mapping with the database should see it
+        (uppercase, no spaces; MariaDB's JSON reads back as LONGTEXT). Overridden by
+        MySQL."""
+        return ddl.upper().replace(" ", "").replace("DOUBLEPRECISION", "FLOAT")
+
+    @classmethod
+    def column_capacity(cls, ddl: str) -> Capacity | None:
+        """What a live column of type `ddl` (uppercase, no collation) can hold, where
+        this database reads a type its own way (MySQL's TINYINT(1), SQLite's
+        affinities); None leaves it to the SQL standard's names (cdc/sql/drift.py)."""
+        return None
+
+    # --- column types (cdc/sql/types.py asks these) ---------------------------------------
+
+    @classmethod
+    def sequence_type(cls, width: int) -> TypeEngine[Any]:
+        """The column of a `width`-digit sequence number, compared as an integer: text
+        zero-padded to `width` unless overridden (an exact integer type)."""
+        return String(width)
+
+    @classmethod
+    def exact_string_type(cls, dialect: SQLDialect, length: int) -> TypeEngine[Any]:
+        """A text column compared byte for byte (keys: `sp`, `sp ` and `SP` are three
+        values). Overridden by MySQL, whose default comparison is not exact."""
+        return String(length)
+
+    @classmethod
+    def utc_datetime_type(cls) -> TypeEngine[Any]:
+        """A point in time (see `binds_aware_datetimes`). Overridden by MySQL."""
+        return DateTime(timezone=True)
+
+    @classmethod
+    def numbers_as_text(cls, precision: int | None) -> bool:
+        """Whether an exact number of `precision` digits (None: any DynamoDB number) is
+        kept as canonical text, the database having no exact type for it. Overridden
+        by the backends with a decimal type."""
+        return True
+
+    @classmethod
+    def exact_number_type(
+        cls, dialect: SQLDialect, precision: int | None, scale: int | None, key: bool
+    ) -> TypeEngine[Any]:
+        """An exact number's column (canonical text where `numbers_as_text`)."""
+        return Text()
 
     # --- types ------------------------------------------------------------------------
 
@@ -97,7 +267,7 @@ class Dialect:
         return simple[kind]
 
     def table_options(self) -> dict[str, str]:
-        """Dialect-specific `Table(...)` keyword arguments for replica tables."""
+        """Backend-specific `Table(...)` keyword arguments for replica tables."""
         return {}
 
     # --- statements -------------------------------------------------------------------
@@ -132,7 +302,7 @@ class Dialect:
     def chunk_rows(self, rows: int) -> int:
         """How many of a table's `rows` versions `write_chunks` should get at a time;
         their values are built one chunk at a time. One chunk unless the dialect can
-        overlap building a chunk with writing the previous one."""
+        overlap building a chunk with writing the previous one (PostgreSQL)."""
         return rows
 
     def write_chunks(
@@ -210,7 +380,7 @@ class Dialect:
             return 0
         stmt = self._upsert_statement(spec.table, value_names)
         columns = {*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT}
-        bound = _bound_upsert(spec.table, tuple(value_names), stmt, conn.dialect, columns)
+        bound = bound_upsert(spec.table, tuple(value_names), stmt, conn.dialect, columns)
         if bound is None:  # not a plain one-row INSERT: let SQLAlchemy bind the values
             dicts = [row_dict(spec, r, value_names, applied_at) for r in rows]
             return int(conn.execute(stmt, dicts, execution_options=_ROWCOUNT).rowcount)
@@ -316,85 +486,7 @@ class Dialect:
         return []
 
 
-class _BoundUpsert:
-    """An upsert compiled for one database: its SQL text, and the columns it binds in
-    the driver's order, each with the bind processor SQLAlchemy itself applies to a value
-    of that column's type (`TypeEngine.dialect_impl(dialect).bind_processor(dialect)`),
-    so the driver gets exactly what `conn.execute(stmt, rows)` would give it, without
-    SQLAlchemy's per-row parameter handling (about half of SQLite's write of a batch
-    once the statement is compiled once)."""
-
-    def __init__(self, stmt: Insert, dialect: SQLDialect, columns: set[str]) -> None:
-        # As `conn.execute(stmt, rows)` compiles it: for the columns the rows have.
-        compiled = stmt.compile(dialect=dialect, column_keys=sorted(columns))
-        self.sql = compiled.string
-        names = list(compiled.positiontup or ()) if dialect.positional else list(compiled.binds)
-        self.names = tuple(names)
-        self.keys: tuple[str, ...] | None = (
-            None
-            if dialect.positional
-            else tuple(compiled.escaped_bind_names.get(n, n) for n in names)
-        )
-        self.processors = tuple(
-            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
-        )
-
-    def parameters(
-        self,
-        spec: ReplicaSpec,
-        rows: Sequence[RowVersion],
-        value_names: Sequence[str],
-        applied_at: datetime,
-    ) -> list[Any]:
-        columns = list(zip(self.names, self.processors, strict=True))
-        # The same for every row: processed once.
-        fixed = dict(columns)[APPLIED_AT]
-        applied = fixed(applied_at) if fixed is not None else applied_at
-        out: list[Any] = []
-        for row in rows:
-            values = row_dict(spec, row, value_names, applied_at)
-            values[APPLIED_AT] = applied
-            bound = [
-                process(values[name])
-                if process is not None and name != APPLIED_AT
-                else values[name]
-                for name, process in columns
-            ]
-            out.append(
-                tuple(bound) if self.keys is None else dict(zip(self.keys, bound, strict=True))
-            )
-        return out
-
-
-def _bound_upsert(
-    table: Table, names: tuple[str, ...], stmt: Insert, dialect: SQLDialect, columns: set[str]
-) -> _BoundUpsert | None:
-    """`stmt` (the upsert of `names`) compiled for `dialect`, kept with the table; None
-    when what it binds is not exactly `columns`, one each (SQLAlchemy binds the rows)."""
-    cache: dict[tuple[Any, ...], _BoundUpsert | None] = table.info.setdefault(_BOUND, {})
-    key = (names, dialect)
-    if key not in cache:
-        bound = _BoundUpsert(stmt, dialect, columns)
-        cache[key] = bound if sorted(bound.names) == sorted(columns) else None
-    return cache[key]
-
-
-def row_dict(
-    spec: ReplicaSpec, row: RowVersion, value_names: Sequence[str], applied_at: datetime
-) -> dict[str, Any]:
-    values: dict[str, Any] = dict(zip(spec.key_names, row.key, strict=True))
-    if value_names:
-        assert row.values is not None
-        for name in value_names:
-            values[name] = row.values.get(name)
-    values[SEQ] = row.sequence
-    values[DELETED] = row.deleted
-    values[EVENT_TIME] = row.event_time
-    values[APPLIED_AT] = applied_at
-    return values
-
-
-class OnConflictDialect(Dialect):
+class OnConflictBackend(Backend):
     """Postgres and SQLite share `INSERT … ON CONFLICT (key) DO UPDATE … WHERE`."""
 
     def merge(

@@ -30,22 +30,28 @@ from sqlalchemy import (
     func,
     null,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Dialect as SQLDialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateSchema
+from sqlalchemy.sql.compiler import SQLCompiler, TypeCompiler
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
+from cdc.config import DatabaseOptions
 from cdc.core.convert import ColumnType
 from cdc.core.jsontext import dumps
 from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion
 from cdc.core.plan import split_by_values
-from cdc.sql.backends.base import OnConflictDialect
+from cdc.sql.backends.base import OnConflictBackend
+from cdc.sql.errors import ErrorKind
 from cdc.sql.replica import ReplicaSpec
-from cdc.sql.types import JsonDocument
+from cdc.sql.types import JsonDocument, JsonIn, JsonOut, only_argument
 
 log = logging.getLogger("cdc")
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
@@ -63,12 +69,111 @@ _TYPE_NAMES = {
 }
 
 
-class PostgresDialect(OnConflictDialect):
+CONNECT_TIMEOUT_S = 5
+# Serialises concurrent first runs of the migrations (ten Lambda containers at once).
+MIGRATION_LOCK_ID = 0x6364_6301
+# SQLSTATE classes and codes.
+_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")  # connection, rollback, resources,
+# operator intervention (admin shutdown 57P01, cannot connect now 57P03, query canceled
+# by statement_timeout 57014), system error
+_TRANSIENT_CODES = frozenset({"55P03", "55006"})  # lock not available, object in use
+_ROW_CLASSES = ("22", "23")  # data exception, integrity constraint violation
+# What the server says when the credentials are wrong (rotated password, expired
+# token). libpq reports connection failures without a SQLSTATE, so the message decides.
+_AUTH_SQLSTATES = frozenset({"28P01", "28000"})
+_AUTH_MESSAGES = ("password authentication failed", "pam authentication failed")
+
+
+class PostgresBackend(OnConflictBackend):
+    name = "postgresql"
+    label = "PostgreSQL"
     names = ("postgresql",)
+    driver = "postgresql+psycopg"
+    url_drivers = {"postgres": driver, "postgresql": driver}
+    secret_engines = {"postgres": driver, "postgresql": driver, "aurora-postgresql": driver}
+    driver_modules = ("psycopg",)
+    default_port = 5432
+    system_ca = True  # libpq's sslrootcert=system
+    connect_database_key = "dbname"
     max_identifier_bytes = 63
+    sequences_as_text = False
+    binds_aware_datetimes = True
 
     def __init__(self) -> None:
         self._unnest: dict[str, _Unnest] = {}
+
+    @classmethod
+    def connect_defaults(cls) -> dict[str, Any]:
+        # Fail fast when the server is unreachable: the retry policy decides how long
+        # to keep trying, not a 2-minute TCP timeout.
+        return {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "cdc"}
+
+    @classmethod
+    def connect_args(cls, options: DatabaseOptions) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if options.sslmode is not None:
+            args["sslmode"] = options.sslmode
+        if options.sslrootcert is not None:
+            args["sslrootcert"] = options.sslrootcert
+        if options.disable_prepared:
+            args["prepare_threshold"] = None  # psycopg: never PREPARE on the server
+        return args
+
+    @classmethod
+    def is_auth_failure(cls, error: BaseException) -> bool:
+        # By message for any driver's error: libpq's text may reach us wrapped.
+        if getattr(error, "sqlstate", None) in _AUTH_SQLSTATES:
+            return True
+        message = str(error).lower()
+        return any(m in message for m in _AUTH_MESSAGES)
+
+    @classmethod
+    def classify_error(cls, error: BaseException) -> ErrorKind:
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and len(sqlstate) == 5:
+            if sqlstate in _TRANSIENT_CODES or sqlstate.startswith(_TRANSIENT_CLASSES):
+                return ErrorKind.TRANSIENT
+            if sqlstate.startswith(_ROW_CLASSES):
+                return ErrorKind.ROW
+            return ErrorKind.SYSTEMIC
+        # psycopg raises OperationalError with no SQLSTATE when it cannot connect.
+        name = type(error).__name__
+        if name in ("OperationalError", "InterfaceError"):
+            return ErrorKind.TRANSIENT
+        if name == "DataError":
+            return ErrorKind.ROW
+        return ErrorKind.SYSTEMIC
+
+    def limit_statement_time(self, conn: Connection, remaining_s: float) -> None:
+        budget_ms = max(100, int((remaining_s - 1.0) * 1000))
+        # Driver SQL: a SQLAlchemy construct would cost more to build than to run.
+        conn.exec_driver_sql("SELECT set_config('statement_timeout', %s, true)", (str(budget_ms),))
+
+    @classmethod
+    def lock_migrations(cls, conn: Connection) -> None:
+        conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+
+    @classmethod
+    def unlock_migrations(cls, conn: Connection) -> None:
+        conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+
+    @classmethod
+    def create_schema_for_migrations(cls, conn: Connection, schema: str) -> None:
+        conn.execute(CreateSchema(schema, if_not_exists=True))
+
+    @classmethod
+    def sequence_type(cls, width: int) -> TypeEngine[Any]:
+        return NUMERIC(width, 0)
+
+    @classmethod
+    def numbers_as_text(cls, precision: int | None) -> bool:
+        return False
+
+    @classmethod
+    def exact_number_type(
+        cls, dialect: SQLDialect, precision: int | None, scale: int | None, key: bool
+    ) -> TypeEngine[Any]:
+        return NUMERIC(precision, scale)
 
     def insert(self, table: Table) -> Insert:
         return pg_insert(table)
@@ -181,7 +286,7 @@ class _Unnest:
 
     def __init__(
         self,
-        dialect: PostgresDialect,
+        dialect: PostgresBackend,
         spec: ReplicaSpec,
         names: Sequence[str],
         value_names: Sequence[str],
@@ -369,3 +474,22 @@ def _end_batch_pipeline(conn: Connection) -> None:
     pending = conn.info.pop(_BATCH_PIPELINE, None)
     if pending is not None:
         pending.close()  # the sync: the queued statements' errors, if any
+
+
+# JSON documents: jsonb, the bound text cast on the way in and read back as text.
+@compiles(JsonIn, "postgresql")
+def _json_in(element: JsonIn, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({only_argument(element, compiler, **kw)} AS JSONB)"
+
+
+@compiles(JsonOut, "postgresql")
+def _json_out(element: JsonOut, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({only_argument(element, compiler, **kw)} AS TEXT)"
+
+
+@compiles(JsonDocument, "postgresql")
+def _json_ddl(type_: JsonDocument, compiler: TypeCompiler, **kw: Any) -> str:
+    return "JSONB"
+
+
+BACKEND = PostgresBackend
