@@ -127,18 +127,8 @@ def assert_keys_kept_apart(engine: Engine, schema: str | None, tmp_path: Path) -
         assert conn.execute(select(func.count()).select_from(tombstones)).scalar_one() == 2
 
 
-def test_keys_differing_by_trailing_spaces_are_distinct_items(
-    db: TestDatabase, tmp_path: Path
-) -> None:
-    assert_keys_kept_apart(db.engine, db.schema, tmp_path)
-
-
-def test_keys_differing_by_trailing_spaces_are_distinct_items_sqlite(tmp_path: Path) -> None:
-    engine = sqlite_engine(tmp_path / "r.db")
-    try:
-        assert_keys_kept_apart(engine, None, tmp_path)
-    finally:
-        engine.dispose()
+# The test of `assert_keys_kept_apart` on every backend is in the backend contract
+# (tests/integration/test_backend_contract.py).
 
 
 def bookkeeping_pairs(engine: Engine, schema: str | None) -> None:

@@ -31,7 +31,7 @@ from cdc.jobs.replicate import Replicator
 from cdc.sql.backends.base import Backend, row_dict
 from cdc.sql.engines import make_engine
 from cdc.sql.replica import ReplicaSpec as TableSpec
-from tests.conftest import DATABASES
+from tests.conftest import DATABASES, servers
 from tests.factories import record
 
 pytestmark = pytest.mark.postgres
@@ -136,7 +136,7 @@ class Target:
         return load_settings(env)
 
 
-@pytest.fixture(params=[*(["mysql"] if "mysql" in DATABASES else []), "sqlite"])
+@pytest.fixture(params=servers("mysql", "sqlite"))
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     if request.param == "mysql":
         engine = request.getfixturevalue("mysql_engine")
