@@ -18,6 +18,7 @@ from cdc.config import (
     HOST,
     IAM_AUTH,
     SECRET_ARN,
+    databases,
     parse_port,
 )
 from cdc.core.errors import ConfigError
@@ -73,11 +74,9 @@ def _driver_for(engine: str | None) -> str:
     drivers = {name: d for b in backends() for name, d in b.secret_engines.items()}
     driver = drivers.get((engine or _DEFAULT_ENGINE).lower())
     if driver is None:
-        # The engines RDS names (aurora alone is Aurora MySQL 1's, not worth listing).
-        names = [name for name in drivers if name not in ("postgresql", "aurora")]
         raise ConfigError(
             f"the database secret names engine {engine!r}; cdc supports "
-            f"{', '.join(names[:-1])} and {names[-1]}"
+            f"{databases.listing(list(drivers))}"
         )
     return driver
 

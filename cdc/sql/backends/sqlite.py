@@ -6,9 +6,10 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, Table, event
+from sqlalchemy import Engine, Integer, Table, event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.types import TypeEngine
 
 from cdc.sql.backends.base import OnConflictBackend
 from cdc.sql.drift import Capacity
@@ -29,6 +30,10 @@ class SqliteBackend(OnConflictBackend):
 
     def insert(self, table: Table) -> Insert:
         return sqlite_insert(table)
+
+    @classmethod
+    def autoincrement_type(cls) -> TypeEngine[int] | None:
+        return Integer()  # SQLite only autoincrements INTEGER PRIMARY KEY
 
     @classmethod
     def connect_defaults(cls) -> dict[str, Any]:
