@@ -11,6 +11,9 @@ Three kinds, because the right reaction differs:
 * SYSTEMIC: anything else (a missing table, a permission, a bug). It is no fault of the
   record, so it is never dead-lettered; it is retried once and then reported, so the
   shard waits for a person rather than losing data.
+
+The driver's own codes are its backend's to read (Backend.classify_error, found by the
+exception's module); what is left is common to every database.
 """
 
 from __future__ import annotations

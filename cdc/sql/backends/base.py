@@ -1,11 +1,11 @@
 """The backend interface, and the parts PostgreSQL and SQLite share (ON CONFLICT).
 
-A backend is everything cdc knows of one database, in one module of this package: its
-capabilities as class attributes (driver, URL schemes, default port, identifier limit,
-schemas) and public hooks that the rest of cdc calls instead of asking which database
-it is talking to (statements, column types, connect arguments, error codes, statement
-timeout, migration lock). Each hook's docstring says who overrides it. The registry
-(cdc/sql/backends/registry.py) finds a backend by SQLAlchemy's name for the database.
+A backend is everything cdc knows of one database, in one module (or package) of this
+package: its capabilities and the hooks that are not about writing
+(cdc/sql/backends/capabilities.py), and here the statements it builds and how it writes
+row versions. Each hook's docstring says who overrides it. The registry
+(cdc/sql/backends/registry.py) finds a backend by SQLAlchemy's name for the database;
+docs/architecture.md §8.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class Backend(Capabilities):
 
     def chunk_rows(self, rows: int) -> int:
         """How many of a table's `rows` versions `write_chunks` should get at a time;
-        their values are built one chunk at a time. One chunk unless the dialect can
+        their values are built one chunk at a time. One chunk unless the backend can
         overlap building a chunk with writing the previous one (PostgreSQL)."""
         return rows
 

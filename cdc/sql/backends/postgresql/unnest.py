@@ -65,7 +65,7 @@ class Unnest:
 
     def __init__(
         self,
-        dialect: OnConflictBackend,
+        backend: OnConflictBackend,
         spec: ReplicaSpec,
         names: Sequence[str],
         value_names: Sequence[str],
@@ -97,7 +97,7 @@ class Unnest:
         query = select(*selected).order_by(*(source.c[k] for k in spec.key_names))
         stmt = pg_insert(table).from_select([*names, APPLIED_AT], query)
         assigned = (*value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT)
-        upsert = dialect._on_conflict(
+        upsert = backend._on_conflict(
             stmt,
             table,
             assign=lambda new: {c: new[c] for c in assigned},
