@@ -65,14 +65,13 @@ class DatabaseSecret:
         return _driver_for(self.engine)
 
 
-# A secret without `engine` is taken as PostgreSQL (cdc's first-class database).
-_DEFAULT_ENGINE = "postgres"
-
-
 def _driver_for(engine: str | None) -> str:
-    """The SQLAlchemy driver for an RDS secret's `engine` (Backend.secret_engines)."""
+    """The SQLAlchemy driver for an RDS secret's `engine` (Backend.secret_engines); a
+    secret without one names cdc's first-class database (Backend.secret_default)."""
+    if engine is None:
+        return next(b.driver for b in backends() if b.secret_default)
     drivers = {name: d for b in backends() for name, d in b.secret_engines.items()}
-    driver = drivers.get((engine or _DEFAULT_ENGINE).lower())
+    driver = drivers.get(engine.lower())
     if driver is None:
         raise ConfigError(
             f"the database secret names engine {engine!r}; cdc supports "

@@ -33,6 +33,8 @@ class Capabilities:
     url_drivers: ClassVar[Mapping[str, str]] = {}
     # An RDS secret's `engine` (Aurora's names too) → SQLAlchemy driver name.
     secret_engines: ClassVar[Mapping[str, str]] = {}
+    # A secret without `engine` names this database (one backend: cdc's first-class one).
+    secret_default: ClassVar[bool] = False
     # Module prefixes of the driver's exceptions: `classify_error` takes those.
     driver_modules: ClassVar[tuple[str, ...]] = ()
     install_hint: ClassVar[str] = ""  # how to install the driver, when it is missing

@@ -70,6 +70,7 @@ class PostgresBackend(OnConflictBackend):
     driver = "postgresql+psycopg"
     url_drivers = {"postgres": driver, "postgresql": driver}
     secret_engines = {"postgres": driver, "postgresql": driver, "aurora-postgresql": driver}
+    secret_default = True  # cdc's first-class database
     driver_modules = ("psycopg",)
     default_port = 5432
     system_ca = True  # libpq's sslrootcert=system
