@@ -72,7 +72,7 @@ TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 class MySQLBackend(Backend):
     name = "mysql"
-    label = "MySQL"
+    label = "MySQL/MariaDB"
     names = ("mysql", "mariadb")
     driver = "mysql+pymysql"
     # `mariadb://` keeps its name: the collation of exact keys follows it before the
