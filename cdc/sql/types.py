@@ -1,8 +1,8 @@
 """Column types whose storage differs per database but whose meaning does not.
 
 Used by the replica tables and by the alembic migrations alike. What each database
-stores is its backend's choice (the column-type hooks of cdc/sql/backends/base.py,
-found by the SQLAlchemy dialect's name); these types only say what a value means.
+stores is its backend's choice (the column-type hooks of
+cdc/sql/backends/capabilities.py, found by the SQLAlchemy dialect's name); these types only say what a value means.
 """
 
 from __future__ import annotations
@@ -56,10 +56,9 @@ class ExactString(TypeDecorator[str]):
     are three values on every database.
 
     PostgreSQL's and SQLite's default comparison already is exact; on MySQL and MariaDB
-    the column gets the server's NO PAD binary collation (cdc.sql.backends.mysql's
-    `exact_collation`). The DDL is
-    spelled as the server shows it back (with its character set), so comparing the
-    mapping with the database finds no difference.
+    the column gets the server's NO PAD binary collation (`exact_collation` of the MySQL
+    backend). The DDL is spelled as the server shows it back (with its character set),
+    so comparing the mapping with the database finds no difference.
     """
 
     impl = String
