@@ -31,7 +31,7 @@ from cdc.jobs.replicate import Replicator
 from cdc.sql.backends.base import Backend, row_dict
 from cdc.sql.engines import make_engine
 from cdc.sql.replica import ReplicaSpec as TableSpec
-from tests.conftest import DATABASES, servers
+from tests.conftest import servers
 from tests.factories import record
 
 pytestmark = pytest.mark.postgres
@@ -336,11 +336,11 @@ def test_the_statement_is_kept_per_set_of_columns(target: Target, tmp_path: Path
 # --- MySQL: no ROLLBACK after a COMMIT when the pool takes a connection back ---------------
 
 
-@pytest.fixture
-def one_connection(mysql_url: str) -> Iterator[Engine]:
-    """A MySQL engine of one pooled connection, so its session counters are ours."""
-    if "mysql" not in DATABASES:
-        pytest.skip("MySQL/MariaDB is not among CDC_TEST_DATABASES")
+@pytest.fixture(params=servers("mysql"))
+def one_connection(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A MySQL engine of one pooled connection, so its session counters are ours (not
+    collected unless CDC_TEST_DATABASES lists mysql)."""
+    mysql_url: str = request.getfixturevalue("mysql_url")
     engine = make_engine(
         parse_database_url(mysql_url, "CDC_TEST_MYSQL_URL"), pool_size=1, max_overflow=0
     )
