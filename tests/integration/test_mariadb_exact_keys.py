@@ -192,16 +192,8 @@ def bookkeeping_pairs(engine: Engine, schema: str | None) -> None:
         assert found.scalars().all() == ["f"]
 
 
-def test_bookkeeping_identities_are_exact(db: TestDatabase) -> None:
-    bookkeeping_pairs(db.engine, db.schema)
-
-
-def test_bookkeeping_identities_are_exact_sqlite(tmp_path: Path) -> None:
-    engine = sqlite_engine(tmp_path / "b.db")
-    try:
-        bookkeeping_pairs(engine, None)
-    finally:
-        engine.dispose()
+def test_bookkeeping_identities_are_exact(database: TestDatabase) -> None:
+    bookkeeping_pairs(database.engine, database.schema)
 
 
 # --- upgrading what an earlier cdc made (MariaDB) ------------------------------------------
