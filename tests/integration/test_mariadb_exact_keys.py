@@ -32,7 +32,7 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, func, insert, se
 from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from cdc.config import Settings, load_settings, parse_database_url
+from cdc.config import Settings, load_settings
 from cdc.jobs.replicate import Replicator
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
 from cdc.sql.engines import make_engine
@@ -48,10 +48,6 @@ pytestmark = pytest.mark.postgres
 BASE = 10**20
 KEYS = ["sp", "sp ", "sp  ", "SP"]
 MARIADB = [name for name in DATABASES if name in ("mysql", "mariadb")]
-
-
-def sqlite_engine(path: Path) -> Engine:
-    return make_engine(parse_database_url(f"sqlite:///{path}", "test"))
 
 
 def write_mapping(tmp_path: Path) -> Path:
