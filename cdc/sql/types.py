@@ -1,8 +1,8 @@
 """Column types whose storage differs per database but whose meaning does not.
 
 Used by the replica tables and by the alembic migrations alike. What each database
-stores is its backend's choice (the column-type hooks of
-cdc/sql/backends/capabilities.py, found by the SQLAlchemy dialect's name); these types only say what a value means.
+stores is its backend's choice (the column-type hooks of cdc/sql/backends/capabilities.py,
+found by the SQLAlchemy dialect's name); these types only say what a value means.
 """
 
 from __future__ import annotations
