@@ -16,18 +16,16 @@ from typing import Any
 from alembic import context
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect, text
-from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
+from sqlalchemy import Connection
+from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.types import TypeDecorator
 
+from cdc.sql.backends.registry import backend_class
 from cdc.sql.drift import describe_differences
 from cdc.sql.migrations import target_metadata
 
 log = logging.getLogger("cdc.migrate")
 config = context.config
-
-# Serialises concurrent first runs (ten Lambda containers starting at once).
-LOCK_ID = 0x6364_6301
 
 
 def _engine_and_settings() -> tuple[Any, Any]:
@@ -54,13 +52,8 @@ def _compare_type(
     dialect = context.dialect
     expected = metadata_type.compile(dialect=dialect)
     actual = inspected_type.compile(dialect=dialect)
-
-    def norm(ddl: str) -> str:
-        ddl = ddl.upper().replace(" ", "").replace("DOUBLEPRECISION", "FLOAT")
-        # MariaDB's JSON is an alias: the column reads back as LONGTEXT.
-        return "JSON" if getattr(dialect, "is_mariadb", False) and ddl == "LONGTEXT" else ddl
-
-    return norm(expected) != norm(actual)
+    norm = backend_class(dialect.name).normalize_ddl
+    return norm(expected, dialect) != norm(actual, dialect)
 
 
 def _configure(connection: Connection | None, settings: Any, metadata: Any, **kwargs: Any) -> None:
@@ -95,7 +88,9 @@ def _configure(connection: Connection | None, settings: Any, metadata: Any, **kw
         include_name=include_name,
         include_object=include_object,
         compare_type=_compare_type,
-        render_as_batch=connection is not None and connection.dialect.name == "sqlite",
+        render_as_batch=(
+            connection is not None and backend_class(connection.dialect.name).alters_in_batches
+        ),
         user_module_prefix="cdc.types.",
         **kwargs,
     )
@@ -128,16 +123,11 @@ def run_online() -> None:
     schema = settings.schema
     with engine.connect() as connection:
         name = connection.dialect.name
-        if name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": LOCK_ID})
-        elif name in ("mysql", "mariadb"):
-            connection.execute(text("SELECT GET_LOCK('cdc_migrate', 60)"))
-        if schema is not None and name == "postgresql":
-            connection.execute(CreateSchema(schema, if_not_exists=True))
-        elif schema is not None and not inspect(connection).has_schema(schema):
-            # MySQL's schema is a database: made like PostgreSQL's schema, and only when
-            # missing, so a user without CREATE on other databases is never asked for it.
-            connection.execute(CreateSchema(schema))
+        backend = backend_class(name)
+        # Serialises concurrent first runs (ten Lambda containers starting at once).
+        backend.lock_migrations(connection)
+        if schema is not None:
+            backend.create_schema_for_migrations(connection, schema)
         connection.commit()
         try:
             metadata = target_metadata(
@@ -156,10 +146,7 @@ def run_online() -> None:
             connection.commit()
         finally:
             connection.rollback()  # after a failure: the unlock must not run in it
-            if name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": LOCK_ID})
-            elif name in ("mysql", "mariadb"):
-                connection.execute(text("SELECT RELEASE_LOCK('cdc_migrate')"))
+            backend.unlock_migrations(connection)
             connection.commit()
 
 

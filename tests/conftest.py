@@ -10,11 +10,12 @@ Each test gets its own schema (dropped afterwards), so tests cannot see each oth
 tables, and the code's CDC_SCHEMA support is exercised on every run.
 
 MySQL/MariaDB comes from testcontainers (`mariadb:11.4`) when Docker answers, otherwise
-from CDC_TEST_MYSQL_URL. Every test that runs on several databases (the `db` fixture,
-and the test modules' own `target`/`server` fixtures, through `DATABASES`) runs once
-per database server listed in CDC_TEST_DATABASES (default: postgresql,mysql), plus
-SQLite where the test has a SQLite variant (it needs no server). A listed database that
-cannot be reached fails the run, it is not skipped; one left out is not collected.
+from CDC_TEST_MYSQL_URL; another backend's server from CDC_TEST_<NAME>_URL. Every test
+that runs on several databases (the `database` fixture, `db` for those with schemas, and
+the test modules' own fixtures, through `DATABASES`) runs once per backend listed in
+CDC_TEST_DATABASES, by default every backend cdc registers (postgresql, mysql, sqlite:
+tests/databases.py). A listed database that cannot be reached fails the run, it is not
+skipped; one left out is not collected.
 """
 
 from __future__ import annotations
@@ -32,36 +33,19 @@ from cdc.config import Settings, parse_database_url
 from cdc.core.mapping import TableOptions
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
+from tests.databases import (
+    DATABASES,
+    WITH_SCHEMAS,
+    Database,
+    TestDatabase,
+    open_database,
+    selected_databases,
+    server_url,
+    servers,
+)
 
-# The database servers tests can be parametrised over, by the names users write.
-_SERVERS = {
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-}
-
-
-def selected_databases(value: str | None) -> list[str]:
-    """CDC_TEST_DATABASES as the servers it names (`mariadb` is `mysql`), in order."""
-    names = [n.strip().lower() for n in (value or "postgresql,mysql").split(",") if n.strip()]
-    unknown = [n for n in names if n not in _SERVERS]
-    if unknown or not names:
-        raise pytest.UsageError(
-            f"CDC_TEST_DATABASES={value!r}: expected a comma-separated list of "
-            "postgresql and mysql (or mariadb); the SQLite cases need no server and always run"
-        )
-    return list(dict.fromkeys(_SERVERS[n] for n in names))
-
-
-# Every test that runs on several database servers takes its parameters from here, so
-# CDC_TEST_DATABASES=postgresql collects no MySQL case (a machine without MySQL).
-DATABASES = selected_databases(os.environ.get("CDC_TEST_DATABASES"))
-
-
-def servers(*among: str) -> list[str]:
-    """The selected servers among `among`: for tests written for only some of them."""
-    return [name for name in DATABASES if name in among]
+# The databases under test come from cdc's backend registry (tests/databases.py).
+__all__ = ["DATABASES", "Database", "TestDatabase", "selected_databases", "servers"]
 
 
 def _docker_answers() -> bool:
@@ -83,7 +67,7 @@ def postgres_url() -> Iterator[str]:
         with PostgresContainer("postgres:16-alpine", driver="psycopg") as container:
             yield container.get_connection_url()
         return
-    configured = os.environ.get("CDC_TEST_DATABASE_URL")
+    configured = os.environ.get("CDC_TEST_DATABASE_URL") or server_url("postgresql")
     if configured:
         yield configured
         return
@@ -164,7 +148,7 @@ def mysql_url() -> Iterator[str]:
         with MySqlContainer("mariadb:11.4", dialect="pymysql") as container:
             yield container.get_connection_url()
         return
-    configured = os.environ.get("CDC_TEST_MYSQL_URL")
+    configured = server_url("mysql")
     if not configured:
         pytest.fail(
             "no MySQL/MariaDB for the tests: no Docker engine and no CDC_TEST_MYSQL_URL "
@@ -186,81 +170,39 @@ def mysql_engine(mysql_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-class TestDatabase:
-    """One database under test: its engine, a fresh schema, and helpers to read the
-    replica the same way on every dialect."""
+@pytest.fixture(scope="session")
+def url_engines() -> Iterator[Any]:
+    """Engines for the servers of other backends, from CDC_TEST_<NAME>_URL, one per
+    backend for the session."""
+    made: dict[str, Engine] = {}
 
-    __test__ = False  # not a test class
+    def engine(name: str) -> Engine:
+        if name not in made:
+            url = server_url(name)
+            if not url:
+                pytest.fail(
+                    f"no {name} server for the tests: set CDC_TEST_{name.upper()}_URL, or "
+                    "leave it out of CDC_TEST_DATABASES"
+                )
+            made[name] = make_engine(parse_database_url(url, f"CDC_TEST_{name.upper()}_URL"))
+        return made[name]
 
-    def __init__(self, name: str, engine: Engine, schema: str) -> None:
-        self.name = name
-        self.engine = engine
-        self.schema = schema
-        self.settings = Settings(database_url=engine.url, schema=schema)
-
-    def settings_with(self, **tables: Any) -> Settings:
-        from cdc.core.mapping import TableConfig
-
-        configs = {
-            source: value if isinstance(value, TableConfig) else TableConfig(source, options=value)
-            for source, value in tables.items()
-        }
-        return Settings(database_url=self.engine.url, schema=self.schema, tables=configs)
-
-    def replicator(self, settings: Settings | None = None) -> Replicator:
-        return Replicator(self.engine, settings or self.settings)
-
-    def table(self, name: str) -> Any:
-        from sqlalchemy import MetaData, Table
-
-        return Table(name, MetaData(), autoload_with=self.engine, schema=self.schema)
-
-    def rows(self, name: str) -> list[dict[str, Any]]:
-        """Every row of a replica table, JSON columns as text (exact numbers)."""
-        from sqlalchemy import Text, cast, select
-        from sqlalchemy.dialects.postgresql import JSON, JSONB
-        from sqlalchemy.types import JSON as GenericJSON
-
-        table = self.table(name)
-        columns = [
-            cast(c, Text).label(c.name) if isinstance(c.type, JSON | JSONB | GenericJSON) else c
-            for c in table.columns
-        ]
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(*columns))]
-
-    def count(self, name: str) -> int:
-        from sqlalchemy import func, select
-
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(select(func.count()).select_from(self.table(name))).scalar_one()
-            )
-
-
-def _fresh_schema(engine: Engine) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with engine.begin() as conn:
-        conn.execute(CreateSchema(name))
-    return name
-
-
-def _drop_schema(engine: Engine, name: str) -> None:
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(DropSchema(name, cascade=True))
-        else:
-            conn.execute(DropSchema(name))
+    yield engine
+    for e in made.values():
+        e.dispose()
 
 
 @pytest.fixture(params=DATABASES)
-def db(request: pytest.FixtureRequest) -> Iterator[TestDatabase]:
-    """The database under test, once per entry of CDC_TEST_DATABASES."""
-    name = request.param
-    engine = request.getfixturevalue("pg_engine" if name == "postgresql" else "mysql_engine")
-    schema = _fresh_schema(engine)
-    yield TestDatabase(name, engine, schema)
-    _drop_schema(engine, schema)
+def database(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
+    """The database under test, once per entry of CDC_TEST_DATABASES (by default every
+    registered backend): a fresh schema of a server, or a file of the test's own."""
+    yield from open_database(request, tmp_path)
+
+
+@pytest.fixture(params=WITH_SCHEMAS)
+def db(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[TestDatabase]:
+    """`database`, among the backends with schemas: each test gets a fresh one."""
+    yield from open_database(request, tmp_path)
 
 
 # --- AWS, emulated by moto ----------------------------------------------------------------

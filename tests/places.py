@@ -17,8 +17,9 @@ from sqlalchemy import Engine, MetaData, Table, inspect, select, text
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from cdc.config import parse_database_url
+from cdc.sql.backends.registry import backend_class
 from cdc.sql.engines import make_engine
-from tests.conftest import DATABASES
+from tests.databases import DATABASES, server_engine
 
 
 @dataclass
@@ -79,22 +80,17 @@ def _fresh(engine: Engine) -> str:
     return schema
 
 
-@pytest.fixture(name="place", params=[*DATABASES, "sqlite"])
+@pytest.fixture(name="place", params=DATABASES)
 def place_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
     name = request.param
-    if name == "sqlite":
-        url = f"sqlite:///{tmp_path}/replica.db"
+    if not backend_class(name).network:  # embedded: a file of the test's own
+        url = f"{name}:///{tmp_path}/replica.db"
         engine = make_engine(parse_database_url(url, "test"))
         yield Place(name, engine, None, url)
         engine.dispose()
         return
-    engine = request.getfixturevalue("pg_engine" if name == "postgresql" else "mysql_engine")
+    engine = server_engine(request, name)
     schema = _fresh(engine)
-    yield Place(
-        "postgresql" if name == "postgresql" else "mysql",
-        engine,
-        schema,
-        engine.url.render_as_string(hide_password=False),
-    )
+    yield Place(name, engine, schema, engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         conn.execute(DropSchema(schema, cascade=engine.dialect.name == "postgresql"))

@@ -49,7 +49,7 @@ BAD: dict[str, Bad] = {
     "url-unsupported": Bad(
         {"CDC_DATABASE_URL": "oracle://cdc@db.internal/cdc"},
         "CDC_DATABASE_URL",
-        "postgresql, sqlite and mysql/mariadb",
+        "postgresql, mysql/mariadb and sqlite",
     ),
     "url-and-secret": Bad(
         {"CDC_DATABASE_SECRET_ARN": SECRET}, "CDC_DATABASE_SECRET_ARN", "not both"

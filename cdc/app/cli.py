@@ -16,7 +16,7 @@ from types import ModuleType
 from sqlalchemy.exc import SQLAlchemyError
 
 from cdc.app.commands import MODULES
-from cdc.config import DEFAULT_CLI_URL, load_settings
+from cdc.config import DEFAULT_CLI_URL, databases, load_settings
 from cdc.core.errors import CdcError
 from cdc.sql.errors import describe
 
@@ -46,7 +46,8 @@ def _commands() -> list[ModuleType]:
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     parser = argparse.ArgumentParser(
         prog="cdc",
-        description="Replicate DynamoDB Streams into PostgreSQL, SQLite or MySQL/MariaDB.",
+        description="Replicate DynamoDB Streams into "
+        f"{databases.listing([f.label for f in databases.registered()], 'or')}.",
         epilog="The database comes from CDC_DATABASE_URL (or the TOML file named by "
         f"CDC_CONFIG); without one, the CLI uses {DEFAULT_CLI_URL}.",
     )

@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from cdc.config import databases
 from cdc.config.mapping_file import _expect, _options, _read_toml, _table
 from cdc.config.names import (
     CONFIG as CONFIG,
@@ -87,15 +88,6 @@ _BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "
 # CloudWatch's rule for namespaces: these ASCII characters, at most 255, not all
 # spaces; "AWS/" is reserved for AWS's own.
 _NAMESPACE = re.compile(r"[0-9A-Za-z._/#: -]{1,255}")
-
-# Users write what psql and mysql accept; SQLAlchemy needs the driver spelled out.
-_DRIVER_DEFAULTS = {
-    "postgres": "postgresql+psycopg",
-    "postgresql": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-}
-_SUPPORTED_BACKENDS = ("postgresql", "sqlite", "mysql", "mariadb")
 
 
 @dataclass(frozen=True)
@@ -171,20 +163,22 @@ def parse_database_url(value: str, setting: str) -> URL:
             f"{setting} is not a database URL; expected e.g. "
             "postgresql+psycopg://user:password@host:5432/dbname or sqlite:///cdc.db"
         ) from None
-    driver = _DRIVER_DEFAULTS.get(url.drivername)
+    # Users write what psql and mysql accept; SQLAlchemy needs the driver spelled out.
+    driver = databases.url_drivers().get(url.drivername)
     if driver is not None:
         url = url.set(drivername=driver)
-    if url.get_backend_name() not in _SUPPORTED_BACKENDS:
+    known = databases.registered()
+    if databases.facts_for(url.get_backend_name()) is None:
+        supported = databases.listing(["/".join(f.names) for f in known])
         raise ConfigError(
-            f"{setting} names database {url.get_backend_name()!r}; cdc supports "
-            "postgresql, sqlite and mysql/mariadb"
+            f"{setting} names database {url.get_backend_name()!r}; cdc supports {supported}"
         )
     try:
         url.get_dialect()
     except NoSuchModuleError:
+        drivers = databases.listing([f.driver for f in known], "or")
         raise ConfigError(
-            f"{setting} names driver {url.drivername!r}, which is not available; use "
-            "postgresql+psycopg, sqlite or mysql+pymysql"
+            f"{setting} names driver {url.drivername!r}, which is not available; use {drivers}"
         ) from None
     return url
 
@@ -227,8 +221,9 @@ def load_settings(
     schema = _env(env, SCHEMA)
     if schema is None and "schema" in file_values:
         schema = _expect(file_values["schema"], str, config_path, "schema")
-    if schema is not None and url is not None and url.get_backend_name() == "sqlite":
-        raise ConfigError(f"{SCHEMA} is not supported with SQLite (it has no schemas)")
+    facts = databases.facts_for(url.get_backend_name()) if url is not None else None
+    if schema is not None and facts is not None and not facts.supports_schemas:
+        raise ConfigError(f"{SCHEMA} is not supported with {facts.label} (it has no schemas)")
 
     migrations_dir = Path(env["CDC_MIGRATIONS_DIR"]) if env.get("CDC_MIGRATIONS_DIR") else None
     if migrations_dir is None and "migrations" in file_values and config_path is not None:
@@ -242,9 +237,16 @@ def load_settings(
     if not isinstance(raw_tables, dict):
         raise ConfigError(f"{config_path}: 'tables' must be a table of source tables")
     targets: dict[tuple[str | None, str], str] = {}
+    # Names are cut to the database's identifier limit (the smallest one, until a
+    # secret names the database), as the replica's tables will be.
+    limit = (
+        facts.max_identifier_bytes
+        if facts is not None
+        else min(f.max_identifier_bytes for f in databases.registered())
+    )
     for source, raw in raw_tables.items():
         config = _table(source, raw, defaults, config_path, hash_key)
-        target = (config.schema or schema, fit(config.table or snake(source), 63, source))
+        target = (config.schema or schema, fit(config.table or snake(source), limit, source))
         other = targets.setdefault(target, source)
         if other != source:
             raise ConfigError(
@@ -408,16 +410,20 @@ def check_database_options(options: DatabaseOptions, backend: str) -> None:
     """The connection options that cannot apply to `backend` (SQLAlchemy's backend
     name). Checked at load time when the URL is known, and again once a secret has
     named the database engine."""
-    if backend in ("postgresql", "mysql", "mariadb"):
+    facts = databases.facts_for(backend)
+    if facts is not None and facts.network:
         if (
-            backend != "postgresql"
+            not facts.system_ca
             and options.sslmode in ("verify-ca", "verify-full")
             and options.sslrootcert == "system"
         ):
-            raise ConfigError(f"{SSLROOTCERT}=system is not supported with MySQL; name the file")
+            raise ConfigError(
+                f"{SSLROOTCERT}=system is not supported with {facts.label}; name the file"
+            )
         return
     if options.iam_auth:
-        raise ConfigError(f"{IAM_AUTH} needs a PostgreSQL or MySQL database, not {backend}")
+        remote = databases.listing([f.label for f in databases.registered() if f.network], "or")
+        raise ConfigError(f"{IAM_AUTH} needs a {remote} database, not {backend}")
     for name, value in ((SSLMODE, options.sslmode), (SSLROOTCERT, options.sslrootcert)):
         if value is not None:
             raise ConfigError(f"{name} does not apply to {backend}")

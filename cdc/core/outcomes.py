@@ -27,6 +27,7 @@ from cdc.core.numbers import canonical_number
 from cdc.core.pii import Personal
 from cdc.core.plan import TablePlan
 from cdc.core.rawjson import _lossless_json, raw_json, storable
+from cdc.core.versions import sequence_of
 
 # (stream ARN, source table): what the log line and the metrics count by.
 Group = tuple[str, str]
@@ -207,7 +208,13 @@ class BatchResult:
             changes = committed[stream]
             times = [c.event_time for c in changes if c.event_time is not None]
             dead = sum(1 for c in changes if outcomes[c.index] is Outcome.DEAD_LETTERED)
-            positions = [c.sequence_number for c in changes if c.sequence_number != str(c.sequence)]
+            # A position the version does not hold (a Kinesis sequenceNumber; a
+            # DynamoDB Streams version holds its sequence number: cdc/core/versions.py).
+            positions = [
+                c.sequence_number
+                for c in changes
+                if c.sequence_number != str(sequence_of(c.sequence))
+            ]
             progress.append(
                 StreamProgress(
                     stream,

@@ -31,6 +31,7 @@ from cdc.config import Settings
 from cdc.core.errors import CdcError
 from cdc.sources.exports import ExportFileError, line_record, read_lines
 from cdc.sources.snapshots import SNAPSHOT_RECORDS, STREAM_LABEL, export_version_for
+from cdc.sql.backends.registry import backend_class
 from cdc.sql.export_files import ExportFileStore, FileClaim, FileEntry, worker_id
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ class ExportLoad:
             self.progress.start(state.items_done, state.done, state.files)
         try:
             workers = max(1, min(self.options.workers, state.files - state.done))
-            if self.engine.dialect.name == "sqlite":
+            if backend_class(self.engine.dialect.name).single_writer:
                 workers = 1  # one writer at a time: more threads would only wait on locks
             with ThreadPoolExecutor(workers, thread_name_prefix="export-load") as pool:
                 futures = [pool.submit(self._worker, report) for _ in range(workers)]

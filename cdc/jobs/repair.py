@@ -262,7 +262,7 @@ class Repair:
         keys = [table.c[name] for name in spec.key_names]
         found = conn.execute(select(*keys, table.c[SEQ]).where(live).with_for_update()).all()
         tombstones = self.replicator.writer.tombstones
-        dialect = self.replicator.dialect
+        dialect = self.replicator.backend
         marks = []
         for row in found:
             digest, text = key_hash(tuple(row[: len(keys)]))

@@ -132,7 +132,7 @@ class SourceGuard:
     ) -> tuple[str, str | None]:
         try:
             return registered_source(
-                rep.engine, rep.dialect, rep.schema, spec, source, stream_arn, now
+                rep.engine, rep.backend, rep.schema, spec, source, stream_arn, now
             )
         except Exception as exc:
             if classify(exc) is ErrorKind.TRANSIENT:

@@ -274,7 +274,7 @@ class Tail:
         )
         replicator = self.replicator
         with replicator.engine.begin() as conn:
-            record_gaps(conn, replicator.dialect, replicator.schema, [gap], datetime.now(UTC))
+            record_gaps(conn, replicator.backend, replicator.schema, [gap], datetime.now(UTC))
 
     def _finish(self, state: _ShardState) -> None:
         log.info("shard %s read to its end", state.shard.shard_id)

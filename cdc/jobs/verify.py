@@ -127,7 +127,7 @@ class Verifier:
         self.settings = settings
         self.replicator = Replicator(engine, settings)
         self.spec = self._spec()
-        refresh(engine, self.spec, self.replicator.dialect.column_type)  # drift columns
+        refresh(engine, self.spec, self.replicator.backend.column_type)  # drift columns
         self.lookup = ReplicaLookup(engine, self.spec, settings.schema)
         self._tags = dict(source.keys)
         self._attribute_of = {k.column: k.attribute for k in self.spec.keys}

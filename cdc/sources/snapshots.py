@@ -21,7 +21,7 @@ from typing import Any
 from cdc.core.change import Change
 from cdc.core.errors import MalformedRecord
 from cdc.core.keys import check_keys
-from cdc.core.versions import snapshot_version, stream_generation
+from cdc.core.versions import sequence_of, snapshot_version, stream_generation
 
 SNAPSHOT_SOURCE = "cdc:snapshot"  # the eventSource of a snapshot item's envelope
 STREAM_LABEL = "backfill"  # the synthetic stream label of backfilled items
@@ -79,7 +79,8 @@ class Snapshot:
         return Change(
             index=index,
             sequence=self.sequence,
-            sequence_number=str(self.sequence),
+            # No position of its own: its version's sequence part (0) stands in.
+            sequence_number=str(sequence_of(self.sequence)),
             stream_arn=self.stream_arn,
             source_table=self.table,
             event_name="REMOVE" if removed else "INSERT",

@@ -13,7 +13,7 @@ from sqlalchemy.sql.dml import Insert
 
 from cdc.core.outcomes import DeadLetter, StreamProgress
 from cdc.sql import schema as bk
-from cdc.sql.backends.base import Dialect
+from cdc.sql.backends.base import Backend
 
 
 @cache
@@ -27,7 +27,7 @@ def tables(schema: str | None) -> dict[str, Table]:
 
 def write_dead_letters(
     conn: Connection,
-    dialect: Dialect,
+    backend: Backend,
     schema: str | None,
     letters: Sequence[DeadLetter],
     now: datetime,
@@ -93,7 +93,7 @@ def write_dead_letters(
             "last_failed_at": new["last_failed_at"],
         }
 
-    stmt = dialect.merge(table, None, assign=assign, conflict=["fingerprint"])
+    stmt = backend.merge(table, None, assign=assign, conflict=["fingerprint"])
     conn.execute(stmt, unique)
 
 
@@ -108,7 +108,7 @@ def _older(row: dict[str, Any], than: dict[str, Any]) -> bool:
 
 def write_checkpoints(
     conn: Connection,
-    dialect: Dialect,
+    backend: Backend,
     schema: str | None,
     progress: Sequence[StreamProgress],
     now: datetime,
@@ -127,15 +127,15 @@ def write_checkpoints(
         }
         for p in sorted(progress, key=lambda p: (p.stream_arn, p.shard_id))
     ]
-    conn.execute(_checkpoint_upsert(dialect, schema), rows)
+    conn.execute(_checkpoint_upsert(backend, schema), rows)
 
 
 @lru_cache(maxsize=64)
-def _checkpoint_upsert(dialect: Dialect, schema: str | None) -> Insert:
-    """Built once per dialect and schema: building it costs more than running it."""
+def _checkpoint_upsert(backend: Backend, schema: str | None) -> Insert:
+    """Built once per backend and schema: building it costs more than running it."""
     table = tables(schema)["cdc_checkpoints"]
     c = table.c
-    return dialect.merge(
+    return backend.merge(
         table,
         None,
         assign=lambda new: {

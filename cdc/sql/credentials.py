@@ -47,62 +47,33 @@ from cdc.config import (
     check_database_options,
 )
 from cdc.core.errors import ConfigError
+from cdc.sql.backends.registry import backend_class, backends
 from cdc.sql.secrets import (
-    _DEFAULT_PORTS,
     Clock,
     DatabaseSecret,
     SecretCache,
     SecretFetcher,
     TokenCache,
     TokenGenerator,
+    default_port,
     url_from_secret,
 )
 
 log = logging.getLogger("cdc")
 
 
-# What the database says when the credentials are wrong (rotated password, expired
-# token). libpq reports connection failures without a SQLSTATE, so the message decides.
-_PG_AUTH_SQLSTATES = frozenset({"28P01", "28000"})
-_AUTH_MESSAGES = ("password authentication failed", "pam authentication failed")
-_MYSQL_ACCESS_DENIED = 1045
-
-
 def is_auth_failure(error: BaseException) -> bool:
-    """The database rejected the credentials (rather than being unreachable)."""
+    """The database rejected the credentials (rather than being unreachable), as one of
+    the backends tells from the driver's error (Backend.is_auth_failure)."""
     error = getattr(error, "orig", None) or error
-    if getattr(error, "sqlstate", None) in _PG_AUTH_SQLSTATES:
-        return True
-    args = getattr(error, "args", ())
-    if args and args[0] == _MYSQL_ACCESS_DENIED and type(error).__module__.startswith("pymysql"):
-        return True
-    message = str(error).lower()
-    return any(m in message for m in _AUTH_MESSAGES)
+    return any(b.is_auth_failure(error) for b in backends())
 
 
 def engine_options(options: DatabaseOptions, backend: str) -> dict[str, Any]:
     """The driver's connect args for TLS and prepared statements on `backend`
     (SQLAlchemy's backend name: postgresql, mysql, mariadb, sqlite)."""
     check_database_options(options, backend)
-    args: dict[str, Any] = {}
-    if backend == "postgresql":
-        if options.sslmode is not None:
-            args["sslmode"] = options.sslmode
-        if options.sslrootcert is not None:
-            args["sslrootcert"] = options.sslrootcert
-        if options.disable_prepared:
-            args["prepare_threshold"] = None  # psycopg: never PREPARE on the server
-    elif backend in ("mysql", "mariadb"):
-        # PyMySQL has no server-side prepared statements, nor opportunistic TLS
-        # (allow/prefer connect in clear text).
-        mode, ca = options.sslmode, options.sslrootcert
-        if mode == "disable":
-            args["ssl_disabled"] = True
-        elif mode == "require":
-            args["ssl"] = {"check_hostname": False, "verify_mode": "none"}
-        elif mode in ("verify-ca", "verify-full"):
-            args["ssl"] = {"ca": ca, "check_hostname": mode == "verify-full"}
-    return args
+    return backend_class(backend).connect_args(options)
 
 
 # --- caches ----------------------------------------------------------------------------
@@ -129,7 +100,7 @@ class Credentials:
         self.secret = secret
         self.tokens = tokens
         self._overrides = {"host": host, "port": port, "dbname": dbname}
-        self._dbname_key = "dbname" if backend == "postgresql" else "database"
+        self._dbname_key = backend_class(backend).connect_database_key
 
     def apply(self, cparams: dict[str, Any]) -> DatabaseSecret | None:
         """Set user, password, host, port and database in `cparams`; returns the secret
@@ -153,7 +124,7 @@ class Credentials:
                     f"{IAM_AUTH}=true needs the database host and user (in CDC_DATABASE_URL "
                     f"or the secret {SECRET_ARN})"
                 )
-            port = int(cparams.get("port") or _DEFAULT_PORTS.get(self.backend, 5432))
+            port = int(cparams.get("port") or default_port(self.backend) or 0)
             cparams["password"] = self.tokens.get(str(host), port, str(user))
         return used
 

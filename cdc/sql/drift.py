@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import Column, Table
 from sqlalchemy.engine import Dialect
 
+from cdc.sql.backends.registry import backend_class
+
 
 @dataclass(frozen=True)
 class Capacity:
@@ -30,11 +32,9 @@ class Capacity:
 _UNBOUNDED = float("inf")
 
 
-# MySQL sizes in bytes; characters of utf8mb4 take up to 4.
-_MYSQL_TEXT = {"TINYTEXT": 255, "TEXT": 65_535, "MEDIUMTEXT": 16_777_215, "LONGTEXT": 2**32 - 1}
-
-
-_MYSQL_BLOB = {"TINYBLOB": 255, "BLOB": 65_535, "MEDIUMBLOB": 16_777_215, "LONGBLOB": 2**32 - 1}
+# Characters a text column must hold to take any JSON document (MySQL's LONGTEXT: 4 GB
+# of utf8mb4, up to 4 bytes a character).
+_ANY_DOCUMENT = (2**32 - 1) // 4
 
 
 _INTEGERS = {"TINYINT": 1, "SMALLINT": 2, "MEDIUMINT": 3, "INT": 4, "INTEGER": 4, "BIGINT": 8}
@@ -43,81 +43,66 @@ _INTEGERS = {"TINYINT": 1, "SMALLINT": 2, "MEDIUMINT": 3, "INT": 4, "INTEGER": 4
 _DDL = re.compile(r"(?P<name>[A-Z][A-Z ]*?)\s*(?:\((?P<a>\d+)(?:\s*,\s*(?P<b>\d+))?\))?")
 
 
+def parse_ddl(text: str) -> tuple[str, int | None, int] | None:
+    """(type name, first modifier, second modifier or 0) of an uppercase DDL type."""
+    match = _DDL.fullmatch(text)
+    if match is None:
+        return None
+    return match["name"], int(match["a"]) if match["a"] else None, int(match["b"] or 0)
+
+
 def capacity(ddl: str, dialect_name: str) -> Capacity:
     """The capacity of a column type from its DDL on `dialect_name` (`NUMERIC(12, 2)`,
-    `VARCHAR(384) COLLATE utf8mb4_bin`, `DATETIME(6)`, `TEXT[]`)."""
+    `VARCHAR(384) COLLATE utf8mb4_bin`, `DATETIME(6)`, `TEXT[]`): the database's own
+    reading first (Backend.column_capacity), then the SQL standard's names."""
     text = re.sub(r"\s+(COLLATE|CHARACTER SET)\s+\S+", "", ddl.upper()).strip()
     unsigned = " UNSIGNED" in text
     text = text.replace(" UNSIGNED", "").replace(" ZEROFILL", "")
     if text.endswith("[]"):
         element = capacity(text[:-2], dialect_name)
         return Capacity(f"array of {element.family}", element.size, element.scale)
-    if dialect_name == "sqlite":
-        return Capacity(_sqlite_affinity(text))
+    own = backend_class(dialect_name).column_capacity(text)
+    if own is not None:
+        return own
     zoned = re.fullmatch(r"TIMESTAMP(?:\((\d+)\))? WITH TIME ZONE", text)
     if zoned is not None:  # PostgreSQL keeps microseconds unless told fewer
         return Capacity("timestamptz", int(zoned[1]) if zoned[1] else 6)
-    match = _DDL.fullmatch(text)
-    if match is None:
+    parsed = parse_ddl(text)
+    if parsed is None:
         return Capacity(text)
-    name = match["name"]
-    a = int(match["a"]) if match["a"] else None
-    b = int(match["b"]) if match["b"] else 0
-    mysql = dialect_name in ("mysql", "mariadb")
+    name, a, b = parsed
     if name in ("NUMERIC", "DECIMAL"):
-        if a is None:  # PostgreSQL: unconstrained; MySQL: DECIMAL(10,0)
-            return Capacity("numeric", 10) if mysql else Capacity("numeric", None)
+        if a is None:  # PostgreSQL: unconstrained
+            return Capacity("numeric", None)
         return Capacity("numeric", a - b, b)
-    if mysql and name in ("TINYINT", "BOOL", "BOOLEAN") and (a == 1 or name != "TINYINT"):
-        return Capacity("boolean")
     if name in _INTEGERS:
         return Capacity("integer", _INTEGERS[name], unsigned=unsigned)
     if name in ("BOOLEAN", "BOOL"):
         return Capacity("boolean")
-    if name in ("DOUBLE PRECISION", "DOUBLE", "FLOAT8") or (name == "FLOAT" and not mysql):
+    if name in ("DOUBLE PRECISION", "DOUBLE", "FLOAT8", "FLOAT"):
         return Capacity("floating", 8)
     if name in ("REAL", "FLOAT", "FLOAT4"):
         return Capacity("floating", 4)
     if name in ("VARCHAR", "CHAR", "CHARACTER VARYING", "CHARACTER", "NVARCHAR"):
         return Capacity("text", a)
-    if name == "TEXT" and not mysql:
+    if name == "TEXT":
         return Capacity("text", None)
-    if name in _MYSQL_TEXT:
-        return Capacity("text", _MYSQL_TEXT[name] // 4)
     if name in ("BYTEA",):
         return Capacity("binary", None)
     if name in ("VARBINARY", "BINARY"):
         return Capacity("binary", a)
-    if name in _MYSQL_BLOB:
-        return Capacity("binary", _MYSQL_BLOB[name])
     if name in ("JSON", "JSONB"):
         return Capacity("json")
     if name == "TIMESTAMPTZ":
         return Capacity("timestamptz", 6 if a is None else a)
-    if name == "DATETIME" and mysql:
-        return Capacity("datetime", a or 0)
     return Capacity(name, a, b)
-
-
-def _sqlite_affinity(declared: str) -> str:
-    """SQLite keeps what a column's affinity makes of a value (sqlite.org/datatype3):
-    TEXT '007' in an INTEGER column becomes 7. Types there differ only by affinity."""
-    if "INT" in declared:
-        return "INTEGER affinity"
-    if any(word in declared for word in ("CHAR", "CLOB", "TEXT")):
-        return "TEXT affinity"
-    if "BLOB" in declared or not declared:
-        return "BLOB affinity"
-    if any(word in declared for word in ("REAL", "FLOA", "DOUB")):
-        return "REAL affinity"
-    return "NUMERIC affinity"
 
 
 def holds(actual: Capacity, expected: Capacity) -> bool:
     """Whether every value of a column of capacity `expected` fits one of `actual`
     unchanged: no rounding, no cutting, no conversion."""
     if expected.family == "json" and actual.family == "text":
-        return actual.size is None or actual.size >= _MYSQL_TEXT["LONGTEXT"] // 4
+        return actual.size is None or actual.size >= _ANY_DOCUMENT
     if expected.family == "boolean" and actual.family == "integer":
         return True
     if actual.family != expected.family or (actual.unsigned and not expected.unsigned):

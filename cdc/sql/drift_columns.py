@@ -21,6 +21,7 @@ from cdc.core.infer import observe, propose
 from cdc.core.jsontext import dumps, loads
 from cdc.core.mapping import BOOKKEEPING_COLUMNS, EXTRA, SEQ, TableConfig
 from cdc.core.naming import fit, snake
+from cdc.sql.backends.registry import backend_class, backends
 from cdc.sql.replica import ReplicaSpec
 
 log = logging.getLogger("cdc")
@@ -37,7 +38,7 @@ DISCOVER_ROWS = 100_000  # rows of `extra` read to propose drift columns
 
 def live_columns(conn: Connection, table: Table) -> list[DriftColumn]:
     """The drift columns of the live table, from their comments."""
-    if conn.dialect.name == "sqlite":
+    if not backend_class(conn.dialect.name).keeps_column_comments:
         query = text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name")
         ddl = conn.execute(query, {"name": table.name}).scalar()
         found = []
@@ -89,7 +90,7 @@ def refresh(engine: Engine, spec: ReplicaSpec, column_type: ColumnTypeOf) -> Non
         return
     table = spec.table
     with engine.connect() as conn:
-        if conn.dialect.name != "sqlite" and not inspect(conn).has_table(
+        if backend_class(conn.dialect.name).keeps_column_comments and not inspect(conn).has_table(
             table.name, schema=table.schema
         ):
             return
@@ -174,7 +175,6 @@ def register_sqlite_comments() -> None:
     if getattr(register_sqlite_comments, "done", False):
         return
 
-    @compiles(AddColumn, "sqlite")
     def _add_column(element: AddColumn, compiler: Any, **kw: Any) -> str:
         table = alter_table(compiler, element.table_name, element.schema)
         ddl = f"{table} {add_column(compiler, element.column, **kw)}"
@@ -183,4 +183,7 @@ def register_sqlite_comments() -> None:
             ddl += " /* " + comment.replace("*/", "*\\/") + " */"
         return ddl
 
+    for backend in backends():
+        if not backend.keeps_column_comments:
+            compiles(AddColumn, backend.name)(_add_column)
     register_sqlite_comments.done = True  # type: ignore[attr-defined]

@@ -71,13 +71,13 @@ def add_drift_column(
     """Add a nullable drift column unless the table has it already."""
     from alembic import op
 
-    from cdc.sql.backends.registry import dialect_for
+    from cdc.sql.backends.registry import backend_for
     from cdc.sql.drift_columns import register_sqlite_comments, sql_column
 
     register_sqlite_comments()
     context = op.get_context()
     drift = DriftColumn(attribute, column, parse_type(type))
-    dialect = dialect_for(context.dialect.name)
+    dialect = backend_for(context.dialect.name)
     if not context.as_sql:
         inspector = inspect(op.get_bind())
         if not inspector.has_table(table, schema=schema):

@@ -4,57 +4,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 
 from cdc.core.errors import ConfigError
-
-if TYPE_CHECKING:
-    pass
-
-CONNECT_TIMEOUT_S = 5
+from cdc.sql.backends.registry import backend_class
 
 
 def make_engine(
     url: URL, *, connect_args: Mapping[str, Any] | None = None, **overrides: Any
 ) -> Engine:
-    """An engine for `url`; `connect_args` add to (and override) the defaults here."""
-    backend = url.get_backend_name()
-    kwargs: dict[str, Any] = {}
-    defaults: dict[str, Any] = {}
-    if backend == "postgresql":
-        # Fail fast when the server is unreachable: the retry policy decides how long
-        # to keep trying, not a 2-minute TCP timeout.
-        defaults = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "cdc"}
-    elif backend in ("mysql", "mariadb"):
-        defaults = {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"}
-        # READ COMMITTED: no gap locks, so the row locks a batch takes (in key order)
-        # are all it waits on; concurrent batches then cannot deadlock on gaps.
-        kwargs["isolation_level"] = "READ COMMITTED"
-        # The pool's rollback on return is replaced by one that skips it after a
-        # COMMIT (_rollback_on_return_unless_ended).
-        kwargs["pool_reset_on_return"] = None
-    elif backend == "sqlite":
-        defaults = {"timeout": 30}
-    kwargs["connect_args"] = {**defaults, **(connect_args or {})}
+    """An engine for `url`; `connect_args` add to (and override) the backend's defaults
+    (Backend.connect_defaults), `overrides` to its `create_engine` options."""
+    backend = backend_class(url.get_backend_name())
+    kwargs: dict[str, Any] = backend.engine_options()
+    kwargs["connect_args"] = {**backend.connect_defaults(), **(connect_args or {})}
     kwargs.update(overrides)
     try:
         engine = create_engine(url, **kwargs)
     except ModuleNotFoundError as exc:
-        hint = " (pip install 'cdc[mysql]')" if backend in ("mysql", "mariadb") else ""
+        hint = f" ({backend.install_hint})" if backend.install_hint else ""
         raise ConfigError(
             f"the database driver for {url.drivername!r} is not installed: {exc.name}{hint}"
         ) from None
-    if backend == "sqlite":
-        _fix_sqlite_transactions(engine)
     _ping_when_idle(engine)
-    if backend in ("mysql", "mariadb"):
-        _reset_session_limits(engine)
-        if kwargs.get("pool_reset_on_return", "rollback") is None:
-            _rollback_on_return_unless_ended(engine)
+    backend.prepare_engine(engine, kwargs)
     return engine
 
 
@@ -63,7 +40,7 @@ def make_engine(
 TRANSACTION_ENDED = "cdc_transaction_ended"
 
 
-def _rollback_on_return_unless_ended(engine: Engine) -> None:
+def rollback_on_return_unless_ended(engine: Engine) -> None:
     """Roll a connection back when it returns to the pool, unless its transaction has
     just ended. SQLAlchemy's pool rolls back every returned connection, in case a
     transaction is still open; pymysql sends that ROLLBACK to the server even right
@@ -108,58 +85,6 @@ def _rollback_on_return_unless_ended(engine: Engine) -> None:
         dbapi_connection.rollback()
 
 
-# --- MySQL / MariaDB session limits ----------------------------------------------------
-
-# conn.info key: the session variables cdc changed on this pooled connection.
-SESSION_LIMITED = "cdc_session_limited"
-
-
-def mysql_session_limits(remaining_s: float, is_mariadb: bool) -> dict[str, int | float]:
-    """Session variables that keep every statement within `remaining_s` seconds, one
-    second kept back to answer (PostgreSQL's statement_timeout plays this part there).
-
-    MariaDB's `max_statement_time` (seconds) bounds any statement, lock waits included;
-    MySQL's `max_execution_time` (milliseconds) bounds SELECTs only, so the row and
-    metadata lock waits, where a write spends its time when someone else holds the row,
-    are bounded too (`innodb_lock_wait_timeout`, `lock_wait_timeout`: whole seconds, at
-    least 1; the default waits are 50 s and a day)."""
-    budget = max(0.1, remaining_s - 1.0)
-    waits = max(1, int(budget))
-    limits: dict[str, int | float] = (
-        {"max_statement_time": round(budget, 3)}
-        if is_mariadb
-        else {"max_execution_time": max(1, round(budget * 1000))}
-    )
-    limits.update(innodb_lock_wait_timeout=waits, lock_wait_timeout=waits)
-    return limits
-
-
-def set_session(conn: Connection, values: Mapping[str, int | float]) -> None:
-    """SET SESSION `values` on a MySQL connection; they are put back to the server's
-    defaults when the pooled connection is next checked out, so a limit meant for one
-    batch never reaches the next user of the connection (a migration, a CLI command)."""
-    names = sorted(values)
-    assignments = ", ".join(f"{name} = %s" for name in names)  # names are ours, not data
-    conn.exec_driver_sql(f"SET SESSION {assignments}", tuple(values[n] for n in names))
-    conn.info[SESSION_LIMITED] = tuple(sorted({*conn.info.get(SESSION_LIMITED, ()), *names}))
-
-
-def _reset_session_limits(engine: Engine) -> None:
-    @event.listens_for(engine, "checkout")
-    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        names = record.info.pop(SESSION_LIMITED, ())
-        if not names:
-            return
-        try:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute("SET SESSION " + ", ".join(f"{n} = DEFAULT" for n in names))
-            finally:
-                cursor.close()
-        except Exception as exc:
-            raise DisconnectionError(f"could not reset a pooled connection: {exc}") from exc
-
-
 # Idle timeouts that drop a connection are minutes long (a NAT gateway's 350 s, RDS
 # Proxy's 30 min by default); a stream invoking Lambda every few seconds must not pay a
 # round trip per batch to guard against them.
@@ -191,18 +116,3 @@ def _ping_when_idle(engine: Engine) -> None:
         except Exception as exc:
             # The pool discards this connection and checks out a new one.
             raise DisconnectionError(f"stale pooled connection: {exc}") from exc
-
-
-def _fix_sqlite_transactions(engine: Engine) -> None:
-    """pysqlite opens transactions lazily and breaks SAVEPOINT; take control of BEGIN
-    (as SQLAlchemy's docs advise) and take the write lock up front, so two writers wait
-    on each other instead of failing to upgrade a read lock."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")

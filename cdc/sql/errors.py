@@ -11,14 +11,18 @@ Three kinds, because the right reaction differs:
 * SYSTEMIC: anything else (a missing table, a permission, a bug). It is no fault of the
   record, so it is never dead-lettered; it is retried once and then reported, so the
   shard waits for a person rather than losing data.
+
+The driver's own codes are its backend's to read (Backend.classify_error, found by the
+exception's module); what is left is common to every database.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from enum import Enum
 
 from sqlalchemy import exc as sa_exc
+
+from cdc.sql.backends import registry
 
 
 class ErrorKind(Enum):
@@ -27,52 +31,9 @@ class ErrorKind(Enum):
     SYSTEMIC = "systemic"
 
 
-# PostgreSQL SQLSTATE classes and codes.
-_PG_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")  # connection, rollback, resources,
-# operator intervention (admin shutdown 57P01, cannot connect now 57P03, query canceled
-# by statement_timeout 57014), system error
-_PG_TRANSIENT_CODES = frozenset({"55P03", "55006"})  # lock not available, object in use
-_PG_ROW_CLASSES = ("22", "23")  # data exception, integrity constraint violation
-
-# MySQL / MariaDB error numbers.
-_MYSQL_TRANSIENT = frozenset(
-    {
-        1205,  # lock wait timeout
-        1213,  # deadlock
-        1040,  # too many connections
-        1053,  # server shutdown in progress
-        1077,  # normal shutdown
-        1152,  # aborted connection
-        1159,  # net read timeout
-        1160,  # net write error
-        1161,  # net write timeout
-        1317,  # query execution was interrupted (KILL QUERY, a server shutting down)
-        1927,  # connection killed (MariaDB)
-        1969,  # query execution interrupted, max_statement_time exceeded (MariaDB)
-        2002,  # can't connect through socket
-        2003,  # can't connect to server
-        2006,  # server has gone away
-        2013,  # lost connection during query
-        2055,  # lost connection
-        3024,  # query execution interrupted, max_execution_time exceeded (MySQL)
-        4031,  # disconnected by the server because of inactivity
-    }
-)
-_MYSQL_ROW = frozenset(
-    {
-        1048,  # column cannot be null
-        1062,  # duplicate entry
-        1264,  # out of range value
-        1364,  # a NOT NULL column without a value (a row without its required column)
-        1292,  # incorrect datetime value
-        1366,  # incorrect value for column
-        1406,  # data too long
-        1416,  # cannot get geometry object
-        3140,  # invalid JSON text
-        4025,  # CHECK constraint failed (MariaDB JSON_VALID)
-        3819,  # check constraint violated (MySQL)
-    }
-)
+# The SQL standard's SQLSTATE classes: connection exception, transaction rollback.
+_TRANSIENT_CLASSES = ("08", "40")
+_ROW_CLASSES = ("22", "23")  # data exception, integrity constraint violation
 
 
 def classify(error: BaseException) -> ErrorKind:
@@ -115,50 +76,20 @@ def _after_failed_transaction(error: sa_exc.PendingRollbackError) -> ErrorKind:
 
 
 def _classify_driver_error(orig: BaseException) -> ErrorKind:
-    module = type(orig).__module__
-    if module.startswith("pymysql") or module.startswith("MySQLdb"):
-        # By error number: PyMySQL 1.1 also reports a SQLSTATE, but MySQL's are coarse
-        # (HY000 for a lock wait timeout and for a missing table alike).
-        return _classify_mysql(orig)
-    sqlstate = getattr(orig, "sqlstate", None)
-    if isinstance(sqlstate, str) and len(sqlstate) == 5:
-        if sqlstate in _PG_TRANSIENT_CODES or sqlstate.startswith(_PG_TRANSIENT_CLASSES):
-            return ErrorKind.TRANSIENT
-        if sqlstate.startswith(_PG_ROW_CLASSES):
-            return ErrorKind.ROW
-        return ErrorKind.SYSTEMIC
-    if module.startswith("psycopg"):
-        # psycopg raises OperationalError with no SQLSTATE when it cannot connect.
-        name = type(orig).__name__
-        if name in ("OperationalError", "InterfaceError"):
-            return ErrorKind.TRANSIENT
-        if name == "DataError":
-            return ErrorKind.ROW
-        return ErrorKind.SYSTEMIC
-    if isinstance(orig, sqlite3.OperationalError):
-        message = str(orig).lower()
-        if "locked" in message or "busy" in message or "disk i/o" in message:
-            return ErrorKind.TRANSIENT
-        return ErrorKind.SYSTEMIC
-    if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError):
-        return ErrorKind.ROW
-    return ErrorKind.SYSTEMIC
+    """The backend whose driver raised `orig` knows its codes (Backend.classify_error)."""
+    backend = registry.backend_of_error(orig)
+    return backend.classify_error(orig) if backend is not None else classify_by_sqlstate(orig)
 
 
-def _classify_mysql(orig: BaseException) -> ErrorKind:
-    code = orig.args[0] if orig.args and isinstance(orig.args[0], int) else None
-    if code in _MYSQL_TRANSIENT:
-        return ErrorKind.TRANSIENT
-    if code in _MYSQL_ROW:
-        return ErrorKind.ROW
-    if type(orig).__name__ in ("OperationalError", "InterfaceError") and code is None:
-        return ErrorKind.TRANSIENT
-    # Numbers not listed: the SQLSTATE class still tells a connection exception (08) or
-    # a rolled-back transaction (40) from a data (22) or integrity (23) problem.
+def classify_by_sqlstate(orig: BaseException) -> ErrorKind:
+    """By the standard SQLSTATE classes alone: what a backend falls back to for codes it
+    does not list."""
     sqlstate = getattr(orig, "sqlstate", None) or ""
-    if sqlstate.startswith(("08", "40")):
+    if not isinstance(sqlstate, str):
+        return ErrorKind.SYSTEMIC
+    if sqlstate.startswith(_TRANSIENT_CLASSES):
         return ErrorKind.TRANSIENT
-    if sqlstate.startswith(_PG_ROW_CLASSES):
+    if sqlstate.startswith(_ROW_CLASSES):
         return ErrorKind.ROW
     return ErrorKind.SYSTEMIC
 

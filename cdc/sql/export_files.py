@@ -242,15 +242,7 @@ class ExportFileStore:
 
 
 def _skip_locked(engine: Engine) -> bool:
-    """Whether the server reads `FOR UPDATE SKIP LOCKED`: PostgreSQL 9.5+, MySQL 8+,
-    MariaDB 10.6+. SQLite serialises writers and has no row locks."""
-    name = engine.dialect.name
-    if name == "postgresql":
-        return True
-    if name in ("mysql", "mariadb"):
-        with engine.connect():  # the server version is known once connected
-            pass
-        version = engine.dialect.server_version_info or ()
-        mariadb = bool(getattr(engine.dialect, "is_mariadb", False))
-        return tuple(version) >= ((10, 6) if mariadb else (8, 0))
-    return False
+    """Whether the server reads `FOR UPDATE SKIP LOCKED` (its backend says)."""
+    from cdc.sql.backends.registry import backend_class
+
+    return backend_class(engine.dialect.name).skips_locked_rows(engine)

@@ -17,14 +17,14 @@ from sqlalchemy.engine import Connection
 from cdc.core.change import Change
 from cdc.core.gaps import Gap, late_batch_gap, new_stream_gap
 from cdc.core.versions import stream_generation, table_of
-from cdc.sql.backends.base import Dialect
+from cdc.sql.backends.base import Backend
 from cdc.sql.bookkeeping import tables
 
 OPEN_COUNT_TTL = 60.0  # seconds a process trusts its count of open gaps per table
 
 
 def record_gaps(
-    conn: Connection, dialect: Dialect, schema: str | None, gaps: Sequence[Gap], now: datetime
+    conn: Connection, dialect: Backend, schema: str | None, gaps: Sequence[Gap], now: datetime
 ) -> None:
     """Insert the gaps; one found again (another process, a restarted `tail`) is left
     as it is."""
@@ -107,7 +107,7 @@ class GapWatch:
     it (a new generation?), and again only when its table's last applied event looks
     older than the retention (a late batch?). Shared by the threads of a replicator."""
 
-    def __init__(self, dialect: Dialect, schema: str | None) -> None:
+    def __init__(self, dialect: Backend, schema: str | None) -> None:
         self.dialect = dialect
         self.schema = schema
         self._lock = threading.Lock()

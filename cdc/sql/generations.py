@@ -22,6 +22,7 @@ from cdc.core.versions import (
     stream_generation,
     table_of,
 )
+from cdc.sql.backends.registry import backend_class
 from cdc.sql.bookkeeping import tables
 from cdc.sql.replica_tables import SOURCE_COMMENT
 
@@ -81,17 +82,14 @@ def replica_tables(
     inspector = inspect(conn)
     schemas = [settings.schema]
     schemas += sorted({c.schema for c in settings.tables.values() if c.schema} - {settings.schema})
-    max_bytes = 64 if conn.dialect.name in ("mysql", "mariadb") else 63
+    backend = backend_class(conn.dialect.name)
+    max_bytes = backend.max_identifier_bytes
     by_name = {
         replica_name(settings, source, max_bytes): source for source in {*sources, *settings.tables}
     }
     found = []
     for schema in schemas:
-        if (
-            schema is not None
-            and conn.dialect.name != "sqlite"
-            and not inspector.has_schema(schema)
-        ):
+        if schema is not None and backend.supports_schemas and not inspector.has_schema(schema):
             continue
         for name in sorted(inspector.get_table_names(schema=schema)):
             if name.startswith(("cdc_", "alembic_")):
@@ -129,8 +127,7 @@ def widen(conn: Connection, schema: str | None, name: str, column_name: str) -> 
     op = Operations(MigrationContext.configure(conn))
     live = {c["name"]: c for c in inspect(conn).get_columns(name, schema=schema)}
     found = live[column_name]["type"]
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
+    if backend_class(conn.dialect.name).sequences_as_text:
         if getattr(found, "length", None) == VERSION_DIGITS:
             return False
         from cdc.sql.types import SequenceNumber
@@ -172,7 +169,7 @@ def rebase(
     match = match or {}
     target = table(name, column(column_name), *(column(c) for c in match), schema=schema)
     col = target.c[column_name]
-    if conn.dialect.name == "sqlite":
+    if backend_class(conn.dialect.name).sequences_as_text:
         prefix = f"{generation:0{VERSION_DIGITS - SEQUENCE_DIGITS}d}"
         stmt = (
             update(target)

@@ -23,6 +23,7 @@ from sqlalchemy import Column, Engine, MetaData, Table, func, inspect, select
 from sqlalchemy.engine import Connection
 
 from cdc.core.errors import CdcError, ConfigError
+from cdc.sql.backends.registry import backend_class, backend_for
 from cdc.sql.schema import BOOKKEEPING_TABLES
 
 if TYPE_CHECKING:
@@ -262,7 +263,8 @@ def ensure_bookkeeping(
 
 def _bookkeeping_exists(engine: Engine, schema: str | None) -> bool:
     inspector = inspect(engine)
-    if schema is not None and engine.dialect.name != "sqlite" and not inspector.has_schema(schema):
+    schemas = backend_class(engine.dialect.name).supports_schemas
+    if schema is not None and schemas and not inspector.has_schema(schema):
         return False  # MySQL cannot list the tables of a database that is not there yet
     return set(BOOKKEEPING_TABLES) <= set(inspector.get_table_names(schema=schema))
 
@@ -280,12 +282,11 @@ def target_metadata(
     With a connection, a table with `drift = "add_columns"` also has the drift columns
     its live table has, and, when `discover` (`cdc revision`), new ones for the
     attributes that wait in its `extra` (cdc/core/drift_columns.py)."""
-    from cdc.sql.backends.registry import dialect_for
     from cdc.sql.bookkeeping import tables
     from cdc.sql.drift_columns import register_sqlite_comments
     from cdc.sql.replica import typed_spec
 
-    dialect = dialect_for(dialect_name)
+    backend = backend_for(dialect_name)
     metadata = MetaData()
     for table in tables(settings.schema).values():
         table.to_metadata(metadata)
@@ -295,13 +296,13 @@ def target_metadata(
                 config,
                 metadata,
                 settings.schema,
-                dialect.max_identifier_bytes,
-                dialect.column_type,
-                dialect.table_options(),
+                backend.max_identifier_bytes,
+                backend.column_type,
+                backend.table_options(),
             )
             if spec.drift is not None and connection is not None:
                 register_sqlite_comments()
-                _drift_columns(connection, spec, config, dialect, discover=discover)
+                _drift_columns(connection, spec, config, backend, discover=discover)
     return metadata
 
 
@@ -322,11 +323,10 @@ def _drift_columns(
 
 def fill_drift_columns(engine: Engine, settings: Settings) -> int:
     """`cdc migrate`: move what waits in `extra` into the drift columns made since."""
-    from cdc.sql.backends.registry import dialect_for
     from cdc.sql.drift_columns import adopt, fill, live_columns
     from cdc.sql.replica import typed_spec
 
-    dialect = dialect_for(engine.dialect.name)
+    dialect = backend_for(engine.dialect.name)
     moved = 0
     for config in settings.tables.values():
         if not config.typed or config.options.drift != "add_columns":

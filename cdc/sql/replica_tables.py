@@ -15,7 +15,7 @@ from cdc.config import Settings
 from cdc.core.mapping import BOOKKEEPING_COLUMNS, is_reserved_table
 from cdc.core.outcomes import DeadLetter, Prepared
 from cdc.core.plan import TablePlan
-from cdc.sql.backends.base import Dialect
+from cdc.sql.backends.base import Backend
 from cdc.sql.drift import column_problems
 from cdc.sql.drift_columns import refresh
 from cdc.sql.replica import ReplicaSpec
@@ -40,9 +40,9 @@ class ReplicaTables:
     fine and whether the bookkeeping tables are there, not looked at again until
     `forget`."""
 
-    def __init__(self, engine: Engine, dialect: Dialect, settings: Settings) -> None:
+    def __init__(self, engine: Engine, backend: Backend, settings: Settings) -> None:
         self.engine = engine
-        self.dialect = dialect
+        self.backend = backend
         self.settings = settings
         self._ready: set[str] = set()
         self._bookkeeping_ready = False
@@ -90,7 +90,7 @@ class ReplicaTables:
         name = spec.qualified_name
         if name in self._ready:
             if spec.drift is not None and spec.drift.due():  # columns `cdc migrate` made since
-                refresh(self.engine, spec, self.dialect.column_type)
+                refresh(self.engine, spec, self.backend.column_type)
             return None
         table = spec.table
         if is_reserved_table(table.name):
@@ -106,10 +106,10 @@ class ReplicaTables:
             # database, which a least-privilege role does not have.
             if (
                 table.schema is not None
-                and self.dialect.supports_schemas
+                and self.backend.supports_schemas
                 and not inspector.has_schema(table.schema)
             ):
-                self.dialect.ensure_schema(conn, table.schema)
+                self.backend.ensure_schema(conn, table.schema)
                 inspector = inspect(conn)
             exists = inspector.has_table(table.name, schema=table.schema)
             if not exists and not spec.options.auto_create:
@@ -171,17 +171,17 @@ class ReplicaTables:
                 report=typed,
             )
         self._upgrade(spec)
-        refresh(self.engine, spec, self.dialect.column_type)
+        refresh(self.engine, spec, self.backend.column_type)
         self._ready.add(name)
         return None
 
     def _upgrade(self, spec: ReplicaSpec) -> None:
         """A replica table an earlier cdc made is brought up to date on first use (MySQL:
         exact key comparison, no JSON nesting limit; README "Databases")."""
-        if not self.dialect.upgrades_tables:
+        if not self.backend.upgrades_tables:
             return
         with self.engine.begin() as conn:
-            changed = self.dialect.upgrade_table(conn, spec.table)
+            changed = self.backend.upgrade_table(conn, spec.table)
         if changed:
             log.warning("upgraded replica table %s: %s", spec.qualified_name, "; ".join(changed))
 

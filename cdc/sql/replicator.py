@@ -32,7 +32,7 @@ from cdc.core.hydration import Hydration, ItemReader
 from cdc.core.mapping import RowVersion
 from cdc.core.outcomes import BatchResult, DeadLetter, Outcome, Prepared
 from cdc.core.plan import TablePlan, plan
-from cdc.sql.backends.registry import dialect_for
+from cdc.sql.backends.registry import backend_for
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
 from cdc.sql.bookkeeping import write_checkpoints
 from cdc.sql.errors import ErrorKind, classify, describe
@@ -68,36 +68,36 @@ class Replicator:
         self.records = records
         self.settings = settings
         self.policy = policy
-        self.dialect = dialect_for(engine.dialect.name)
+        self.backend = backend_for(engine.dialect.name)
         self.schema = settings.schema
         self.metadata = MetaData()
         self.documents = DocumentTables(
             metadata=self.metadata,
             schema=self.schema,
-            max_identifier_bytes=self.dialect.max_identifier_bytes,
-            key_type=self.dialect.key_type,
+            max_identifier_bytes=self.backend.max_identifier_bytes,
+            key_type=self.backend.key_type,
             options_for=settings.options_for,
             names_for=settings.names_for,
-            table_options=self.dialect.table_options(),
+            table_options=self.backend.table_options(),
         )
         self._tombstones = bookkeeping_tables(self.schema)["cdc_tombstones"]
-        self.writer = Writer(engine, self.dialect, self.schema, self._tombstones)
+        self.writer = Writer(engine, self.backend, self.schema, self._tombstones)
         self._specs_lock = threading.Lock()
         self._specs: dict[str, ReplicaSpec] = {
             source: typed_spec(
                 config,
                 self.metadata,
                 self.schema,
-                self.dialect.max_identifier_bytes,
-                self.dialect.column_type,
-                self.dialect.table_options(),
+                self.backend.max_identifier_bytes,
+                self.backend.column_type,
+                self.backend.table_options(),
             )
             for source, config in settings.tables.items()
             if config.typed
         }
-        self.replica_tables = ReplicaTables(engine, self.dialect, settings)
+        self.replica_tables = ReplicaTables(engine, self.backend, settings)
         self.hydration = Hydration(hydrator, new_hydrator)
-        self.gaps = GapWatch(self.dialect, self.schema)  # README: Gaps and repair
+        self.gaps = GapWatch(self.backend, self.schema)  # README: Gaps and repair
 
     # --- the pure part ------------------------------------------------------------------
 
@@ -242,7 +242,7 @@ class Replicator:
         with self.engine.begin() as conn, ExitStack() as pipelined:
             if not careful:
                 # The careful pass needs each savepoint's outcome at once.
-                pipelined.enter_context(self.dialect.batch_context(conn))
+                pipelined.enter_context(self.backend.batch_context(conn))
             self.writer.limit_statement_time(conn, deadline)
             for table_plan in plans:
                 spec = table_plan.spec
@@ -253,7 +253,7 @@ class Replicator:
                         self.writer.write_isolated(conn, spec, rows, now) if rows else (0, [])
                     )
                 else:
-                    chunks = settling.chunks(self.dialect.chunk_rows(len(table_plan.rows)))
+                    chunks = settling.chunks(self.backend.chunk_rows(len(table_plan.rows)))
                     changed, rejected = self.writer.write_plainly(conn, spec, chunks, now)
                 dead.extend(
                     prepared.dead_letter(row, spec, kind, message)
@@ -276,5 +276,5 @@ class Replicator:
             result = replace(result, open_gaps=self.gaps.open_counts(conn))
             progress = result.checkpoints(shard_id)
             if progress:
-                write_checkpoints(conn, self.dialect, self.schema, progress, now)
+                write_checkpoints(conn, self.backend, self.schema, progress, now)
         return result

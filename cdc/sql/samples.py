@@ -16,7 +16,7 @@ from cdc.core.errors import CdcError
 from cdc.core.jsontext import loads
 from cdc.core.mapping import DELETED, EXTRA, ITEM, TableConfig
 from cdc.core.naming import fit, snake
-from cdc.sql.backends.registry import dialect_for
+from cdc.sql.backends.registry import backend_for
 
 _TAGS = {"text": "S", "bytea": "B", "date": "S", "timestamptz": "S"}
 
@@ -32,7 +32,7 @@ class ReplicaSample:
 def replica_table(engine: Engine, settings: Settings, source: str) -> Table:
     """The replica table of `source`, reflected; CdcError when there is none."""
     config = settings.tables.get(source)
-    dialect = dialect_for(engine.dialect.name)
+    dialect = backend_for(engine.dialect.name)
     configured = config.table if config is not None else None
     name = fit(configured or snake(source), dialect.max_identifier_bytes, source)
     schema = (config.schema if config is not None else None) or settings.schema

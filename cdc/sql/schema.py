@@ -15,11 +15,23 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.types import TypeEngine
 
+from cdc.sql.backends.registry import backends
 from cdc.sql.types import ExactString, SequenceNumber, UtcDateTime
 
-# BIGINT autoincrement on Postgres/MySQL; SQLite only autoincrements INTEGER PRIMARY KEY.
-Id = BigInteger().with_variant(Integer(), "sqlite")
+
+def _id_type() -> TypeEngine[int]:
+    """BIGINT autoincrement, or the type a backend autoincrements instead."""
+    id_type: TypeEngine[int] = BigInteger()
+    for backend in backends():
+        own = backend.autoincrement_type()
+        if own is not None:
+            id_type = id_type.with_variant(own, *backend.names)
+    return id_type
+
+
+Id = _id_type()
 
 metadata = MetaData()
 

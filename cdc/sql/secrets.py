@@ -18,32 +18,17 @@ from cdc.config import (
     HOST,
     IAM_AUTH,
     SECRET_ARN,
+    databases,
     parse_port,
 )
 from cdc.core.errors import ConfigError
+from cdc.sql.backends.registry import backend_class, backends
 
 log = logging.getLogger("cdc")
 
 # RDS IAM tokens are valid for 15 minutes; take a new one well before that, so a token
 # is never used in its last minutes (clock skew, a slow connect).
 TOKEN_RENEW_AFTER_S = 10 * 60
-
-
-# The RDS secret's `engine` → SQLAlchemy driver. Aurora secrets say aurora-postgresql /
-# aurora-mysql (or plain "aurora" for Aurora MySQL 1). PyMySQL's mysql dialect detects
-# MariaDB servers itself.
-_DRIVERS = {
-    "postgres": "postgresql+psycopg",
-    "postgresql": "postgresql+psycopg",
-    "aurora-postgresql": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mysql+pymysql",
-    "aurora-mysql": "mysql+pymysql",
-    "aurora": "mysql+pymysql",
-}
-
-
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 
 
 _SECRET_FORMAT = "the RDS JSON format: username, password, host, port, dbname, engine"  # noqa: S105
@@ -81,14 +66,23 @@ class DatabaseSecret:
 
 
 def _driver_for(engine: str | None) -> str:
-    """A secret without `engine` is taken as PostgreSQL (cdc's first-class database)."""
-    driver = _DRIVERS.get((engine or "postgres").lower())
+    """The SQLAlchemy driver for an RDS secret's `engine` (Backend.secret_engines); a
+    secret without one names cdc's first-class database (Backend.secret_default)."""
+    if engine is None:
+        return next(b.driver for b in backends() if b.secret_default)
+    drivers = {name: d for b in backends() for name, d in b.secret_engines.items()}
+    driver = drivers.get(engine.lower())
     if driver is None:
         raise ConfigError(
             f"the database secret names engine {engine!r}; cdc supports "
-            "postgres, aurora-postgresql, mysql, aurora-mysql and mariadb"
+            f"{databases.listing(list(drivers))}"
         )
     return driver
+
+
+def default_port(backend: str) -> int | None:
+    """The port of the database a secret or URL names when neither says."""
+    return backend_class(backend).default_port
 
 
 def parse_secret(
@@ -140,8 +134,8 @@ def url_from_secret(
     *,
     include_password: bool = True,
 ) -> URL:
-    """The SQLAlchemy URL a secret describes: engine "postgres" → postgresql+psycopg,
-    "mysql"/"mariadb" → mysql+pymysql, unless `driver` names one."""
+    """The SQLAlchemy URL a secret describes: its engine's driver (engine "postgres" →
+    postgresql+psycopg, Backend.secret_engines), unless `driver` names one."""
     if not isinstance(secret, DatabaseSecret):
         secret = parse_secret(secret)
     drivername = driver or secret.drivername

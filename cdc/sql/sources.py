@@ -12,7 +12,7 @@ from sqlalchemy import Engine, Text, cast, func, inspect, select, tuple_
 
 from cdc.core.compare import Key, _norm_key
 from cdc.core.mapping import DELETED, SEQ
-from cdc.sql.backends.base import Dialect
+from cdc.sql.backends.base import Backend
 from cdc.sql.bookkeeping import tables
 from cdc.sql.replica import ReplicaSpec
 from cdc.sql.types import JsonDocument
@@ -29,7 +29,7 @@ CHUNK = 500
 
 def registered_source(
     engine: Engine,
-    dialect: Dialect,
+    dialect: Backend,
     schema: str | None,
     spec: ReplicaSpec,
     source: str,

@@ -1,6 +1,8 @@
 """Column types whose storage differs per database but whose meaning does not.
 
-Used by the replica tables and by the alembic migrations alike.
+Used by the replica tables and by the alembic migrations alike. What each database
+stores is its backend's choice (the column-type hooks of cdc/sql/backends/capabilities.py,
+found by the SQLAlchemy dialect's name); these types only say what a value means.
 """
 
 from __future__ import annotations
@@ -10,10 +12,9 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import DateTime, String, Text
-from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler, TypeCompiler
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -21,11 +22,11 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from cdc.core.jsontext import dumps
 from cdc.core.numbers import canonical_number
 from cdc.core.versions import VERSION_DIGITS
+from cdc.sql.backends.registry import backend_class
 
 # The width of a version column: a stream generation and a sequence number in one
 # integer (cdc/core/versions.py), at most 55 digits; 65 is MySQL's DECIMAL maximum.
 SEQUENCE_WIDTH = VERSION_DIGITS
-MYSQL_MAX_DECIMAL_DIGITS = 65
 
 
 class SequenceNumber(TypeDecorator[int]):
@@ -41,16 +42,12 @@ class SequenceNumber(TypeDecorator[int]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.NUMERIC(SEQUENCE_WIDTH, 0))
-        if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(mysql.DECIMAL(SEQUENCE_WIDTH, 0))
-        return dialect.type_descriptor(String(SEQUENCE_WIDTH))
+        return dialect.type_descriptor(backend_class(dialect.name).sequence_type(SEQUENCE_WIDTH))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if dialect.name in ("postgresql", "mysql", "mariadb"):
+        if not backend_class(dialect.name).sequences_as_text:
             return int(value)
         return f"{int(value):0{SEQUENCE_WIDTH}d}"
 
@@ -58,33 +55,14 @@ class SequenceNumber(TypeDecorator[int]):
         return None if value is None else int(value)
 
 
-def exact_collation(dialect: Dialect) -> str:
-    """The utf8mb4 collation that compares byte for byte on this MySQL or MariaDB server.
-
-    `utf8mb4_bin` is case-sensitive but PAD SPACE (`'a' = 'a '`), so keys that differ
-    only by trailing spaces would be one row. The NO PAD binary collations are exact:
-    `utf8mb4_nopad_bin` (MariaDB 10.2+), `utf8mb4_0900_bin` (MySQL 8.0.17+). Before the
-    first connection the server is unknown: the URL's name decides (`mariadb://`).
-    """
-    if getattr(dialect, "is_mariadb", False) or dialect.name == "mariadb":
-        return "utf8mb4_nopad_bin"
-    version = dialect.server_version_info
-    if version is not None and tuple(version[:3]) < (8, 0, 17):
-        raise ValueError(
-            "cdc needs MySQL 8.0.17 or later (or MariaDB 10.2 or later) for exact key "
-            f"comparison (a NO PAD binary collation); this server is {version}"
-        )
-    return "utf8mb4_0900_bin"
-
-
 class ExactString(TypeDecorator[str]):
     """Text compared byte for byte, for key and identity columns: `sp`, `sp ` and `SP`
     are three values on every database.
 
     PostgreSQL's and SQLite's default comparison already is exact; on MySQL and MariaDB
-    the column gets the server's NO PAD binary collation (`exact_collation`). The DDL is
-    spelled as the server shows it back (with its character set), so comparing the
-    mapping with the database finds no difference.
+    the column gets the server's NO PAD binary collation (`exact_collation` of the MySQL
+    backend). The DDL is spelled as the server shows it back (with its character set),
+    so comparing the mapping with the database finds no difference.
     """
 
     impl = String
@@ -98,11 +76,8 @@ class ExactString(TypeDecorator[str]):
         return f"ExactString({self.length!r})"
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(
-                mysql.VARCHAR(self.length, charset="utf8mb4", collation=exact_collation(dialect))
-            )
-        return dialect.type_descriptor(String(self.length))
+        backend = backend_class(dialect.name)
+        return dialect.type_descriptor(backend.exact_string_type(dialect, self.length))
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -116,16 +91,14 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
-        return dialect.type_descriptor(DateTime(timezone=True))
+        return dialect.type_descriptor(backend_class(dialect.name).utc_datetime_type())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        if dialect.name == "postgresql":
+        if backend_class(dialect.name).binds_aware_datetimes:
             return value
         return value.astimezone(UTC).replace(tzinfo=None)
 
@@ -156,24 +129,12 @@ class ExactNumber(TypeDecorator[Decimal]):
         return f"ExactNumber({self.precision!r}, {self.scale!r}, key={self.key!r})"
 
     def _as_text(self, dialect: Dialect) -> bool:
-        if dialect.name == "postgresql":
-            return False
-        if dialect.name in ("mysql", "mariadb"):
-            return self.precision is None or self.precision > MYSQL_MAX_DECIMAL_DIGITS
-        return True
+        return backend_class(dialect.name).numbers_as_text(self.precision)
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.NUMERIC(self.precision, self.scale))
-        if not self._as_text(dialect):
-            return dialect.type_descriptor(mysql.DECIMAL(self.precision, self.scale or 0))
-        if dialect.name in ("mysql", "mariadb"):
-            # A key needs a bounded length on MySQL; 160 characters hold any DynamoDB number.
-            # Compared exactly, like every key column (ExactString).
-            if self.key:
-                return ExactString(160).load_dialect_impl(dialect)
-            return dialect.type_descriptor(mysql.LONGTEXT())
-        return dialect.type_descriptor(Text())
+        backend = backend_class(dialect.name)
+        column = backend.exact_number_type(dialect, self.precision, self.scale, self.key)
+        return dialect.type_descriptor(column)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None or not self._as_text(dialect):
@@ -201,58 +162,31 @@ class JsonDocument(TypeDecorator[str]):
         return dumps(value)
 
     def bind_expression(self, bindvalue: Any) -> ColumnElement[Any]:
-        return _JsonIn(bindvalue)
+        return JsonIn(bindvalue)
 
     def column_expression(self, column: Any) -> ColumnElement[Any]:
-        return _JsonOut(column)
+        return JsonOut(column)
 
 
-class _JsonIn(FunctionElement[str]):
+class JsonIn(FunctionElement[str]):
     inherit_cache = True
     type = Text()
 
 
-class _JsonOut(FunctionElement[str]):
+class JsonOut(FunctionElement[str]):
     inherit_cache = True
     type = Text()
 
 
-def _only_argument(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
+def only_argument(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return str(compiler.process(next(iter(element.clauses)), **kw))
 
 
-@compiles(_JsonIn)
-def _json_in(element: _JsonIn, compiler: SQLCompiler, **kw: Any) -> str:
-    return _only_argument(element, compiler, **kw)
+@compiles(JsonIn)
+def _json_in(element: JsonIn, compiler: SQLCompiler, **kw: Any) -> str:
+    return only_argument(element, compiler, **kw)
 
 
-@compiles(_JsonIn, "postgresql")
-def _json_in_pg(element: _JsonIn, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST({_only_argument(element, compiler, **kw)} AS JSONB)"
-
-
-@compiles(_JsonOut)
-def _json_out(element: _JsonOut, compiler: SQLCompiler, **kw: Any) -> str:
-    return _only_argument(element, compiler, **kw)
-
-
-@compiles(_JsonOut, "postgresql")
-def _json_out_pg(element: _JsonOut, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST({_only_argument(element, compiler, **kw)} AS TEXT)"
-
-
-@compiles(JsonDocument, "postgresql")
-def _json_ddl_pg(type_: JsonDocument, compiler: TypeCompiler, **kw: Any) -> str:
-    return "JSONB"
-
-
-@compiles(JsonDocument, "mysql")
-@compiles(JsonDocument, "mariadb")
-def _json_ddl_mysql(type_: JsonDocument, compiler: TypeCompiler, **kw: Any) -> str:
-    # MariaDB's JSON is LONGTEXT plus CHECK (JSON_VALID(...)), and JSON_VALID rejects
-    # documents nested deeper than 32 levels: a DynamoDB item may nest 32 levels below
-    # its attributes, so it would be refused. cdc writes valid JSON itself; the column is
-    # plain LONGTEXT (MariaDB's JSON functions work on it all the same).
-    if getattr(compiler.dialect, "is_mariadb", False) or compiler.dialect.name == "mariadb":
-        return "LONGTEXT"
-    return "JSON"
+@compiles(JsonOut)
+def _json_out(element: JsonOut, compiler: SQLCompiler, **kw: Any) -> str:
+    return only_argument(element, compiler, **kw)

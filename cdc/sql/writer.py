@@ -15,9 +15,8 @@ from cdc.core.deadline import Deadline
 from cdc.core.mapping import RowVersion
 from cdc.core.outcomes import DeadLetter
 from cdc.core.plan import TablePlan
-from cdc.sql.backends.base import Dialect
+from cdc.sql.backends.base import Backend
 from cdc.sql.bookkeeping import write_dead_letters
-from cdc.sql.engines import mysql_session_limits, set_session
 from cdc.sql.errors import ErrorKind, classify, describe
 from cdc.sql.replica import ReplicaSpec
 
@@ -57,7 +56,7 @@ class Settling:
                     chunk.append(row)
             if chunk:
                 yield chunk
-        # Runs while the dialect's last chunk is still on the server.
+        # Runs while the backend's last chunk is still on the server.
         for row in self.plan.superseded:
             if id(row) not in tried and not spec.materialize(row):
                 assert row.error is not None
@@ -65,14 +64,14 @@ class Settling:
 
 
 class Writer:
-    """Writes to one database: `dialect`'s statements, the bookkeeping tables in
+    """Writes to one database: `backend`'s statements, the bookkeeping tables in
     `schema`, hard deletes' tombstones in `tombstones`."""
 
     def __init__(
-        self, engine: Engine, dialect: Dialect, schema: str | None, tombstones: Table
+        self, engine: Engine, backend: Backend, schema: str | None, tombstones: Table
     ) -> None:
         self.engine = engine
-        self.dialect = dialect
+        self.backend = backend
         self.schema = schema
         self.tombstones = tombstones
 
@@ -82,22 +81,13 @@ class Writer:
         remaining = deadline.remaining()
         if remaining is None:
             return
-        name = self.engine.dialect.name
-        if name in ("mysql", "mariadb"):
-            mariadb = bool(getattr(self.engine.dialect, "is_mariadb", False))
-            set_session(conn, mysql_session_limits(remaining, mariadb))
-            return
-        if name != "postgresql":
-            return
-        budget_ms = max(100, int((remaining - 1.0) * 1000))
-        # Driver SQL: a SQLAlchemy construct would cost more to build than to run.
-        conn.exec_driver_sql("SELECT set_config('statement_timeout', %s, true)", (str(budget_ms),))
+        self.backend.limit_statement_time(conn, remaining)
 
     def write_plainly(
         self, conn: Connection, spec: ReplicaSpec, chunks: Iterator[list[RowVersion]], now: datetime
     ) -> tuple[int, list[tuple[RowVersion, str, str]]]:
         try:
-            return self.dialect.write_chunks(conn, spec, chunks, now, self.tombstones), []
+            return self.backend.write_chunks(conn, spec, chunks, now, self.tombstones), []
         except Exception as exc:
             if classify(exc) is ErrorKind.ROW:
                 raise RowRejected from exc  # the transaction is lost: redo it carefully
@@ -110,7 +100,7 @@ class Writer:
         to find the bad rows, write every good one and dead-letter the bad ones."""
         try:
             with conn.begin_nested():
-                return self.dialect.write_rows(conn, spec, rows, now, self.tombstones), []
+                return self.backend.write_rows(conn, spec, rows, now, self.tombstones), []
         except Exception as exc:
             if classify(exc) is not ErrorKind.ROW:
                 raise
@@ -129,7 +119,7 @@ class Writer:
         letters that cannot be stored are reported (with the first reason)."""
         try:
             with conn.begin_nested():
-                write_dead_letters(conn, self.dialect, self.schema, letters, now)
+                write_dead_letters(conn, self.backend, self.schema, letters, now)
             return [], None
         except Exception as exc:
             if classify(exc) is ErrorKind.TRANSIENT:

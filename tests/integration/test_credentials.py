@@ -205,7 +205,9 @@ def current_user(engine: Engine) -> str:
         ("postgres", "postgresql+psycopg", 5432),
         ("aurora-postgresql", "postgresql+psycopg", 5432),
         ("mysql", "mysql+pymysql", 3306),
-        ("mariadb", "mysql+pymysql", 3306),
+        # Like CDC_DATABASE_URL's mariadb://: the exact-key collation is MariaDB's
+        # before the first connection (offline `cdc migrate --sql`).
+        ("mariadb", "mariadb+pymysql", 3306),
         ("aurora-mysql", "mysql+pymysql", 3306),
         (None, "postgresql+psycopg", 5432),
     ],

@@ -5,7 +5,6 @@ involved, no mocks.
 - a batch mixing good records with every malformed kind of §6 and hostile names: the
   good records are applied, each bad one is dead-lettered with its reason, no table is
   harmed, the handler does not raise, a replay adds no dead-letter rows;
-- U+0000 follows the table's `nul` option;
 - a row the database rejects inside a bulk write is isolated, every good row applied;
 - a dead letter that cannot be written leaves its record reported, the good records
   committed.
@@ -350,68 +349,6 @@ def test_table_names_that_snake_onto_an_existing_table_never_merge_across_contai
         (letter,) = dead_letters(pg_engine, pg_schema)
         assert letter["error_class"] == "name_collision"
         assert "orders--" in letter["error_message"]
-
-
-# --- U+0000 and the table's `nul` option ----------------------------------------------
-
-
-def test_nul_in_a_string_is_dead_lettered_by_default_naming_the_attribute(
-    db: TestDatabase,
-) -> None:
-    replicator, pg_engine, pg_schema = db.replicator(), db.engine, db.schema
-    # GIVEN a batch with U+0000 in a nested string attribute, and a good record
-    poisoned = insert({"Id": 1}, BASE + 1, {"address": {"lines": ["ok", "a\x00b"]}})
-    good = insert({"Id": 2}, BASE + 2, {"v": 2})
-    # WHEN it is processed with the default options (nul = "reject")
-    result = replicator.process([poisoned, good], deadline())
-    # THEN the poisoned record is dead-lettered naming the attribute, the other applied
-    assert result.response() == NO_FAILURES
-    (letter,) = dead_letters(pg_engine, pg_schema)
-    assert letter["error_class"] == "nul"
-    assert "NewImage.address.lines[1]" in letter["error_message"]
-    assert "U+0000" in letter["error_message"]
-    assert letter["sequence_number"] == seq_of(poisoned)
-    assert set(replica(pg_engine, pg_schema, "orders")) == {"2"}
-
-
-@pytest.mark.parametrize(("policy", "expected"), [("strip", "ab"), ("replace", "a\ufffdb")])
-def test_nul_in_a_string_is_applied_when_the_table_strips_or_replaces_it(
-    db: TestDatabase, tmp_path: Path, policy: str, expected: str
-) -> None:
-    pg_engine, pg_schema = db.engine, db.schema
-    # GIVEN Orders configured with nul = strip | replace
-    toml = f'[tables.Orders]\nnul = "{policy}"\n'
-    settings = settings_from_toml(pg_engine, pg_schema, tmp_path / "cdc.toml", toml)
-    replicator = Replicator(pg_engine, settings)
-    # WHEN a record with U+0000 in a string (and in an attribute name) arrives
-    rec = insert({"Id": 1}, BASE + 1, {"note": "a\x00b", "x\x00y": 1})
-    result = replicator.process([rec], deadline())
-    # THEN it is applied with the character stripped or replaced, not dead-lettered
-    assert result.response() == NO_FAILURES
-    assert dead_letters(pg_engine, pg_schema) == []
-    item = replica(pg_engine, pg_schema, "orders")["1"][2]
-    assert item["note"] == expected
-    assert item["x" + expected[1:-1] + "y"] == 1
-
-
-def test_nul_in_a_key_is_dead_lettered_whatever_the_option(
-    db: TestDatabase, tmp_path: Path
-) -> None:
-    pg_engine, pg_schema = db.engine, db.schema
-    # GIVEN Orders configured to strip U+0000 (stripping a key could merge two keys)
-    toml = '[tables.Orders]\nnul = "strip"\n'
-    settings = settings_from_toml(pg_engine, pg_schema, tmp_path / "cdc.toml", toml)
-    # WHEN a record whose key holds U+0000 arrives with a good one
-    rec = insert({"Id": "a\x00b"}, BASE + 1)
-    result = Replicator(pg_engine, settings).process(
-        [rec, insert({"Id": "ab"}, BASE + 2)], deadline()
-    )
-    # THEN it is dead-lettered naming the key attribute; the good one is applied
-    assert result.response() == NO_FAILURES
-    (letter,) = dead_letters(pg_engine, pg_schema)
-    assert letter["error_class"] == "nul"
-    assert "'Id'" in letter["error_message"]
-    assert set(replica(pg_engine, pg_schema, "orders")) == {"ab"}
 
 
 # --- 5. a row the database rejects inside a bulk write --------------------------------

@@ -11,7 +11,6 @@ default. Every scenario runs on a typed table (composite key) and a document-mod
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,14 +19,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import JSON, Engine, MetaData, Table, Text, cast, inspect, select
-from sqlalchemy.schema import CreateSchema, DropSchema
 
-from cdc.config import Settings, load_settings, parse_database_url
+from cdc.config import Settings, load_settings
 from cdc.core.jsontext import loads
 from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
-from cdc.sql.engines import make_engine
-from tests.conftest import DATABASES
+from tests.databases import DATABASES, open_database
 from tests.factories import insert, modify, remove
 
 pytestmark = pytest.mark.postgres
@@ -71,28 +68,10 @@ class Target:
         return inspect(self.engine).has_table(table, schema=self.schema)
 
 
-@pytest.fixture(params=[*DATABASES, "sqlite"])
+@pytest.fixture(params=DATABASES)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    if request.param == "postgresql":
-        engine = request.getfixturevalue("pg_engine")
-        schema = request.getfixturevalue("pg_schema")
-        yield Target(engine, schema, engine.url.render_as_string(hide_password=False))
-        return
-    if request.param == "mysql":  # MariaDB/MySQL: a database (its schema) of the test's own
-        engine = request.getfixturevalue("mysql_engine")
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        with engine.begin() as conn:
-            conn.execute(CreateSchema(schema))
-        try:
-            yield Target(engine, schema, engine.url.render_as_string(hide_password=False))
-        finally:
-            with engine.begin() as conn:
-                conn.execute(DropSchema(schema))
-        return
-    url = f"sqlite:///{tmp_path}/replica.db"
-    engine = make_engine(parse_database_url(url, "test"))
-    yield Target(engine, None, url)
-    engine.dispose()
+    for database in open_database(request, tmp_path):
+        yield Target(database.engine, database.schema, database.url)
 
 
 @pytest.fixture

@@ -31,12 +31,12 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, select
 
-from cdc.config import Settings, parse_database_url
+from cdc.config import Settings
 from cdc.core.outcomes import BatchResult
 from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
-from tests.conftest import DATABASES, TestDatabase, _drop_schema, _fresh_schema
+from tests.databases import DATABASES, TestDatabase, open_database
 from tests.factories import insert, modify, remove, stream_arn
 from tests.integration.test_dead_letters import (
     CHECK_VIOLATION,
@@ -102,19 +102,10 @@ def minus(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(x - y for x, y in zip(a, b, strict=True))
 
 
-@pytest.fixture(params=[*DATABASES, "sqlite"])
+@pytest.fixture(params=DATABASES)
 def anydb(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
-    """The `db` fixture's databases, and SQLite (schema None) for the small tests."""
-    if request.param == "sqlite":
-        engine = make_engine(parse_database_url(f"sqlite:///{tmp_path}/cdc.db", "test"))
-        yield TestDatabase("sqlite", engine, None)  # type: ignore[arg-type]
-        engine.dispose()
-        return
-    fixture = "pg_engine" if request.param == "postgresql" else "mysql_engine"
-    engine = request.getfixturevalue(fixture)
-    schema = _fresh_schema(engine)
-    yield TestDatabase(request.param, engine, schema)
-    _drop_schema(engine, schema)
+    """Every database under test (SQLite with schema None) for the small tests."""
+    yield from open_database(request, tmp_path)
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, MetaData, Table, Text, cast, select
 
-from cdc.config import load_settings, parse_database_url
+from cdc.config import load_settings
 from cdc.jobs.replicate import Replicator
-from cdc.sql.engines import make_engine
 from tests.conftest import TestDatabase
 from tests.factories import insert
 
@@ -75,13 +74,5 @@ def replicate_deep_items(engine: Engine, schema: str | None, tmp_path: Path) -> 
     assert json.loads(column) == deep
 
 
-def test_an_item_nested_32_levels_is_replicated(db: TestDatabase, tmp_path: Path) -> None:
-    replicate_deep_items(db.engine, db.schema, tmp_path)
-
-
-def test_an_item_nested_32_levels_is_replicated_sqlite(tmp_path: Path) -> None:
-    engine = make_engine(parse_database_url(f"sqlite:///{tmp_path}/deep.db", "test"))
-    try:
-        replicate_deep_items(engine, None, tmp_path)
-    finally:
-        engine.dispose()
+def test_an_item_nested_32_levels_is_replicated(database: TestDatabase, tmp_path: Path) -> None:
+    replicate_deep_items(database.engine, database.schema, tmp_path)

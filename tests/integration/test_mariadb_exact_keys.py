@@ -32,7 +32,7 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, func, insert, se
 from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from cdc.config import Settings, load_settings, parse_database_url
+from cdc.config import Settings, load_settings
 from cdc.jobs.replicate import Replicator
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
 from cdc.sql.engines import make_engine
@@ -48,10 +48,6 @@ pytestmark = pytest.mark.postgres
 BASE = 10**20
 KEYS = ["sp", "sp ", "sp  ", "SP"]
 MARIADB = [name for name in DATABASES if name in ("mysql", "mariadb")]
-
-
-def sqlite_engine(path: Path) -> Engine:
-    return make_engine(parse_database_url(f"sqlite:///{path}", "test"))
 
 
 def write_mapping(tmp_path: Path) -> Path:
@@ -127,18 +123,8 @@ def assert_keys_kept_apart(engine: Engine, schema: str | None, tmp_path: Path) -
         assert conn.execute(select(func.count()).select_from(tombstones)).scalar_one() == 2
 
 
-def test_keys_differing_by_trailing_spaces_are_distinct_items(
-    db: TestDatabase, tmp_path: Path
-) -> None:
-    assert_keys_kept_apart(db.engine, db.schema, tmp_path)
-
-
-def test_keys_differing_by_trailing_spaces_are_distinct_items_sqlite(tmp_path: Path) -> None:
-    engine = sqlite_engine(tmp_path / "r.db")
-    try:
-        assert_keys_kept_apart(engine, None, tmp_path)
-    finally:
-        engine.dispose()
+# The test of `assert_keys_kept_apart` on every backend is in the backend contract
+# (tests/integration/test_backend_contract.py).
 
 
 def bookkeeping_pairs(engine: Engine, schema: str | None) -> None:
@@ -202,16 +188,8 @@ def bookkeeping_pairs(engine: Engine, schema: str | None) -> None:
         assert found.scalars().all() == ["f"]
 
 
-def test_bookkeeping_identities_are_exact(db: TestDatabase) -> None:
-    bookkeeping_pairs(db.engine, db.schema)
-
-
-def test_bookkeeping_identities_are_exact_sqlite(tmp_path: Path) -> None:
-    engine = sqlite_engine(tmp_path / "b.db")
-    try:
-        bookkeeping_pairs(engine, None)
-    finally:
-        engine.dispose()
+def test_bookkeeping_identities_are_exact(database: TestDatabase) -> None:
+    bookkeeping_pairs(database.engine, database.schema)
 
 
 # --- upgrading what an earlier cdc made (MariaDB) ------------------------------------------

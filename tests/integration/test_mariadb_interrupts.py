@@ -93,7 +93,7 @@ def locked(maria: tuple[Engine, str], own_engine: Engine) -> Iterator[Callable[[
 
 
 def test_session_limits_follow_the_time_left() -> None:
-    from cdc.sql.engines import mysql_session_limits
+    from cdc.sql.backends.mysql.session import mysql_session_limits
 
     assert mysql_session_limits(3.0, True) == {
         "max_statement_time": 2.0,

@@ -13,14 +13,12 @@ from sqlalchemy.schema import DropSchema
 from cdc.config import Settings
 from cdc.jobs.replicate import Replicator
 from tests import factories as f
-from tests.conftest import servers
+from tests.databases import server_engine, servers
 
 
 @pytest.fixture(params=servers("postgresql", "mysql"))
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[Engine, str]]:
-    engine: Engine = request.getfixturevalue(
-        "pg_engine" if request.param == "postgresql" else "mysql_engine"
-    )
+    engine = server_engine(request, request.param)
     name = f"t_missing_{uuid.uuid4().hex[:10]}"
     yield engine, name
     if inspect(engine).has_schema(name):

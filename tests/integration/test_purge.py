@@ -55,7 +55,7 @@ class Target:
             return [dict(r) for r in conn.execute(text(sql)).mappings()]
 
 
-@pytest.fixture(params=[*servers("postgresql"), "sqlite"])
+@pytest.fixture(params=servers("postgresql", "sqlite"))
 def target(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Target]:

@@ -21,9 +21,7 @@ import base64
 import json
 import re
 import shutil
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -32,17 +30,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, MetaData, Table, Text, cast, inspect, select
-from sqlalchemy.schema import CreateSchema, DropSchema
 
-from cdc.config import Settings, load_settings, parse_database_url
+from cdc.config import Settings, load_settings
 from cdc.core.errors import ConfigError
 from cdc.core.jsontext import loads
 from cdc.core.naming import snake
 from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
-from cdc.sql.engines import make_engine
 from cdc.sql.migrations import target_metadata
-from tests.conftest import DATABASES
+from tests.databases import DATABASES, WITH_SCHEMAS, open_database
 from tests.factories import insert, modify, record
 
 pytestmark = pytest.mark.postgres
@@ -95,49 +91,17 @@ class Target:
             ]
 
 
-def _pg_target(request: pytest.FixtureRequest) -> Target:
-    engine = request.getfixturevalue("pg_engine")
-    schema = request.getfixturevalue("pg_schema")
-    return Target(engine, schema, engine.url.render_as_string(hide_password=False))
-
-
-@contextmanager
-def _mysql_target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    """MariaDB/MySQL: a database of the test's own (MySQL's schema)."""
-    engine = request.getfixturevalue("mysql_engine")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with engine.begin() as conn:
-        conn.execute(CreateSchema(schema))
-    try:
-        yield Target(engine, schema, engine.url.render_as_string(hide_password=False))
-    finally:
-        with engine.begin() as conn:
-            conn.execute(DropSchema(schema))
-
-
-@pytest.fixture(params=[*DATABASES, "sqlite"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    if request.param == "postgresql":
-        yield _pg_target(request)
-        return
-    if request.param == "mysql":
-        with _mysql_target(request) as mysql:
-            yield mysql
-        return
-    url = f"sqlite:///{tmp_path}/replica.db"
-    engine = make_engine(parse_database_url(url, "test"))
-    yield Target(engine, None, url)
-    engine.dispose()
-
-
 @pytest.fixture(params=DATABASES)
-def server(request: pytest.FixtureRequest) -> Iterator[Target]:
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    for database in open_database(request, tmp_path):
+        yield Target(database.engine, database.schema, database.url)
+
+
+@pytest.fixture(params=WITH_SCHEMAS)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     """A database server (schemas, identifier limits): PostgreSQL and MariaDB/MySQL."""
-    if request.param == "postgresql":
-        yield _pg_target(request)
-        return
-    with _mysql_target(request) as mysql:
-        yield mysql
+    for database in open_database(request, tmp_path):
+        yield Target(database.engine, database.schema, database.url)
 
 
 def write_mapping(tmp_path: Path, body: str, name: str = "mapping.toml") -> Path:

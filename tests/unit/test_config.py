@@ -401,13 +401,13 @@ def test_the_example_mapping_in_the_repository_is_valid(dialect_name):
 
     from sqlalchemy import MetaData
 
-    from cdc.sql.backends.registry import dialect_for
+    from cdc.sql.backends.registry import backend_for
     from cdc.sql.replica import typed_spec
 
     example = Path(__file__).resolve().parents[2] / "examples" / "mapping.toml"
     # WHEN it is loaded and its typed tables are built for a database
     settings = load_settings({"CDC_CONFIG": str(example)}, default_url="sqlite:///x.db")
-    dialect = dialect_for(dialect_name)
+    dialect = backend_for(dialect_name)
     orders = typed_spec(
         settings.tables["Orders"],
         MetaData(),

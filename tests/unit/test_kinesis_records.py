@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cdc.core.errors import DecodeError, MalformedRecord, RecordError
+from cdc.core.versions import sequence_of
 from cdc.sources.formats import EVENT_RECORDS, batch_shard
 from cdc.sources.kinesis.records import KINESIS_RECORDS, parse_record, version_of
 from tests.factories import insert
@@ -156,6 +157,6 @@ def test_failure_identifiers_are_kinesis_sequence_numbers() -> None:
 
 def test_streams_batches_are_unchanged() -> None:
     record = insert({"id": 1}, 111)
-    assert EVENT_RECORDS.parse(record, 0).sequence == 111
+    assert sequence_of(EVENT_RECORDS.parse(record, 0).sequence) == 111
     assert EVENT_RECORDS.failure_identifiers([record], [0]) == ["111"]
     assert batch_shard([record]) == ""

@@ -24,8 +24,9 @@ from cdc.core.outcomes import (
     TableCounts,
 )
 from cdc.core.plan import plan
+from cdc.core.versions import stream_generation, stream_version
 from cdc.sources.dynamodb_streams.records import LAMBDA_RECORDS, parse_record
-from cdc.sql.backends.registry import dialect_for
+from cdc.sql.backends.registry import backend_for
 from cdc.sql.replica import DocumentTables
 from tests.factories import insert, modify, remove, stream_arn
 
@@ -166,7 +167,7 @@ def test_checkpoints_count_only_what_was_committed() -> None:
         StreamProgress(
             stream_arn("Customers"),
             "shard-1",
-            last_sequence=202,
+            last_sequence=stream_version(stream_generation(stream_arn("Customers")), 202),
             last_event_time=None,
             applied=2,
             stale=0,
@@ -175,7 +176,7 @@ def test_checkpoints_count_only_what_was_committed() -> None:
         StreamProgress(
             stream_arn("Orders"),
             "shard-1",
-            last_sequence=103,
+            last_sequence=stream_version(stream_generation(stream_arn("Orders")), 103),
             last_event_time=datetime.fromtimestamp(T - 10, UTC),
             applied=1,
             stale=1,
@@ -199,7 +200,7 @@ def prepared_of(records: list[dict[str, Any]]) -> Prepared:
         metadata=MetaData(),
         schema=None,
         max_identifier_bytes=63,
-        key_type=dialect_for("postgresql").key_type,
+        key_type=backend_for("postgresql").key_type,
         options_for=lambda source: TableOptions(),
     )
     specs: dict[str, Any] = {}

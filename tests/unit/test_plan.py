@@ -21,7 +21,7 @@ from cdc.core.mapping import BOOKKEEPING_COLUMNS, ITEM, RowVersion, TableOptions
 from cdc.core.plan import TablePlan, plan
 from cdc.core.versions import sequence_of
 from cdc.sources.dynamodb_streams.records import parse_record
-from cdc.sql.backends.registry import dialect_for
+from cdc.sql.backends.registry import backend_for
 from cdc.sql.replica import DocumentTables
 from tests.factories import av, insert, modify, record, remove
 
@@ -40,7 +40,7 @@ class Pipeline:
             metadata=MetaData(),
             schema=schema,
             max_identifier_bytes=63,
-            key_type=dialect_for("postgresql").key_type,
+            key_type=backend_for("postgresql").key_type,
             options_for=lambda source: options.get(source, TableOptions()),
         )
         self.specs: dict[str, TableSpec] = {}

@@ -1,11 +1,19 @@
-"""The dialect interface and the parts PostgreSQL and SQLite share (ON CONFLICT)."""
+"""The backend interface, and the parts PostgreSQL and SQLite share (ON CONFLICT).
+
+A backend is everything cdc knows of one database, in one module (or package) of this
+package: its capabilities and the hooks that are not about writing
+(cdc/sql/backends/capabilities.py), and here the statements it builds and how it writes
+row versions. Each hook's docstring says who overrides it. The registry
+(cdc/sql/backends/registry.py) finds a backend by SQLAlchemy's name for the database;
+docs/architecture.md §8.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -25,13 +33,14 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.engine import Dialect as SQLDialect
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
 from cdc.core.convert import ColumnType
 from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion, key_hash
 from cdc.core.plan import split_by_values
+from cdc.sql.backends.bound import bound_upsert, row_dict
+from cdc.sql.backends.capabilities import Capabilities
 from cdc.sql.replica import ReplicaSpec
 from cdc.sql.types import ExactNumber, JsonDocument, UtcDateTime
 
@@ -42,8 +51,6 @@ _ROWCOUNT = {"preserve_rowcount": True}
 MAX_BINDS = 30000
 # Table.info key: the table's upsert statements by assigned columns (_upsert_statement).
 _UPSERTS = "cdc_upserts"
-# Table.info key: those statements compiled, by assigned columns and database.
-_BOUND = "cdc_bound_upserts"
 
 
 class Incoming(Protocol):
@@ -57,12 +64,10 @@ Assign = Callable[[Incoming], Mapping[str, ColumnElement[Any]]]
 Guard = Callable[[Incoming], ColumnElement[bool]]
 
 
-class Dialect:
-    names: ClassVar[tuple[str, ...]] = ()
-    max_identifier_bytes: ClassVar[int] = 63
-    supports_schemas: ClassVar[bool] = True
-    # Whether replica tables made by an earlier cdc may need `upgrade_table`.
-    upgrades_tables: ClassVar[bool] = False
+class Backend(Capabilities):
+    """One database. Subclasses set the capabilities and override the hooks they need;
+    an instance holds no connection (the writer, cdc/sql/writer.py, executes what it
+    builds) but may cache statements, so a replicator keeps one."""
 
     # --- types ------------------------------------------------------------------------
 
@@ -97,7 +102,7 @@ class Dialect:
         return simple[kind]
 
     def table_options(self) -> dict[str, str]:
-        """Dialect-specific `Table(...)` keyword arguments for replica tables."""
+        """Backend-specific `Table(...)` keyword arguments for replica tables."""
         return {}
 
     # --- statements -------------------------------------------------------------------
@@ -131,8 +136,8 @@ class Dialect:
 
     def chunk_rows(self, rows: int) -> int:
         """How many of a table's `rows` versions `write_chunks` should get at a time;
-        their values are built one chunk at a time. One chunk unless the dialect can
-        overlap building a chunk with writing the previous one."""
+        their values are built one chunk at a time. One chunk unless the backend can
+        overlap building a chunk with writing the previous one (PostgreSQL)."""
         return rows
 
     def write_chunks(
@@ -210,7 +215,7 @@ class Dialect:
             return 0
         stmt = self._upsert_statement(spec.table, value_names)
         columns = {*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT}
-        bound = _bound_upsert(spec.table, tuple(value_names), stmt, conn.dialect, columns)
+        bound = bound_upsert(spec.table, tuple(value_names), stmt, conn.dialect, columns)
         if bound is None:  # not a plain one-row INSERT: let SQLAlchemy bind the values
             dicts = [row_dict(spec, r, value_names, applied_at) for r in rows]
             return int(conn.execute(stmt, dicts, execution_options=_ROWCOUNT).rowcount)
@@ -316,85 +321,7 @@ class Dialect:
         return []
 
 
-class _BoundUpsert:
-    """An upsert compiled for one database: its SQL text, and the columns it binds in
-    the driver's order, each with the bind processor SQLAlchemy itself applies to a value
-    of that column's type (`TypeEngine.dialect_impl(dialect).bind_processor(dialect)`),
-    so the driver gets exactly what `conn.execute(stmt, rows)` would give it, without
-    SQLAlchemy's per-row parameter handling (about half of SQLite's write of a batch
-    once the statement is compiled once)."""
-
-    def __init__(self, stmt: Insert, dialect: SQLDialect, columns: set[str]) -> None:
-        # As `conn.execute(stmt, rows)` compiles it: for the columns the rows have.
-        compiled = stmt.compile(dialect=dialect, column_keys=sorted(columns))
-        self.sql = compiled.string
-        names = list(compiled.positiontup or ()) if dialect.positional else list(compiled.binds)
-        self.names = tuple(names)
-        self.keys: tuple[str, ...] | None = (
-            None
-            if dialect.positional
-            else tuple(compiled.escaped_bind_names.get(n, n) for n in names)
-        )
-        self.processors = tuple(
-            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
-        )
-
-    def parameters(
-        self,
-        spec: ReplicaSpec,
-        rows: Sequence[RowVersion],
-        value_names: Sequence[str],
-        applied_at: datetime,
-    ) -> list[Any]:
-        columns = list(zip(self.names, self.processors, strict=True))
-        # The same for every row: processed once.
-        fixed = dict(columns)[APPLIED_AT]
-        applied = fixed(applied_at) if fixed is not None else applied_at
-        out: list[Any] = []
-        for row in rows:
-            values = row_dict(spec, row, value_names, applied_at)
-            values[APPLIED_AT] = applied
-            bound = [
-                process(values[name])
-                if process is not None and name != APPLIED_AT
-                else values[name]
-                for name, process in columns
-            ]
-            out.append(
-                tuple(bound) if self.keys is None else dict(zip(self.keys, bound, strict=True))
-            )
-        return out
-
-
-def _bound_upsert(
-    table: Table, names: tuple[str, ...], stmt: Insert, dialect: SQLDialect, columns: set[str]
-) -> _BoundUpsert | None:
-    """`stmt` (the upsert of `names`) compiled for `dialect`, kept with the table; None
-    when what it binds is not exactly `columns`, one each (SQLAlchemy binds the rows)."""
-    cache: dict[tuple[Any, ...], _BoundUpsert | None] = table.info.setdefault(_BOUND, {})
-    key = (names, dialect)
-    if key not in cache:
-        bound = _BoundUpsert(stmt, dialect, columns)
-        cache[key] = bound if sorted(bound.names) == sorted(columns) else None
-    return cache[key]
-
-
-def row_dict(
-    spec: ReplicaSpec, row: RowVersion, value_names: Sequence[str], applied_at: datetime
-) -> dict[str, Any]:
-    values: dict[str, Any] = dict(zip(spec.key_names, row.key, strict=True))
-    if value_names:
-        assert row.values is not None
-        for name in value_names:
-            values[name] = row.values.get(name)
-    values[SEQ] = row.sequence
-    values[DELETED] = row.deleted
-    values[EVENT_TIME] = row.event_time
-    values[APPLIED_AT] = applied_at
-    return values
-
-
-class OnConflictDialect(Dialect):
+class OnConflictBackend(Backend):
     """Postgres and SQLite share `INSERT … ON CONFLICT (key) DO UPDATE … WHERE`."""
 
     def merge(

@@ -1,39 +1,81 @@
-"""One small class per database behind one interface, chosen by the engine's name.
+"""The databases cdc supports, by name: one module of this package each.
 
-A dialect builds SQLAlchemy Core statements (the guarded upsert, the merge of a
-bookkeeping row) and knows its identifier limit and column types. It holds no
-connection: the replicator (cdc/sql/writer.py) executes what it builds.
+A backend module defines one `Backend` subclass as `BACKEND` (cdc/sql/backends/base.py:
+its capabilities and hooks). Listing its module name in `MODULES` is all it takes for the
+rest of cdc to use it: engines, credentials, error classification, column types, the
+configuration (through cdc.config.databases, filled here) and the tests' database
+matrix (tests/conftest.py) all ask this registry.
+
+The modules are imported on first use, when `cdc.sql` is imported (cdc/sql/__init__.py),
+so modules they import may import this one.
 """
 
 from __future__ import annotations
 
-from cdc.sql.backends.base import Dialect, Incoming
-from cdc.sql.backends.postgresql import PostgresDialect
-from cdc.sql.backends.sqlite import SqliteDialect
+import importlib
+from typing import TYPE_CHECKING
 
-_REGISTRY: dict[str, type[Dialect]] = {
-    "postgresql": PostgresDialect,
-    "sqlite": SqliteDialect,
-}
+from cdc.config import databases
+
+if TYPE_CHECKING:
+    from cdc.sql.backends.base import Backend
+
+# The backends, in the order messages and the tests list them.
+MODULES = ("postgresql", "mysql", "sqlite")
+
+_BY_NAME: dict[str, type[Backend]] = {}  # every SQLAlchemy backend name served
+_ORDER: list[type[Backend]] = []
 
 
-def register(cls: type[Dialect]) -> type[Dialect]:
-    for name in cls.names:
-        _REGISTRY[name] = cls
+def load() -> None:
+    """Import every backend module and register its backend (once)."""
+    if _ORDER:
+        return
+    for module in MODULES:
+        register(importlib.import_module(f"cdc.sql.backends.{module}").BACKEND)
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    if cls not in _ORDER:
+        _ORDER.append(cls)
+    for name in (cls.name, *cls.names):
+        _BY_NAME[name] = cls
+    databases.register(cls.facts())
     return cls
 
 
-def dialect_for(name: str) -> Dialect:
-    """The dialect for a SQLAlchemy dialect name (`engine.dialect.name`)."""
-    if name in ("mysql", "mariadb") and name not in _REGISTRY:
-        from cdc.sql.backends.mysql import MySQLDialect
+def backends() -> list[type[Backend]]:
+    """Every registered backend, in `MODULES` order."""
+    load()
+    return list(_ORDER)
 
-        register(MySQLDialect)
+
+def backend_class(name: str) -> type[Backend]:
+    """The backend serving `name`: SQLAlchemy's name for the database
+    (`engine.dialect.name`, `url.get_backend_name()`) or the backend's own."""
     try:
-        return _REGISTRY[name]()
+        return _BY_NAME[name]
     except KeyError:
-        supported = ", ".join(sorted({*_REGISTRY, "mysql", "mariadb"}))
+        load()
+        if name in _BY_NAME:
+            return _BY_NAME[name]
+        supported = ", ".join(sorted(_BY_NAME))
         raise ValueError(f"unsupported database {name!r}; cdc supports {supported}") from None
 
 
-__all__ = ["Dialect", "Incoming", "dialect_for", "register"]
+def backend_for(name: str) -> Backend:
+    """A new backend object for `name` (see `backend_class`); it caches the statements
+    it builds, so keep it as long as the engine."""
+    return backend_class(name)()
+
+
+def backend_of_error(error: BaseException) -> type[Backend] | None:
+    """The backend whose driver raised `error`, by the exception's module."""
+    module = type(error).__module__
+    for cls in backends():
+        if module.startswith(cls.driver_modules):
+            return cls
+    return None
+
+
+__all__ = ["MODULES", "backend_class", "backend_for", "backend_of_error", "backends", "register"]

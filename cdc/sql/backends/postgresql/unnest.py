@@ -1,28 +1,21 @@
-"""PostgreSQL: the first-class target.
-
-A batch's row versions for one table go to the server chunk by chunk, each chunk one
-`INSERT … SELECT … FROM unnest(…) ON CONFLICT … DO UPDATE … WHERE` whose parameters are
-the chunk's columns as binary arrays (no staging table, nothing escaped), all of them
-in one pipeline: the server applies a chunk while the next one is built, and the whole
-table costs one round trip (the pipeline's sync) whatever the number of chunks. The
-optimistic pass also queues BEGIN and the statement timeout in that pipeline
-(`batch_pipeline`). Measured in BENCHMARKS.md.
-"""
+"""PostgreSQL's fast path (the PostgreSQL backend's `write_chunks`): a chunk of row
+versions as one `INSERT … SELECT … FROM unnest(…) ON CONFLICT … DO UPDATE … WHERE`
+whose parameters are the chunk's columns as binary arrays, sent in pipeline mode, and
+the batch pipeline that carries BEGIN and the statement timeout with the first table's
+rows. Measured in BENCHMARKS.md: change no statement here without measuring."""
 
 from __future__ import annotations
 
-import logging
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     DateTime,
-    Table,
     Text,
     bindparam,
     case,
@@ -32,137 +25,28 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, NUMERIC
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.schema import CreateSchema
-from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
-from cdc.core.convert import ColumnType
 from cdc.core.jsontext import dumps
 from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion
-from cdc.core.plan import split_by_values
-from cdc.sql.backends.base import OnConflictDialect
+from cdc.sql.backends.base import OnConflictBackend
 from cdc.sql.replica import ReplicaSpec
 from cdc.sql.types import JsonDocument
 
-log = logging.getLogger("cdc")
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
-CHUNK_MIN_ROWS = 200
-CHUNK_MAX_ROWS = 2000
 _MODIFIERS = re.compile(r"\(.*?\)")
 _PLACEHOLDER = re.compile(r"(?<!%)%\((c[0-9]+)\)s")
 # psycopg's type names for the DDL names SQLAlchemy renders.
 # conn.info key: the pipeline `batch_pipeline` opened, until a table's write syncs it.
-_BATCH_PIPELINE = "cdc_batch_pipeline"
+BATCH_PIPELINE = "cdc_batch_pipeline"
 _TYPE_NAMES = {
     "timestamp with time zone": "timestamptz",
     "double precision": "float8",
     "varchar": "text",
 }
-
-
-class PostgresDialect(OnConflictDialect):
-    names = ("postgresql",)
-    max_identifier_bytes = 63
-
-    def __init__(self) -> None:
-        self._unnest: dict[str, _Unnest] = {}
-
-    def insert(self, table: Table) -> Insert:
-        return pg_insert(table)
-
-    def batch_context(self, conn: Connection) -> AbstractContextManager[None]:
-        return batch_pipeline(conn)
-
-    def ensure_schema(self, conn: Connection, schema: str) -> None:
-        conn.execute(CreateSchema(schema, if_not_exists=True))
-
-    def column_type(self, ctype: ColumnType, key: bool) -> TypeEngine[Any]:
-        if ctype.kind == "text[]":
-            return ARRAY(Text())
-        if ctype.kind == "numeric[]":
-            return ARRAY(NUMERIC())
-        if ctype.kind == "double":
-            return DOUBLE_PRECISION()
-        return super().column_type(ctype, key)
-
-    def chunk_rows(self, rows: int) -> int:
-        # A chunk costs no round trip (they share the table's pipeline), but a
-        # statement on the server; the last chunk's upsert is not overlapped with
-        # building values. 5 chunks of 1,000 rows and 15 of 10,000 balance the two.
-        return max(CHUNK_MIN_ROWS, min(CHUNK_MAX_ROWS, int((rows * 50) ** 0.5)))
-
-    def write_chunks(
-        self,
-        conn: Connection,
-        spec: ReplicaSpec,
-        chunks: Iterator[list[RowVersion]],
-        applied_at: datetime,
-        tombstones: Table,
-    ) -> int:
-        if spec.options.deletes == "hard":  # tombstones: the general path
-            _end_batch_pipeline(conn)  # SQLAlchemy reads its results at once
-            return super().write_chunks(conn, spec, chunks, applied_at, tombstones)
-        return self._unnest_upsert(conn, spec, chunks, spec.value_names, applied_at)
-
-    def _upsert(
-        self,
-        conn: Connection,
-        spec: ReplicaSpec,
-        rows: Sequence[RowVersion],
-        value_names: Sequence[str],
-        applied_at: datetime,
-    ) -> int:
-        return self._unnest_upsert(conn, spec, iter([list(rows)]), value_names, applied_at)
-
-    def _unnest_upsert(
-        self,
-        conn: Connection,
-        spec: ReplicaSpec,
-        chunks: Iterator[list[RowVersion]],
-        value_names: Sequence[str],
-        applied_at: datetime,
-    ) -> int:
-        """Each chunk: one guarded upsert from `unnest` of its columns, sent as binary
-        arrays without leaving pipeline mode, so the server applies it while the next
-        chunk's values are built (taking the next chunk from `chunks` builds them).
-        Deletes without an image change only the bookkeeping columns: they go last, in
-        the same pipeline. One sync at the end: the row counts, or the first error."""
-        driver: Any = conn.connection.driver_connection
-        _register_arrays(driver)
-        full = self._unnest_for(spec, value_names, conn)
-        cursors: list[Any] = []
-        bare: list[RowVersion] = []
-        try:
-            with ExitStack() as pipeline:
-                batch = conn.info.pop(_BATCH_PIPELINE, None)
-                # Syncing the batch's pipeline sends BEGIN and the statement timeout with
-                # this table's rows; else a pipeline of this table's own.
-                pipeline.enter_context(batch if batch is not None else driver.pipeline())
-                for chunk in chunks:
-                    rows, without_values = split_by_values(chunk) if value_names else (chunk, [])
-                    bare.extend(without_values)
-                    if rows:
-                        cursors.append(_send(driver, full, rows, value_names, applied_at))
-                if bare:
-                    only_bookkeeping = self._unnest_for(spec, (), conn)
-                    cursors.append(_send(driver, only_bookkeeping, bare, (), applied_at))
-            return sum(max(0, cursor.rowcount) for cursor in cursors)
-        finally:
-            for cursor in cursors:
-                cursor.close()
-
-    def _unnest_for(
-        self, spec: ReplicaSpec, value_names: Sequence[str], conn: Connection
-    ) -> _Unnest:
-        names = (*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME)
-        key = f"{spec.table.fullname}|{','.join(names)}"
-        unnest = self._unnest.get(key)
-        if unnest is None:
-            unnest = self._unnest[key] = _Unnest(self, spec, names, value_names, conn)
-        return unnest
 
 
 def _type_name(column_type: TypeEngine[Any]) -> str:
@@ -173,7 +57,7 @@ def _type_name(column_type: TypeEngine[Any]) -> str:
     return base + ("[]" if array else "")
 
 
-class _Unnest:
+class Unnest:
     """`INSERT INTO target (…) SELECT … FROM unnest(%(c0)b, …) ORDER BY key ON CONFLICT
     … DO UPDATE … WHERE target._cdc_seq < excluded._cdc_seq` for one table and column
     set: built and compiled once, for the driver (pipeline mode is below SQLAlchemy).
@@ -181,7 +65,7 @@ class _Unnest:
 
     def __init__(
         self,
-        dialect: PostgresDialect,
+        backend: OnConflictBackend,
         spec: ReplicaSpec,
         names: Sequence[str],
         value_names: Sequence[str],
@@ -213,7 +97,7 @@ class _Unnest:
         query = select(*selected).order_by(*(source.c[k] for k in spec.key_names))
         stmt = pg_insert(table).from_select([*names, APPLIED_AT], query)
         assigned = (*value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT)
-        upsert = dialect._on_conflict(
+        upsert = backend._on_conflict(
             stmt,
             table,
             assign=lambda new: {c: new[c] for c in assigned},
@@ -271,9 +155,9 @@ def _from_text(column: Any, target: TypeEngine[Any]) -> Any:
     return cast(case((column.is_(None), null()), else_=built), target)
 
 
-def _send(
+def send(
     driver: Any,
-    unnest: _Unnest,
+    unnest: Unnest,
     rows: Sequence[RowVersion],
     value_names: Sequence[str],
     applied_at: datetime,
@@ -334,7 +218,7 @@ def _array_dumper() -> type[Any]:
     return ArrayDumper
 
 
-def _register_arrays(driver: Any) -> None:
+def register_arrays(driver: Any) -> None:
     import psycopg
     from psycopg.adapt import PyFormat
 
@@ -354,18 +238,21 @@ def batch_pipeline(conn: Connection) -> Iterator[None]:
     driver: Any = conn.connection.driver_connection
     stack = ExitStack()
     stack.enter_context(driver.pipeline())
-    conn.info[_BATCH_PIPELINE] = stack
+    conn.info[BATCH_PIPELINE] = stack
     try:
         yield
     except BaseException:
-        pending = conn.info.pop(_BATCH_PIPELINE, None)
+        pending = conn.info.pop(BATCH_PIPELINE, None)
         if pending is not None:  # leave pipeline mode; the transaction is lost anyway
             pending.__exit__(*sys.exc_info())
         raise
-    _end_batch_pipeline(conn)
+    end_batch_pipeline(conn)
 
 
-def _end_batch_pipeline(conn: Connection) -> None:
-    pending = conn.info.pop(_BATCH_PIPELINE, None)
+def end_batch_pipeline(conn: Connection) -> None:
+    pending = conn.info.pop(BATCH_PIPELINE, None)
     if pending is not None:
         pending.close()  # the sync: the queued statements' errors, if any
+
+
+# JSON documents: jsonb, the bound text cast on the way in and read back as text.
