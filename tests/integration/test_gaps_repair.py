@@ -220,7 +220,7 @@ def test_repair_of_a_trimmed_gap_in_one_stream(database, deletes):
     # `cdc tail` finds and records it
     with database.engine.begin() as conn:
         gap = Gap("Orders", arn(OLD), TRIMMED, stream_generation(arn(OLD)), shard_id="s1")
-        record_gaps(conn, replicator.dialect, database.schema, [gap], datetime.now(UTC))
+        record_gaps(conn, replicator.backend, database.schema, [gap], datetime.now(UTC))
     # the records after the gap: key 3 (applied before the repair), key 1 (after it)
     replicator.process([on(OLD, modify({"id": 3}, 300, {"v": "c300"}))])
     report = repair(

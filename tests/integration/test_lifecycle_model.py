@@ -181,7 +181,7 @@ class Runner:
         )
         with self.database.engine.begin() as conn:
             record_gaps(
-                conn, self.replicator.dialect, self.database.schema, [gap], datetime.now(UTC)
+                conn, self.replicator.backend, self.database.schema, [gap], datetime.now(UTC)
             )
 
     def repair(self) -> None:
