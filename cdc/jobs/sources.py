@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from cdc.core.change import Change
 from cdc.core.compare import _norm_key
+from cdc.core.dead_letters import DeadLetter
 from cdc.core.deadline import Deadline
 from cdc.core.mapping import RowVersion
-from cdc.core.outcomes import DeadLetter, Prepared
+from cdc.core.outcomes import Prepared
 from cdc.core.plan import plan
 from cdc.sources.kinesis.records import is_stream_arn, stream_name
 from cdc.sources.snapshots import SNAPSHOT_LABELS

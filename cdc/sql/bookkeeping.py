@@ -11,7 +11,8 @@ from sqlalchemy import MetaData, Table, and_, case, func, literal_column, or_
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 
-from cdc.core.outcomes import DeadLetter, StreamProgress
+from cdc.core.dead_letters import DeadLetter
+from cdc.core.outcomes import StreamProgress
 from cdc.sql import schema as bk
 from cdc.sql.backends.base import Backend
 

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import Engine, inspect
 
 from cdc.config import Settings
+from cdc.core.dead_letters import DeadLetter
 from cdc.core.mapping import BOOKKEEPING_COLUMNS, is_reserved_table
-from cdc.core.outcomes import DeadLetter, Prepared
+from cdc.core.outcomes import Prepared
 from cdc.core.plan import TablePlan
 from cdc.sql.backends.base import Backend
 from cdc.sql.drift import column_problems

@@ -26,11 +26,12 @@ from tenacity import RetryCallState
 
 from cdc.config import Settings
 from cdc.core.change import Change, RecordFormat
+from cdc.core.dead_letters import DeadLetter
 from cdc.core.deadline import Deadline
 from cdc.core.errors import RecordError
 from cdc.core.hydration import Hydration, ItemReader
 from cdc.core.mapping import RowVersion
-from cdc.core.outcomes import BatchResult, DeadLetter, Outcome, Prepared
+from cdc.core.outcomes import BatchResult, Outcome, Prepared
 from cdc.core.plan import TablePlan, plan
 from cdc.sql.backends.registry import backend_for
 from cdc.sql.bookkeeping import tables as bookkeeping_tables

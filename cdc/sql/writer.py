@@ -11,9 +11,9 @@ from datetime import datetime
 from sqlalchemy import Engine, Table
 from sqlalchemy.engine import Connection
 
+from cdc.core.dead_letters import DeadLetter
 from cdc.core.deadline import Deadline
 from cdc.core.mapping import RowVersion
-from cdc.core.outcomes import DeadLetter
 from cdc.core.plan import TablePlan
 from cdc.sql.backends.base import Backend
 from cdc.sql.bookkeeping import write_dead_letters

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cdc.core.outcomes import DeadLetter
+from cdc.core.dead_letters import DeadLetter
 from cdc.sources.dynamodb_streams.records import parse_record
 from tests.every_database import EVERY_DATABASE, Database, open_database
 from tests.factories import insert, modify

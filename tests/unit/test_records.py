@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from cdc.core.change import Change
+from cdc.core.dead_letters import DeadLetter
 from cdc.core.errors import DecodeError, MalformedRecord, RecordError
-from cdc.core.outcomes import BatchResult, DeadLetter, Outcome
+from cdc.core.outcomes import BatchResult, Outcome
 from cdc.core.versions import sequence_of as sequence_in
 from cdc.sources.dynamodb_streams.records import (
     LAMBDA_RECORDS,
