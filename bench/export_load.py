@@ -143,7 +143,6 @@ def export_rate(
 
 def stream_rate(source: Any, items: int, target: Target, batch: int) -> float:
     from cdc.jobs.replicate import Replicator
-    from cdc.sources.snapshots import backfill_record
     from cdc.sql.migrations import ensure_bookkeeping
 
     engine, settings = target.fresh()
@@ -154,10 +153,23 @@ def stream_rate(source: Any, items: int, target: Target, batch: int) -> float:
     for start in range(0, items, batch):
         records = []
         for i in range(start, min(items, start + batch)):
-            record = backfill_record(item(i), source, stream_arn)
-            record["dynamodb"]["SequenceNumber"] = str(10**20 + i)
-            record["eventID"] = str(i)
-            records.append(record)
+            image = item(i)
+            records.append(
+                {
+                    "eventID": str(i),
+                    "eventName": "INSERT",
+                    "eventVersion": "1.1",
+                    "eventSource": "aws:dynamodb",
+                    "awsRegion": REGION,
+                    "eventSourceARN": stream_arn,
+                    "dynamodb": {
+                        "Keys": {"Id": image["Id"]},
+                        "NewImage": image,
+                        "SequenceNumber": str(10**20 + i),
+                        "StreamViewType": "NEW_AND_OLD_IMAGES",
+                    },
+                }
+            )
         began = time.perf_counter()
         result = replicator.process(records)
         elapsed += time.perf_counter() - began
