@@ -50,19 +50,25 @@ WAY_OUT = (
 )
 
 
-_SOURCES: dict[str, str] = {}  # stream ARN → source (a batch carries one or a few)
+_SOURCES: dict[str, str | None] = {}  # stream ARN → source (a batch carries one or a few)
 
 
 def source_of(change: Change) -> str | None:
     """The change's source; None for a table snapshot (a backfill), which is neither."""
-    if change.sequence == 0 or change.stream_arn.rpartition("/stream/")[2] in SNAPSHOT_LABELS:
-        return None
-    arn = change.stream_arn
-    source = _SOURCES.get(arn)
-    if source is None:
+    return None if change.sequence == 0 else _source_of_arn(change.stream_arn)
+
+
+def _source_of_arn(arn: str) -> str | None:
+    """The source of a stream ARN; None for a snapshot's synthetic one. Cached."""
+    if arn in _SOURCES:
+        return _SOURCES[arn]
+    source: str | None
+    if arn.rpartition("/stream/")[2] in SNAPSHOT_LABELS:
+        source = None
+    else:
         source = KINESIS if is_stream_arn(arn) else STREAMS
-        if len(_SOURCES) < 1024:
-            _SOURCES[arn] = source
+    if len(_SOURCES) < 1024:
+        _SOURCES[arn] = source
     return source
 
 
@@ -102,6 +108,11 @@ class SourceGuard:
         self.known: dict[str, tuple[str, str | None]] = {}
 
     def check(self, rep: Replicator, prepared: Prepared) -> Prepared:
+        # The common case, without a look at each row: every (table, stream) of the
+        # batch is of the source already recorded for its table.
+        pairs = {(c.source_table, c.stream_arn) for c in prepared.changes}
+        if all(self._agrees(table, arn) for table, arn in pairs):
+            return prepared
         refused: list[DeadLetter] = []
         kept: list[tuple[ReplicaSpec, RowVersion]] = []
         now = datetime.now(UTC)
@@ -126,6 +137,11 @@ class SourceGuard:
             return prepared  # the common case: planned as it was
         log.error("%d records refused: %s", len(refused), refused[0].message)
         return _replanned(prepared, kept, refused, [])
+
+    def _agrees(self, table: str, arn: str) -> bool:
+        source = _source_of_arn(arn)
+        known = self.known.get(table)
+        return source is None or (known is not None and known[0] == source)
 
     @staticmethod
     def _registered(
@@ -168,6 +184,8 @@ def _same(a: Change, b: Change) -> bool:
 
 
 def resolve_ties(rep: Replicator, prepared: Prepared, deadline: Deadline | None) -> Prepared:
+    if all(_source_of_arn(arn) != KINESIS for arn in {c.stream_arn for c in prepared.changes}):
+        return prepared  # DynamoDB Streams versions never tie: no look at each row
     versions = _versions(prepared)
     groups: dict[tuple[str, Any], list[tuple[ReplicaSpec, RowVersion]]] = {}
     for spec, row in versions:
