@@ -377,7 +377,12 @@ def test_the_dashboard_graphs_the_metrics_the_handler_emits(
     template, destination, tmp_path, monkeypatch, capsys
 ):
     event, documents = emitted_metrics(tmp_path, monkeypatch, capsys)
-    (emitted,) = documents[0]["_aws"]["CloudWatchMetrics"]
+    # the batch's metrics (the document's other directive is ReplicationGaps, by table)
+    (emitted,) = [
+        d
+        for d in documents[0]["_aws"]["CloudWatchMetrics"]
+        if d["Metrics"][0]["Name"] != "ReplicationGaps"
+    ]
     stream_arn = event["Records"][0]["eventSourceARN"]
     body = dashboard_body(template, destination, stream_arn)
     widgets = body["widgets"]
@@ -416,11 +421,15 @@ def test_the_dashboard_graphs_the_metrics_the_handler_emits(
 
 def test_the_gaps_alarm_watches_the_metric_the_handler_emits(template):
     from cdc.app.observe import emf_documents
-    from cdc.core.outcomes import BatchResult, TableStats
+    from cdc.core.outcomes import BatchResult, Outcome
+    from cdc.sources.dynamodb_streams.records import LAMBDA_RECORDS
+    from tests.factories import insert
 
     # GIVEN a batch of a table with an open gap
-    arn = "arn:aws:dynamodb:eu-central-1:123456789012:table/Orders/stream/2026-11-20T08:15:00.123"
-    result = BatchResult([], [], by_table={(arn, "Orders"): TableStats(records=1, open_gaps=2)})
+    record = insert({"Id": 1}, 1, table="Orders")
+    change = LAMBDA_RECORDS.parse(record, 0)
+    arn = change.stream_arn
+    result = BatchResult([Outcome.SETTLED], [record], [change], open_gaps={"Orders": 2})
     (gaps,) = emf_documents(result, "cdc")
     (emitted,) = [
         d for d in gaps["_aws"]["CloudWatchMetrics"] if d["Metrics"][0]["Name"] == "ReplicationGaps"
