@@ -181,6 +181,10 @@ class StreamReader:
     """DynamoDB Streams calls for one stream, with throttling retried (tenacity) and
     the errors a reader must act on turned into `StreamError`s."""
 
+    # A record's position in its shard, as an integer (`read_range` compares them);
+    # a subclass for another source's records overrides it.
+    position_of = staticmethod(sequence_int)
+
     def __init__(
         self,
         client: DynamoDBStreamsClient,
@@ -299,12 +303,12 @@ class StreamReader:
                 continue
             empty = 0
             for record in records:
-                sequence = sequence_int(record)
+                sequence = self.position_of(record)
                 if sequence > high:
                     return found
                 if sequence >= low:
                     found.append(record)
-            if sequence_int(records[-1]) >= high:
+            if self.position_of(records[-1]) >= high:
                 return found
         return found  # the shard closed before `last`: that was all of it
 

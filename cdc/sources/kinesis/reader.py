@@ -23,7 +23,6 @@ from cdc.sources.dynamodb_streams.reader import (
     Position,
     Shard,
     ShardNotFound,
-    StreamError,
     StreamInfo,
     StreamNotFound,
     StreamReader,
@@ -67,6 +66,8 @@ def kinesis_sequence(record: Mapping[str, Any]) -> int:
 
 class KinesisReader(StreamReader):
     """Kinesis calls for one stream, with the StreamReader's retries and errors."""
+
+    position_of = staticmethod(kinesis_sequence)
 
     def __init__(self, client: KinesisClient, stream_arn: str, **kwargs: Any) -> None:
         super().__init__(client, stream_arn, **kwargs)  # type: ignore[arg-type]
@@ -119,40 +120,3 @@ class KinesisReader(StreamReader):
         if following is not None:
             self._shard_of[following] = shard
         return records, following
-
-    def read_range(
-        self,
-        shard_id: str,
-        first: str,
-        last: str,
-        *,
-        limit: int = MAX_RECORDS_PER_CALL,
-        max_empty_pages: int = 20,
-    ) -> list[dict[str, Any]]:
-        """The records of one shard with first <= sequence <= last (a failed Lambda
-        batch, `cdc redrive-failures`), read while the stream still retains them."""
-        low, high = int(first), int(last)
-        found: list[dict[str, Any]] = []
-        iterator: str | None = self.iterator(shard_id, Position("AT_SEQUENCE_NUMBER", first))
-        empty = 0
-        while iterator is not None:
-            records, iterator = self.get_records(iterator, limit)
-            if not records:
-                empty += 1
-                if empty >= max_empty_pages:
-                    raise StreamError(
-                        f"shard {shard_id} returned {empty} empty pages before sequence "
-                        f"{last}; try again later"
-                    )
-                self._sleep(0.2)
-                continue
-            empty = 0
-            for record in records:
-                sequence = kinesis_sequence(record)
-                if sequence > high:
-                    return found
-                if sequence >= low:
-                    found.append(record)
-            if kinesis_sequence(records[-1]) >= high:
-                return found
-        return found
