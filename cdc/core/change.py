@@ -34,6 +34,17 @@ class Change:
         return self.event_name == "REMOVE"
 
 
+def is_ttl_removal(event_name: object, identity: object) -> bool:
+    """A REMOVE made by DynamoDB's TTL (README: Apply rules, `ttl_deletes`): its
+    `userIdentity` is the DynamoDB service. Both sources carry it alike."""
+    return (
+        event_name == "REMOVE"
+        and isinstance(identity, dict)
+        and identity.get("type") == "Service"
+        and identity.get("principalId") == "dynamodb.amazonaws.com"
+    )
+
+
 class RecordFormat(Protocol):
     """The seam between a source and the replicator: how one source's raw records become
     Changes, and what the source needs to hear back about the ones that failed.

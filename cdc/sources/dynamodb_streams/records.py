@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cdc.core.change import Change
+from cdc.core.change import Change, is_ttl_removal
 from cdc.core.errors import MalformedRecord, RecordError
 from cdc.core.keys import check_keys
 from cdc.core.versions import stream_generation, stream_version
@@ -123,13 +123,7 @@ def parse_record(record: object, index: int) -> Change:
 
     new_image = _image(dynamodb, "NewImage")
     old_image = _image(dynamodb, "OldImage")
-    identity = record.get("userIdentity")
-    is_ttl = (
-        event_name == "REMOVE"
-        and isinstance(identity, dict)
-        and identity.get("type") == "Service"
-        and identity.get("principalId") == "dynamodb.amazonaws.com"
-    )
+    is_ttl = is_ttl_removal(event_name, record.get("userIdentity"))
     return Change(
         index=index,
         # The version: (stream generation, sequence number) as one integer (README:

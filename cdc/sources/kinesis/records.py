@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from cdc.core.change import Change
+from cdc.core.change import Change, is_ttl_removal
 from cdc.core.errors import DecodeError, MalformedRecord, RecordError
 from cdc.core.keys import check_keys
 from cdc.sources.dynamodb_streams.records import (
@@ -230,13 +230,7 @@ def parse_record(record: object, index: int) -> Change:
     if binary:
         new_image = _unwrap_image(new_image, "NewImage")
         old_image = _unwrap_image(old_image, "OldImage")
-    identity = change.get("userIdentity")
-    is_ttl = (
-        event_name == "REMOVE"
-        and isinstance(identity, dict)
-        and identity.get("type") == "Service"
-        and identity.get("principalId") == "dynamodb.amazonaws.com"
-    )
+    is_ttl = is_ttl_removal(event_name, change.get("userIdentity"))
     return Change(
         index=index,
         sequence=version,
