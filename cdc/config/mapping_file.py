@@ -3,6 +3,7 @@ unknown key or wrong shape an error naming the file and the key."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, get_args
 
 from cdc.config.names import CONFIG
 from cdc.core.convert import TIME_FORMATS, parse_type
+from cdc.core.entities import POSITION, ChildConfig, EntityConfig, KeyGroup, MatchRule
 from cdc.core.errors import ConfigError
 from cdc.core.mapping import (
     ColumnConfig,
@@ -20,6 +22,7 @@ from cdc.core.mapping import (
     TableOptions,
     TtlDeletes,
     Unmapped,
+    is_reserved_table,
 )
 from cdc.core.naming import snake
 from cdc.core.pii import HASHES, AttributeRule, HashKey, Personal
@@ -39,7 +42,25 @@ _OPTION_CHOICES: dict[str, tuple[str, ...]] = {
 _OPTION_KEYS = {f.name for f in fields(TableOptions)} - {"personal"}
 
 
-_TABLE_KEYS = _OPTION_KEYS | {"table", "schema", "keys", "columns", "unmapped", "attributes"}
+_TABLE_KEYS = _OPTION_KEYS | {
+    "table",
+    "schema",
+    "keys",
+    "columns",
+    "unmapped",
+    "attributes",
+    "entities",
+    "unmatched",
+}
+
+
+_ENTITY_KEYS = {"table", "schema", "match", "key", "key_columns", "columns", "unmapped", "children"}
+
+
+_MATCH_KEYS = {"attribute", "value", "values", "key", "prefix", "regex"}
+
+
+_CHILD_KEYS = {"table", "schema", "columns"}
 
 
 _COLUMN_KEYS = {"type", "column", "required", "format", "hash"}
@@ -148,6 +169,24 @@ def _table(
             'columns) with unmapped = "extra", where new attributes wait for their column'
         )
     unmapped_value: Unmapped = unmapped
+    entities = _entities(raw.get("entities", {}), path, where)
+    unmatched = raw.get("unmatched", "document")
+    if unmatched not in ("document", "dead_letter"):
+        raise ConfigError(
+            f"{path}: [{where}] unmatched = {unmatched!r}; expected 'document' or 'dead_letter'"
+        )
+    if entities and (columns or keys):
+        raise ConfigError(
+            f"{path}: [{where}] has entities and also keys/columns; with entities, each "
+            f"entity declares its columns ([{where}.entities.NAME.columns]) and the items "
+            "no entity takes go to a document table"
+        )
+    if entities and options.drift != "off":
+        raise ConfigError(
+            f"{path}: [{where}] drift = {options.drift!r} is not available with entities "
+            "yet; new attributes wait in each entity table's `extra`"
+        )
+    _distinct_tables(entities, table or snake(source), unmatched, path, where)
     return TableConfig(
         source=source,
         options=options,
@@ -161,7 +200,220 @@ def _table(
             for c in columns
         ),
         unmapped=unmapped_value,
+        entities=entities,
+        unmatched=unmatched,
     )
+
+
+def _distinct_tables(
+    entities: tuple[EntityConfig, ...], document: str, unmatched: str, path: Path | None, where: str
+) -> None:
+    seen: dict[str, str] = {}
+    if entities and unmatched == "document":
+        seen[document.lower()] = "the document table of unmatched items"
+    for entity in entities:
+        for name, what in (
+            (entity.table, f"entity {entity.name!r}"),
+            *((c.table, f"child table of {entity.name}.{c.attribute}") for c in entity.children),
+        ):
+            if is_reserved_table(name):
+                raise ConfigError(
+                    f"{path}: [{where}] {what} would take the name {name!r}, which cdc "
+                    "reserves (cdc_*, alembic_version)"
+                )
+            other = seen.setdefault(name.lower(), what)
+            if other != what:
+                raise ConfigError(f"{path}: [{where}] {what} and {other} both write table {name!r}")
+
+
+def _entities(raw: Any, path: Path | None, where: str) -> tuple[EntityConfig, ...]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [{where}.entities] must be a table of entities")
+    return tuple(
+        _entity(name, spec, path, f"{where}.entities.{name}") for name, spec in raw.items()
+    )
+
+
+def _entity(name: str, raw: Any, path: Path | None, where: str) -> EntityConfig:
+    here = f"{path}: [{where}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{here} must be a table of settings")
+    unknown = set(raw) - _ENTITY_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{here} has unknown setting(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_ENTITY_KEYS))}"
+        )
+    table = raw.get("table", snake(name))
+    schema = raw.get("schema")
+    for key, value in (("table", table), ("schema", schema)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{here} {key} must be a non-empty string, got {value!r}")
+    match = _match(raw.get("match"), here)
+    patterns, groups = _key_patterns(raw.get("key"), raw.get("key_columns", {}), here, where)
+    raw_columns = raw.get("columns", {})
+    if not isinstance(raw_columns, dict):
+        raise ConfigError(f"{here}: columns must be a table of attribute = type")
+    columns = tuple(_column(a, spec, path, where) for a, spec in raw_columns.items())
+    taken = {g.name for g in groups}
+    for column in columns:
+        if column.column in taken:
+            raise ConfigError(
+                f"{here}: column {column.column!r} of attribute {column.attribute} is also "
+                "a key column parsed from the key; rename one (`column = ...`)"
+            )
+    unmapped = raw.get("unmapped", "extra")
+    if unmapped not in ("extra", "drop"):
+        raise ConfigError(f"{here} unmapped = {unmapped!r}; expected 'extra' or 'drop'")
+    raw_children = raw.get("children", {})
+    if not isinstance(raw_children, dict):
+        raise ConfigError(f"{here}: children must be a table of list attribute = {{ table = ... }}")
+    children = tuple(
+        _child(attribute, spec, path, f"{where}.children.{attribute}", taken)
+        for attribute, spec in raw_children.items()
+    )
+    for child in children:
+        if child.attribute in raw_columns:
+            raise ConfigError(
+                f"{here}: {child.attribute} is both a column and a child table; choose one"
+            )
+    return EntityConfig(
+        name=name,
+        table=table,
+        match=match,
+        patterns=patterns,
+        groups=groups,
+        columns=columns,
+        unmapped=unmapped,
+        schema=schema,
+        children=children,
+    )
+
+
+def _match(raw: Any, here: str) -> MatchRule:
+    if raw is None:
+        return MatchRule()
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f'{here} match must be an inline table: {{ attribute = "Type", value = "order" }}, '
+            '{ key = "SK", prefix = "ORDER#" } or { key = "SK", regex = "^ORDER#" }'
+        )
+    unknown = set(raw) - _MATCH_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{here} match has unknown key(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_MATCH_KEYS))}"
+        )
+    if "attribute" in raw:
+        if "key" in raw or "prefix" in raw or "regex" in raw:
+            raise ConfigError(f"{here} match names an attribute and a key; choose one")
+        values = raw.get("values", [raw["value"]] if "value" in raw else None)
+        if values is None or ("value" in raw and "values" in raw):
+            raise ConfigError(f"{here} match on attribute needs value = ... or values = [...]")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{here} match values must be a non-empty list")
+        texts = tuple(str(v) if isinstance(v, int | str) else "" for v in values)
+        if "" in texts or any(isinstance(v, bool) for v in values):
+            raise ConfigError(f"{here} match values must be strings or integers")
+        attribute = raw["attribute"]
+        if not isinstance(attribute, str) or not attribute:
+            raise ConfigError(f"{here} match attribute must be an attribute name")
+        return MatchRule(attribute=attribute, values=texts)
+    key = raw.get("key")
+    if not isinstance(key, str) or not key:
+        raise ConfigError(f'{here} match needs attribute = "..." or key = "..."')
+    if ("prefix" in raw) == ("regex" in raw):
+        raise ConfigError(f"{here} match on key {key!r} needs one of prefix or regex")
+    if "prefix" in raw:
+        if not isinstance(raw["prefix"], str) or not raw["prefix"]:
+            raise ConfigError(f"{here} match prefix must be a non-empty string")
+        return MatchRule(key=key, prefix=raw["prefix"])
+    return MatchRule(key=key, regex=_regex(raw["regex"], f"{here} match regex"))
+
+
+def _regex(raw: Any, here: str) -> re.Pattern[str]:
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(f"{here} must be a non-empty regular expression")
+    try:
+        return re.compile(raw)
+    except re.error as exc:
+        raise ConfigError(f"{here} {raw!r} is not a regular expression: {exc}") from None
+
+
+def _key_patterns(
+    raw: Any, raw_types: Any, here: str, where: str
+) -> tuple[tuple[tuple[str, re.Pattern[str]], ...], tuple[KeyGroup, ...]]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(
+            f'{here} needs key.ATTRIBUTE = "regex" for each key attribute of the source '
+            "table, with named groups for the key columns: "
+            'key.PK = "CUSTOMER#(?P<customer_id>\\d+)"'
+        )
+    if not isinstance(raw_types, dict):
+        raise ConfigError(f'{here} key_columns must be a table of group = "type"')
+    patterns = []
+    groups: list[KeyGroup] = []
+    for attribute, text in raw.items():
+        pattern = _regex(text, f"{here} key.{attribute}")
+        patterns.append((attribute, pattern))
+        for group in sorted(pattern.groupindex, key=pattern.groupindex.__getitem__):
+            if any(g.name == group for g in groups):
+                raise ConfigError(f"{here}: key group {group!r} is named twice")
+            type_text = raw_types.get(group, "text")
+            try:
+                ctype = parse_type(str(type_text))
+            except ValueError as exc:
+                raise ConfigError(f"{here} key_columns.{group}: {exc}") from None
+            if ctype.kind not in _KEY_KINDS or ctype.kind == "bytea":
+                raise ConfigError(
+                    f"{here} key_columns.{group} cannot be {ctype}; key columns parsed "
+                    f"from a key can be {', '.join(sorted(_KEY_KINDS - {'bytea'}))}"
+                )
+            groups.append(KeyGroup(attribute, group, ctype))
+    unknown = set(raw_types) - {g.name for g in groups}
+    if unknown:
+        raise ConfigError(
+            f"{here} key_columns names {', '.join(sorted(unknown))}, which no key pattern "
+            "captures as a named group (?P<name>...)"
+        )
+    if not groups:
+        raise ConfigError(
+            f"{here}: the key patterns capture no named group, so the table would have no "
+            "key; capture the key columns with (?P<name>...)"
+        )
+    return tuple(patterns), tuple(groups)
+
+
+def _child(
+    attribute: str, raw: Any, path: Path | None, where: str, parent_columns: set[str]
+) -> ChildConfig:
+    here = f"{path}: [{where}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{here} must be a table of settings (table, columns)")
+    unknown = set(raw) - _CHILD_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{here} has unknown setting(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_CHILD_KEYS))}"
+        )
+    if "." in attribute or not attribute:
+        raise ConfigError(f"{here}: a child table's list must be a top-level attribute")
+    table = raw.get("table", snake(attribute))
+    schema = raw.get("schema")
+    for key, value in (("table", table), ("schema", schema)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{here} {key} must be a non-empty string, got {value!r}")
+    raw_columns = raw.get("columns", {})
+    if not isinstance(raw_columns, dict) or not raw_columns:
+        raise ConfigError(f"{here} needs columns: the element attributes to keep, with types")
+    columns = tuple(_column(a, spec, path, where) for a, spec in raw_columns.items())
+    for column in columns:
+        if column.column in parent_columns or column.column == POSITION:
+            raise ConfigError(
+                f"{here}: column {column.column!r} would collide with the parent's key "
+                f"columns or {POSITION!r}; rename it (`column = ...`)"
+            )
+    return ChildConfig(attribute, table, columns, schema)
 
 
 def _rules(

@@ -93,6 +93,12 @@ class TableConfig:
     keys: tuple[str, ...] = ()  # key attributes, in primary-key order (typed mode)
     columns: tuple[ColumnConfig, ...] = ()
     unmapped: Unmapped = "extra"
+    # Attributes kept out of `extra` though no column takes them (an entity table's
+    # source key attributes, held by its parsed key columns; its child tables' lists).
+    omit: tuple[str, ...] = ()
+    # Entity routing (cdc/core/entities.py): EntityConfig, in declaration order.
+    entities: tuple[Any, ...] = ()
+    unmatched: Literal["document", "dead_letter"] = "document"
 
     @property
     def typed(self) -> bool:
@@ -129,6 +135,11 @@ class RowVersion:
     # The plan links each key's versions from the newest down: if the newest cannot be
     # built, the next-newest valid one is applied instead.
     older: RowVersion | None = None
+    # Entity routing (cdc/core/entities.py): the item is, at this version, not (or no
+    # longer) in this table. Deletes the row if there is one, and guards the key.
+    moved: bool = False
+    # Child tables' rows (qualified name → rows), built with `values`.
+    children: dict[str, list[dict[str, Any]]] | None = None
 
 
 ValuesOf = Callable[[dict[str, Any], str, TableOptions], dict[str, Any]]
@@ -169,8 +180,17 @@ class TableSpec(Generic[TableT]):
         )
         # drift = "add_columns": the columns learnt from the live table (cdc/sql/drift_columns.py)
         self.drift: DriftColumns | None = None
+        # An entity table (cdc/core/entities.py): key columns parsed out of the source
+        # key; its guard is shared with the source's other tables, so a key that is not
+        # here is guarded by a tombstone.
+        self.parse_key: Callable[[Change], tuple[Any, ...]] | None = None
+        self.routed = False
+        # Child tables of list attributes: their rows, built with the values.
+        self.children: Sequence[ChildSpec[Any]] = ()
 
     def key_of(self, change: Change) -> tuple[Any, ...]:
+        if self.parse_key is not None:
+            return self.parse_key(change)
         actual = change.key_types
         expected = self._key_types
         if (actual != expected) if self._document_keys else (actual.keys() != expected.keys()):
@@ -224,7 +244,15 @@ class TableSpec(Generic[TableT]):
                 key, change.sequence, deleted, None, change.event_time, change, image, where
             )
         values = None if image is None else self.values_of(image, where)
-        return RowVersion(key, change.sequence, deleted, values, change.event_time, change)
+        version = RowVersion(key, change.sequence, deleted, values, change.event_time, change)
+        if self.children and image is not None and not deleted:
+            version.children = self.children_of(image, where)
+        return version
+
+    def children_of(self, image: dict[str, Any], where: str) -> dict[str, list[dict[str, Any]]]:
+        if self.options.personal is not None:
+            image = self.options.personal.apply(image, where)
+        return {child.qualified_name: child.rows(image, where) for child in self.children}
 
     def materialize(self, row: RowVersion) -> bool:
         """Build a lazy version's values; False (and `row.error` set) if they cannot be."""
@@ -232,6 +260,8 @@ class TableSpec(Generic[TableT]):
             return row.error is None
         try:
             row.values = self.values_of(row.image, row.where)
+            if self.children and not row.deleted:
+                row.children = self.children_of(row.image, row.where)
         except RecordError as exc:
             row.error = (exc.kind, str(exc))
         except Exception as exc:  # a bug of ours: keep the record, do not stall the shard
@@ -239,6 +269,64 @@ class TableSpec(Generic[TableT]):
             row.error = ("internal", f"{type(exc).__name__}: {exc}")
         row.image = None
         return row.error is None
+
+
+class ChildSpec(Generic[TableT]):
+    """A child table of a list attribute (README: "Single-table designs"): one row per
+    element, keyed by the parent's key columns and `position`, replaced as a whole with
+    each version of the parent that wins the parent's guard."""
+
+    def __init__(
+        self,
+        attribute: str,
+        table: TableT,
+        qualified_name: str,
+        parent_keys: Sequence[str],
+        position: str,
+        columns: Sequence[tuple[ColumnConfig, Converter]],
+    ) -> None:
+        self.attribute = attribute
+        self.table = table
+        self.qualified_name = qualified_name
+        self.parent_keys = tuple(parent_keys)
+        self.position = position
+        self.columns = tuple(columns)
+
+    def rows(self, image: dict[str, Any], where: str) -> list[dict[str, Any]]:
+        """The element rows (without the parent's key) of the list in `image`."""
+        av = image.get(self.attribute)
+        path = f"{where}.{self.attribute}"
+        if av is None or av == {"NULL": True}:
+            return []
+        elements = av.get("L") if isinstance(av, dict) else None
+        if not isinstance(elements, list):
+            raise RecordError(
+                f"{path} feeds child table {self.qualified_name!r} and must be a list (L), "
+                f"got {next(iter(av), '?') if isinstance(av, dict) else av!r}",
+                kind="conversion",
+            )
+        rows = []
+        for position, element in enumerate(elements):
+            fields = element.get("M") if isinstance(element, dict) else None
+            if not isinstance(fields, dict):
+                raise RecordError(
+                    f"{path}[{position}] must be a map (M) to become a row of child table "
+                    f"{self.qualified_name!r}",
+                    kind="conversion",
+                )
+            row: dict[str, Any] = {self.position: position}
+            for column, convert in self.columns:
+                value = _lookup(fields, column.path)
+                at = f"{path}[{position}].{column.attribute}"
+                converted = None if value is None else convert(value, at)
+                if converted is None and column.required:
+                    raise ConversionError(
+                        f"column {column.column!r} of child table {self.qualified_name!r} "
+                        f"requires attribute {column.attribute!r}, which is missing or NULL"
+                    )
+                row[column.column] = converted
+            rows.append(row)
+        return rows
 
 
 def _describe(keys: Mapping[str, str | None]) -> str:
@@ -322,7 +410,7 @@ def typed_values_factory(config: TableConfig, drift: DriftColumns | None = None)
         for c in config.columns
         if c.attribute not in keys
     ]
-    direct = {c.path[0] for c in config.columns if len(c.path) == 1}
+    direct = {c.path[0] for c in config.columns if len(c.path) == 1} | set(config.omit)
     keep_extra = config.unmapped == "extra"
 
     def values_of(image: dict[str, Any], where: str, options: TableOptions) -> dict[str, Any]:

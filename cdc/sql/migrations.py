@@ -284,7 +284,7 @@ def target_metadata(
     attributes that wait in its `extra` (cdc/core/drift_columns.py)."""
     from cdc.sql.bookkeeping import tables
     from cdc.sql.drift_columns import register_sqlite_comments
-    from cdc.sql.replica import typed_spec
+    from cdc.sql.replica import entity_specs, typed_spec
 
     backend = backend_for(dialect_name)
     metadata = MetaData()
@@ -303,6 +303,15 @@ def target_metadata(
             if spec.drift is not None and connection is not None:
                 register_sqlite_comments()
                 _drift_columns(connection, spec, config, backend, discover=discover)
+        elif config.entities:  # each entity's table and its child tables
+            entity_specs(
+                config,
+                metadata,
+                settings.schema,
+                backend.max_identifier_bytes,
+                backend.column_type,
+                backend.table_options(),
+            )
     return metadata
 
 

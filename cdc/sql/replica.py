@@ -4,16 +4,17 @@ the bookkeeping columns every replica table carries, and typed tables from the m
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
-from sqlalchemy import Boolean, Column, MetaData, Table
+from sqlalchemy import Boolean, Column, Integer, MetaData, Table
 from sqlalchemy.types import TypeEngine
 
 from cdc.core.change import Change
 from cdc.core.convert import ColumnType, converter
 from cdc.core.decode import to_python
 from cdc.core.drift_columns import DriftColumns
+from cdc.core.entities import POSITION, ChildConfig, EntityConfig, key_parser
 from cdc.core.errors import ConfigError, NameCollision, RecordError
 from cdc.core.mapping import (
     APPLIED_AT,
@@ -23,6 +24,7 @@ from cdc.core.mapping import (
     EXTRA,
     ITEM,
     SEQ,
+    ChildSpec,
     ColumnConfig,
     KeyColumn,
     TableConfig,
@@ -193,14 +195,8 @@ def typed_spec(
         comment=f"cdc replica of DynamoDB table {source}",
         **dict[str, Any](table_options or {}),
     )
-    effective = TableConfig(
-        source,
-        config.options,
-        name,
-        config.schema,
-        config.keys,
-        tuple(resolved[c.attribute] for c in config.columns),
-        config.unmapped,
+    effective = replace(
+        config, table=name, columns=tuple(resolved[c.attribute] for c in config.columns)
     )
     drift = DriftColumns() if config.options.drift == "add_columns" else None
     spec = replica_spec(
@@ -208,3 +204,106 @@ def typed_spec(
     )
     spec.drift = drift
     return spec
+
+
+def entity_specs(
+    config: TableConfig,
+    metadata: MetaData,
+    default_schema: str | None,
+    max_identifier_bytes: int,
+    column_type: Callable[[ColumnType, bool], TypeEngine[Any]],
+    table_options: Mapping[str, str] | None = None,
+) -> list[ReplicaSpec]:
+    """The replica tables of a source table's entities (README: "Single-table designs"),
+    each a typed table whose key columns are parsed out of the source key, with its
+    child tables. Raises ConfigError on name collisions."""
+    specs = []
+    for entity in config.entities:
+        entity_config: EntityConfig = entity
+        where = f"[tables.{config.source}.entities.{entity_config.name}]"
+        # Key columns are named groups, not attributes: "#group" cannot name an attribute
+        # of the image by accident.
+        keys = tuple(f"#{g.name}" for g in entity_config.groups)
+        synthesized = TableConfig(
+            source=config.source,
+            options=config.options,
+            table=entity_config.table,
+            schema=entity_config.schema or config.schema,
+            keys=keys,
+            columns=(
+                *(ColumnConfig(f"#{g.name}", g.name, g.type, True) for g in entity_config.groups),
+                *entity_config.columns,
+            ),
+            unmapped=entity_config.unmapped,
+            omit=(
+                *(attribute for attribute, _ in entity_config.patterns),
+                *(c.attribute for c in entity_config.children),
+            ),
+        )
+        spec = typed_spec(
+            synthesized,
+            metadata,
+            default_schema,
+            max_identifier_bytes,
+            column_type,
+            table_options,
+        )
+        spec.parse_key = key_parser(entity_config, where)
+        spec.routed = True
+        spec.children = [
+            _child_spec(
+                child,
+                spec,
+                metadata,
+                child.schema or spec.table.schema,
+                max_identifier_bytes,
+                column_type,
+                table_options or {},
+            )
+            for child in entity_config.children
+        ]
+        specs.append(spec)
+    return specs
+
+
+def _child_spec(
+    child: ChildConfig,
+    parent: ReplicaSpec,
+    metadata: MetaData,
+    schema: str | None,
+    max_identifier_bytes: int,
+    column_type: Callable[[ColumnType, bool], TypeEngine[Any]],
+    table_options: Mapping[str, str],
+) -> ChildSpec[Table]:
+    name = fit(child.table, max_identifier_bytes, child.attribute)
+    columns: list[tuple[ColumnConfig, Any]] = []
+    for column in child.columns:
+        identifier = fit(column.column, max_identifier_bytes, column.attribute)
+        fitted = ColumnConfig(
+            column.attribute, identifier, column.type, column.required, column.time_format
+        )
+        columns.append((fitted, converter(identifier, column.type, column.time_format)))
+    parent_table = parent.table
+    table = Table(
+        name,
+        metadata,
+        *(
+            Column(
+                key,
+                parent_table.c[key].type,
+                primary_key=True,
+                autoincrement=False,
+            )
+            for key in parent.key_names
+        ),
+        Column(POSITION, Integer(), primary_key=True, autoincrement=False),
+        *(
+            Column(c.column, column_type(c.type, False), nullable=not c.required)
+            for c, _ in columns
+        ),
+        schema=schema,
+        extend_existing=True,
+        comment=f"cdc replica of DynamoDB table {parent.source_table}",
+        **dict[str, Any](table_options),
+    )
+    return ChildSpec(child.attribute, table, table.fullname, parent.key_names, POSITION, columns)

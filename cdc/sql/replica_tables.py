@@ -171,9 +171,33 @@ class ReplicaTables:
                 ),
                 report=typed,
             )
+        missing = self._ensure_children(spec)
+        if missing is not None:
+            return missing
         self._upgrade(spec)
         refresh(self.engine, spec, self.backend.column_type)
         self._ready.add(name)
+        return None
+
+    def _ensure_children(self, spec: ReplicaSpec) -> TableProblem | None:
+        """The child tables of an entity's list attributes, created with their parent."""
+        for child in spec.children:
+            table = child.table
+            with self.engine.begin() as conn:
+                if inspect(conn).has_table(table.name, schema=table.schema):
+                    continue
+                if not spec.options.auto_create:
+                    return TableProblem(
+                        "table_missing",
+                        f"child table {child.qualified_name!r} does not exist and auto_create "
+                        f"is off for {spec.source_table!r}; run `cdc migrate`",
+                    )
+                try:
+                    with conn.begin_nested():
+                        table.create(conn, checkfirst=True)
+                except Exception:
+                    if not inspect(conn).has_table(table.name, schema=table.schema):
+                        raise
         return None
 
     def _upgrade(self, spec: ReplicaSpec) -> None:

@@ -28,6 +28,7 @@ from cdc.config import Settings
 from cdc.core.change import Change, RecordFormat
 from cdc.core.dead_letters import DeadLetter
 from cdc.core.deadline import Deadline
+from cdc.core.entities import Routing
 from cdc.core.errors import RecordError
 from cdc.core.hydration import Hydration, ItemReader
 from cdc.core.mapping import RowVersion
@@ -36,9 +37,10 @@ from cdc.core.plan import TablePlan, plan
 from cdc.sql.backends.registry import backend_for
 from cdc.sql.bookkeeping import tables as bookkeeping_tables
 from cdc.sql.bookkeeping import write_checkpoints
+from cdc.sql.children import sync_children
 from cdc.sql.errors import ErrorKind, classify, describe
 from cdc.sql.gaps import GapWatch
-from cdc.sql.replica import DocumentTables, ReplicaSpec, typed_spec
+from cdc.sql.replica import DocumentTables, ReplicaSpec, entity_specs, typed_spec
 from cdc.sql.replica_tables import ReplicaTables
 from cdc.sql.retry import WRITE_BATCH, RetryPolicy
 from cdc.sql.writer import RowRejected, Settling, Writer
@@ -96,6 +98,27 @@ class Replicator:
             for source, config in settings.tables.items()
             if config.typed
         }
+        # Entity routing (README: "Single-table designs"), per source table.
+        self._routing: dict[str, Routing[ReplicaSpec]] = {
+            source: Routing(
+                source,
+                config.entities,
+                entity_specs(
+                    config,
+                    self.metadata,
+                    self.schema,
+                    self.backend.max_identifier_bytes,
+                    self.backend.column_type,
+                    self.backend.table_options(),
+                ),
+                config.unmatched,
+                self.spec_for,
+                config.options,
+                where=f"[tables.{source}]",
+            )
+            for source, config in settings.tables.items()
+            if config.entities
+        }
         self.replica_tables = ReplicaTables(engine, self.backend, settings)
         self.hydration = Hydration(hydrator, new_hydrator)
         self.gaps = GapWatch(self.backend, self.schema)  # README: Gaps and repair
@@ -111,6 +134,9 @@ class Replicator:
                 spec = self._specs.get(change.source_table)
                 if spec is None:
                     spec = self.documents.spec_for(change)
+                    # The document table of an entity source's unmatched items shares
+                    # the guard of its entity tables (cdc/core/entities.py).
+                    spec.routed = change.source_table in self._routing
                     self._specs[change.source_table] = spec
         return spec
 
@@ -170,15 +196,20 @@ class Replicator:
                     ignored.append(change)
                     continue
                 change = replace(change, new_image=item)
+            routing = self._routing.get(change.source_table)
             try:
-                version = spec.row_version(change, lazy=True)
+                if routing is not None:  # entities: every table the key could be in
+                    routed = routing.versions(change)
+                else:
+                    version = spec.row_version(change, lazy=True)
+                    routed = [] if version is None else [(spec, version)]
             except Exception as exc:
                 dead.append(self._letter(index, records[index], exc, change, spec))
                 continue
-            if version is None:
-                ignored.append(change)
+            if routed:
+                versions.extend(routed)
             else:
-                versions.append((spec, version))
+                ignored.append(change)
         return Prepared(plan(versions), dead, ignored, changes, records, unreadable)
 
     # --- the I/O part -------------------------------------------------------------------
@@ -240,6 +271,7 @@ class Replicator:
         plans, dead, held = self.replica_tables.admit(prepared)
         now = datetime.now(UTC)
         wrote: list[tuple[TablePlan, int]] = []
+        settled: list[tuple[TablePlan, Settling]] = []
         with self.engine.begin() as conn, ExitStack() as pipelined:
             if not careful:
                 # The careful pass needs each savepoint's outcome at once.
@@ -261,7 +293,13 @@ class Replicator:
                     for row, kind, message in (*settling.unbuildable, *rejected)
                 )
                 wrote.append((table_plan, changed))
+                settled.append((table_plan, settling))
             pipelined.close()  # the dead letters and checkpoints read their results
+            for table_plan, settling in settled:  # child tables, under their parent's guard
+                dead.extend(
+                    prepared.dead_letter(row, table_plan.spec, kind, message)
+                    for row, kind, message in sync_children(conn, table_plan.spec, settling.written)
+                )
             unstored, dead_letter_error = (
                 self.writer.write_letters(conn, dead, now) if dead else ([], None)
             )

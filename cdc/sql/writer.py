@@ -38,6 +38,7 @@ class Settling:
     def __init__(self, table_plan: TablePlan) -> None:
         self.plan = table_plan
         self.unbuildable: list[tuple[RowVersion, str, str]] = []  # → dead letters
+        self.written: list[RowVersion] = []  # the version taken for each key
 
     def chunks(self, size: int) -> Iterator[list[RowVersion]]:
         spec, rows = self.plan.spec, self.plan.rows
@@ -54,6 +55,7 @@ class Settling:
                         tried.add(id(row))
                 if row is not None:
                     chunk.append(row)
+                    self.written.append(row)
             if chunk:
                 yield chunk
         # Runs while the backend's last chunk is still on the server.

@@ -31,6 +31,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     select,
+    update,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
@@ -168,6 +169,8 @@ class Backend(Capabilities):
         the row and leaves a tombstone, and an upsert must be newer than the key's
         tombstone (and clears it), so a late older INSERT cannot bring the row back.
         """
+        if spec.routed:
+            return self._write_routed(conn, spec, rows, applied_at, tombstones)
         if spec.options.deletes != "hard":
             return self._upsert_versions(conn, spec, rows, applied_at)
         upserts = [r for r in rows if not r.deleted]
@@ -189,6 +192,79 @@ class Backend(Capabilities):
         if deletes:
             changed += self._hard_delete(conn, spec, deletes, applied_at, tombstones)
         return changed
+
+    def _write_routed(
+        self,
+        conn: Connection,
+        spec: ReplicaSpec,
+        rows: Sequence[RowVersion],
+        applied_at: datetime,
+        tombstones: Table,
+    ) -> int:
+        """A table of an entity source (cdc/core/entities.py): its guard is the source
+        key's, shared with the source's other tables, so a key that is not here is
+        guarded by a tombstone whatever `deletes` says. A version not newer than the
+        key's tombstone is stale; a "moved" version (the item is another entity now)
+        deletes the row if there is one (soft or hard, per `deletes`) and leaves a
+        tombstone. Returns the rows the records of this table changed (moves are the
+        other table's record)."""
+        name = spec.qualified_name
+        hashes = {id(r): key_hash(r.key)[0] for r in rows}
+        buried = self._tombstone_sequences(conn, tombstones, name, list(set(hashes.values())))
+        live = [r for r in rows if buried.get(hashes[id(r)], -1) < r.sequence]
+        moved = [r for r in live if r.moved]
+        own = [r for r in live if not r.moved]
+        changed = 0
+        if spec.options.deletes == "hard":
+            upserts = [r for r in own if not r.deleted]
+            if upserts:
+                changed += self._upsert_versions(conn, spec, upserts, applied_at)
+            deletes = [r for r in own if r.deleted]
+            if deletes:
+                changed += self._hard_delete(conn, spec, deletes, applied_at, tombstones)
+            if moved:
+                self._hard_delete(conn, spec, moved, applied_at, tombstones)
+        else:
+            if own:
+                changed += self._upsert_versions(conn, spec, own, applied_at)
+            if moved:
+                self._soft_delete_existing(conn, spec, moved, applied_at)
+                self._bury(conn, spec, moved, applied_at, tombstones)
+        cleared = [hashes[id(r)] for r in own if not r.deleted or spec.options.deletes != "hard"]
+        self._clear_tombstones(conn, tombstones, name, [h for h in cleared if h in buried])
+        return changed
+
+    def _soft_delete_existing(
+        self, conn: Connection, spec: ReplicaSpec, rows: Sequence[RowVersion], applied_at: datetime
+    ) -> int:
+        """Mark the rows of `rows`' keys deleted where they exist and are older."""
+        table = spec.table
+        condition = and_(
+            *(table.c[name] == bindparam(f"k_{i}") for i, name in enumerate(spec.key_names)),
+            table.c[SEQ] < bindparam("seq"),
+        )
+        stmt = (
+            update(table)
+            .where(condition)
+            .values(
+                {
+                    SEQ: bindparam("seq"),
+                    DELETED: True,
+                    EVENT_TIME: bindparam("event_time"),
+                    APPLIED_AT: bindparam("applied_at"),
+                }
+            )
+        )
+        params = [
+            {
+                **{f"k_{i}": value for i, value in enumerate(r.key)},
+                "seq": r.sequence,
+                "event_time": r.event_time,
+                "applied_at": applied_at,
+            }
+            for r in rows
+        ]
+        return int(conn.execute(stmt, params, execution_options=_ROWCOUNT).rowcount)
 
     def _upsert_versions(
         self, conn: Connection, spec: ReplicaSpec, rows: Sequence[RowVersion], applied_at: datetime
@@ -259,6 +335,18 @@ class Backend(Capabilities):
             {**{f"k_{i}": value for i, value in enumerate(r.key)}, "seq": r.sequence} for r in rows
         ]
         conn.execute(delete(table).where(condition), params)
+        return self._bury(conn, spec, rows, applied_at, tombstones)
+
+    def _bury(
+        self,
+        conn: Connection,
+        spec: ReplicaSpec,
+        rows: Sequence[RowVersion],
+        applied_at: datetime,
+        tombstones: Table,
+    ) -> int:
+        """Leave (or move up) the tombstone of each of `rows`' keys: the version below
+        which nothing may write the key again."""
         marks = []
         for r in rows:
             digest, text = key_hash(r.key)

@@ -192,7 +192,7 @@ class PostgresBackend(OnConflictBackend):
         applied_at: datetime,
         tombstones: Table,
     ) -> int:
-        if spec.options.deletes == "hard":  # tombstones: the general path
+        if spec.options.deletes == "hard" or spec.routed:  # tombstones: the general path
             end_batch_pipeline(conn)  # SQLAlchemy reads its results at once
             return super().write_chunks(conn, spec, chunks, applied_at, tombstones)
         return self._unnest_upsert(conn, spec, chunks, spec.value_names, applied_at)
