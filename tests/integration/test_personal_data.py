@@ -305,8 +305,8 @@ def test_hashing_needs_a_key_and_never_prints_it(tmp_path: Path) -> None:
     assert KEY not in repr(settings)
 
 
-def test_the_single_table_example_loads() -> None:
-    example = Path(__file__).resolve().parents[2] / "examples" / "single_table.toml"
+def test_the_personal_data_example_loads() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "personal_data.toml"
     tables = load_settings({"CDC_CONFIG": str(example), "CDC_HASH_KEY": KEY}).tables
     app = tables["App"]
     assert app.options.drift == "add_columns"
