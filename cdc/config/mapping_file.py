@@ -119,6 +119,17 @@ def _table(
             f"known: {', '.join(sorted(_TABLE_KEYS))}"
         )
     options = _options({k: v for k, v in raw.items() if k in _OPTION_KEYS}, defaults, path, where)
+    if raw.get("entities") and ("keys" in raw or "columns" in raw):
+        raise ConfigError(
+            f"{path}: [{where}] has entities and also keys/columns; with entities, each "
+            f"entity declares its columns ([{where}.entities.NAME.columns]) and the items "
+            "no entity takes go to a document table"
+        )
+    if raw.get("entities") and raw.get("drift", "off") != "off":
+        raise ConfigError(
+            f"{path}: [{where}] drift = {raw['drift']!r} is not available with entities "
+            "yet; new attributes wait in each entity table's `extra`"
+        )
     table = raw.get("table")
     schema = raw.get("schema")
     for key, value in (("table", table), ("schema", schema)):
@@ -174,17 +185,6 @@ def _table(
     if unmatched not in ("document", "dead_letter"):
         raise ConfigError(
             f"{path}: [{where}] unmatched = {unmatched!r}; expected 'document' or 'dead_letter'"
-        )
-    if entities and (columns or keys):
-        raise ConfigError(
-            f"{path}: [{where}] has entities and also keys/columns; with entities, each "
-            f"entity declares its columns ([{where}.entities.NAME.columns]) and the items "
-            "no entity takes go to a document table"
-        )
-    if entities and options.drift != "off":
-        raise ConfigError(
-            f"{path}: [{where}] drift = {options.drift!r} is not available with entities "
-            "yet; new attributes wait in each entity table's `extra`"
         )
     _distinct_tables(entities, table or snake(source), unmatched, path, where)
     return TableConfig(

@@ -26,7 +26,7 @@ from typing import Any, Generic, Literal, TypeVar
 from cdc.core.change import Change
 from cdc.core.convert import ColumnType, Converter, converter
 from cdc.core.errors import RecordError
-from cdc.core.mapping import RowVersion, TableOptions, TableSpec
+from cdc.core.mapping import RowVersion, TableOptions, TableSpec, missing_new_image
 
 Unmatched = Literal["document", "dead_letter"]
 POSITION = "position"
@@ -213,8 +213,8 @@ class Routing(Generic[SpecT]):
         later). Empty when the change is ignored (an expiry the tables keep)."""
         if change.is_remove and change.is_ttl_expiry and self.options.ttl_deletes == "ignore":
             return []  # an expiry this source's tables keep: in every table
-        if not change.is_remove and change.new_image is None and self.specs:
-            self.specs[0].row_version(change)  # raises: the record carries no NewImage
+        if not change.is_remove and change.new_image is None:
+            raise missing_new_image(change)
         entities, may_be_unmatched = self.candidates(change.keys)
         image = change.old_image if change.is_remove else change.new_image
         known = image is not None

@@ -231,12 +231,7 @@ class TableSpec(Generic[TableT]):
                 return None
             image, where, deleted = change.old_image, "OldImage", True
         elif change.new_image is None:
-            raise RecordError(
-                f"{change.event_name} record has no NewImage (the stream's view type is "
-                f"KEYS_ONLY or OLD_IMAGE); set hydrate = true for table {self.source_table!r} "
-                "or switch the stream to NEW_IMAGE or NEW_AND_OLD_IMAGES",
-                kind="missing_image",
-            )
+            raise missing_new_image(change)
         else:
             image, where, deleted = change.new_image, "NewImage", False
         if lazy:
@@ -327,6 +322,15 @@ class ChildSpec(Generic[TableT]):
                 row[column.column] = converted
             rows.append(row)
         return rows
+
+
+def missing_new_image(change: Change) -> RecordError:
+    return RecordError(
+        f"{change.event_name} record has no NewImage (the stream's view type is "
+        f"KEYS_ONLY or OLD_IMAGE); set hydrate = true for table {change.source_table!r} "
+        "or switch the stream to NEW_IMAGE or NEW_AND_OLD_IMAGES",
+        kind="missing_image",
+    )
 
 
 def _describe(keys: Mapping[str, str | None]) -> str:
