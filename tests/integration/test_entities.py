@@ -206,7 +206,8 @@ def test_items_land_in_their_entity_tables_and_move(database: Database, tmp_path
     assert child_rows(database, f"order_lines_{suffix}") == {}
 
     # WHEN the customer is removed by a KEYS_ONLY record (no image: every candidate table)
-    process(database, settings, [remove(CUSTOMER, BASE + 6, None, table=source)])
+    removed = process(database, settings, [remove(CUSTOMER, BASE + 6, None, table=source)])
+    assert (removed.applied, removed.stale) == (1, 0)  # the row it deleted, counted once
     assert live_rows(database, f"customers_{suffix}", ["customer_id"]) == {}
     # and a late INSERT of it cannot bring it back, in any table
     process(

@@ -30,6 +30,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    false,
     select,
     update,
 )
@@ -206,8 +207,8 @@ class Backend(Capabilities):
         guarded by a tombstone whatever `deletes` says. A version not newer than the
         key's tombstone is stale; a "moved" version (the item is another entity now)
         deletes the row if there is one (soft or hard, per `deletes`) and leaves a
-        tombstone. Returns the rows the records of this table changed (moves are the
-        other table's record)."""
+        tombstone. Returns the rows the records of this table changed: a move counts in
+        the table the item moved to, a REMOVE without an image where it deleted a row."""
         name = spec.qualified_name
         hashes = {id(r): key_hash(r.key)[0] for r in rows}
         buried = self._tombstone_sequences(conn, tombstones, name, list(set(hashes.values())))
@@ -222,13 +223,18 @@ class Backend(Capabilities):
             deletes = [r for r in own if r.deleted]
             if deletes:
                 changed += self._hard_delete(conn, spec, deletes, applied_at, tombstones)
-            if moved:
-                self._hard_delete(conn, spec, moved, applied_at, tombstones)
+            for group, counted in _by_counting(moved):
+                deleted = self._hard_delete(
+                    conn, spec, group, applied_at, tombstones, count_rows=True
+                )
+                changed += deleted if counted else 0
         else:
             if own:
                 changed += self._upsert_versions(conn, spec, own, applied_at)
+            for group, counted in _by_counting(moved):
+                deleted = self._soft_delete_existing(conn, spec, group, applied_at)
+                changed += deleted if counted else 0
             if moved:
-                self._soft_delete_existing(conn, spec, moved, applied_at)
                 self._bury(conn, spec, moved, applied_at, tombstones)
         cleared = [hashes[id(r)] for r in own if not r.deleted or spec.options.deletes != "hard"]
         self._clear_tombstones(conn, tombstones, name, [h for h in cleared if h in buried])
@@ -237,11 +243,13 @@ class Backend(Capabilities):
     def _soft_delete_existing(
         self, conn: Connection, spec: ReplicaSpec, rows: Sequence[RowVersion], applied_at: datetime
     ) -> int:
-        """Mark the rows of `rows`' keys deleted where they exist and are older."""
+        """Mark the live rows of `rows`' keys deleted where they are older (a row deleted
+        already keeps its version: the tombstone left with this guards the key)."""
         table = spec.table
         condition = and_(
             *(table.c[name] == bindparam(f"k_{i}") for i, name in enumerate(spec.key_names)),
             table.c[SEQ] < bindparam("seq"),
+            table.c[DELETED] == false(),
         )
         stmt = (
             update(table)
@@ -325,7 +333,11 @@ class Backend(Capabilities):
         rows: Sequence[RowVersion],
         applied_at: datetime,
         tombstones: Table,
+        *,
+        count_rows: bool = False,
     ) -> int:
+        """Delete the older rows of `rows`' keys and leave their tombstones; returns the
+        tombstones written or moved up, or with `count_rows` the rows deleted."""
         table = spec.table
         condition = and_(
             *(table.c[name] == bindparam(f"k_{i}") for i, name in enumerate(spec.key_names)),
@@ -334,8 +346,9 @@ class Backend(Capabilities):
         params = [
             {**{f"k_{i}": value for i, value in enumerate(r.key)}, "seq": r.sequence} for r in rows
         ]
-        conn.execute(delete(table).where(condition), params)
-        return self._bury(conn, spec, rows, applied_at, tombstones)
+        deleted = conn.execute(delete(table).where(condition), params, execution_options=_ROWCOUNT)
+        buried = self._bury(conn, spec, rows, applied_at, tombstones)
+        return int(deleted.rowcount) if count_rows else buried
 
     def _bury(
         self,
@@ -440,3 +453,12 @@ class OnConflictBackend(Backend):
             set_=dict(assign(excluded)),
             where=guard(excluded) if guard is not None else None,
         )
+
+
+def _by_counting(moved: Sequence[RowVersion]) -> list[tuple[list[RowVersion], bool]]:
+    """Moved versions split by whether the rows they delete count as their record's
+    work: a REMOVE without an image deletes the item wherever it is (it can be live in
+    one table only); any other move is counted in the table the item moved to."""
+    counted = [r for r in moved if r.change.is_remove and r.change.old_image is None]
+    rest = [r for r in moved if not (r.change.is_remove and r.change.old_image is None)]
+    return [(group, group is counted) for group in (counted, rest) if group]
