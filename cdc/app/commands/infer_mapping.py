@@ -16,15 +16,16 @@ if TYPE_CHECKING:
     from cdc.core.proposal import Sample
 
 NAME = "infer-mapping"
-HELP = "propose a mapping file (typed columns, entity groups) from a sample of the data"
+HELP = "propose a mapping file (typed columns, or entity tables) from a sample of the data"
 DESCRIPTION = (
     "Read a bounded sample of a DynamoDB table (a Scan of --sample items), or what has "
     "accumulated in its replica's `item`/`extra` JSON columns (--from-replica), and print "
     "a mapping file for it: a column type per attribute whose values agree (numeric "
     "precision and scale as observed, ISO-8601 and epoch timestamps, booleans, sets, "
     "maps and lists as jsonb), with comments saying how much of the sample each choice "
-    "covers, and entity groups (a type attribute, or key prefixes) as commented-out "
-    "suggestions. Review it before use."
+    "covers. Items of a single-table design, told apart by a type attribute or by key "
+    "prefixes, become entities: a table each, with key columns parsed out of the key and "
+    "lists of maps as child tables. Review it before use."
 )
 
 
