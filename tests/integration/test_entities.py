@@ -19,14 +19,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import MetaData, Table, Text, cast, inspect, select
 
 from cdc.app.commands.dlq import redrive
-from cdc.config import Settings, load_settings
+from cdc.config import Settings, load_settings, parse_database_url
 from cdc.core.deadline import Deadline
 from cdc.jobs.replicate import Replicator
+from cdc.sql.engines import make_engine
 from tests.databases import Database
 from tests.factories import FakeContext, insert, modify, record, remove
 
@@ -433,3 +435,35 @@ def test_entity_routing_converges(history: History, database: Database, tmp_path
     assert {k: json.loads(r["item"])["Name"] for k, r in app.items()} == expected["misc"]
     assert lines == expected_lines
     assert database.dead_letters() == []
+
+
+def test_the_readme_walkthrough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README, "Walkthrough: a single-table design": the commands and what they print."""
+    from cdc.app.cli import main
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    monkeypatch.chdir(tmp_path)
+    for name in ("CDC_DATABASE_URL", "CDC_SCHEMA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CDC_CONFIG", str(examples / "single_table.toml"))
+    monkeypatch.setenv("CDC_HASH_KEY", "0123456789abcdef0123456789abcdef")
+    assert main(["replay", str(examples / "single_table" / "1-created.json")]) == 0
+    assert "4 records: 4 applied, 0 stale, 0 dead-lettered, 0 failed" in capsys.readouterr().out
+    assert main(["replay", str(examples / "single_table" / "2-archived-deleted.json")]) == 0
+    assert "3 records: 2 applied, 1 stale, 0 dead-lettered, 0 failed" in capsys.readouterr().out
+    db = Database("sqlite", make_engine(parse_database_url("sqlite:///cdc.db", "test")), None)
+    try:
+        keys = ["customer_id", "order_day", "order_id"]
+        assert live_rows(db, "orders", keys) == {}
+        assert list(live_rows(db, "archived_orders", keys)) == [ORDER_KEY]
+        assert child_rows(db, "order_lines") == {}
+        customer = live_rows(db, "customers", ["customer_id"])[("42",)]
+        assert customer["email"] == (
+            "e3e30b4d50224a4ba14084607085d072402144212a122eb4501daddd6bbe0ee3"
+        )
+        assert json.loads(customer["extra"]) == {"Type": "customer"}
+        assert list(live_rows(db, "app", ["pk", "sk"])) == [("TENANT#1", "SETTINGS")]
+    finally:
+        db.engine.dispose()
