@@ -440,7 +440,7 @@ def test_entity_routing_converges(history: History, database: Database, tmp_path
 def test_the_readme_walkthrough(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """README, "Walkthrough: a single-table design": the commands and what they print."""
+    """README, "Single-table designs": the commands and what they print."""
     from cdc.app.cli import main
 
     examples = Path(__file__).resolve().parents[2] / "examples"
