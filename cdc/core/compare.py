@@ -22,9 +22,13 @@ class Difference:
     key: dict[str, Any]  # the key in plain JSON, as a person reads it
     attributes: list[str] = field(default_factory=list)  # for "different"
     detail: str | None = None  # for "unreplicable": why the item cannot be applied
+    # The replica table, when the source has several (entity routing): None otherwise.
+    table: str | None = None
 
     def describe(self) -> str:
         text = dumps(self.key)
+        if self.table:
+            text += f" in {self.table}"
         if self.attributes:
             text += ": " + ", ".join(self.attributes)
         if self.detail:
@@ -33,6 +37,8 @@ class Difference:
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key}
+        if self.table:
+            out["table"] = self.table
         if self.attributes:
             out["attributes"] = self.attributes
         if self.detail:

@@ -32,6 +32,17 @@ is therefore read again on both sides (a strongly consistent read of the source)
 `sample` (0 < f < 1) reads a fraction of a big table: the source side scans
 a random f of 1000 Scan segments; the replica side checks the live rows whose key hashes
 into the same fraction against the source, with BatchGetItem.
+
+A source table with entities (README: "Single-table designs") has several replica
+tables: each item is routed as the stream routes it (`Routing.versions` of its snapshot
+change), and must be live, with its values and its child rows, in exactly the table of
+the version that is not "moved"; a live row of its key in any other table it could be
+in is extra (the difference names its table). The replica side reads the live rows of
+every entity table and of the document table: a row no source item routes to is extra.
+An entity table holds key columns, not the key: its rows name their source key by
+running the key patterns backwards (cdc/core/entity_keys.py); a row of a pattern that
+cannot be run backwards is still told extra (the full scan saw every source key) and
+is shown by its key columns. Sampling is not supported there yet.
 """
 
 from __future__ import annotations
@@ -66,12 +77,14 @@ from cdc.core.compare import (
     _norm_key,
 )
 from cdc.core.decode import to_plain
-from cdc.core.errors import RecordError
-from cdc.core.mapping import DELETED, EXTRA, ITEM
+from cdc.core.entities import EntityConfig, Routing
+from cdc.core.entity_keys import SourceKeys
+from cdc.core.errors import ConfigError, RecordError
+from cdc.core.mapping import DELETED, EXTRA, ITEM, ChildSpec, ColumnConfig
 from cdc.core.numbers import canonical_number
 from cdc.sources.snapshots import Snapshot
 from cdc.sql.drift_columns import refresh
-from cdc.sql.lookup import LOOKUP_CHUNK, ReplicaLookup
+from cdc.sql.lookup import LOOKUP_CHUNK, ReplicaLookup, differing_children, table_exists
 from cdc.sql.replica import ReplicaSpec
 
 if TYPE_CHECKING:
@@ -86,8 +99,42 @@ RECHECK_LIMIT = 10_000  # more candidates than this: the replica is plainly behi
 
 @dataclass
 class _Candidate:
-    av_key: dict[str, Any]  # the key as AttributeValues (boto3 client form)
+    av_key: dict[str, Any]  # the key as AttributeValues (boto3 client form); {}: not known
     difference: Difference
+    # Entity routing: (index of the table in `Verifier.tables`, the row's key there).
+    slot: tuple[int, Key] | None = None
+
+
+@dataclass
+class _EntityTable:
+    """One replica table of a source with entities: an entity's, or the document table
+    of unmatched items (`entity` None)."""
+
+    index: int
+    spec: ReplicaSpec
+    lookup: ReplicaLookup
+    entity: EntityConfig | None
+    source_keys: SourceKeys | None  # its key columns back to the source key
+    columns: tuple[ColumnConfig, ...] = ()  # declared columns (the TTL attribute's, maybe)
+    exists: bool = False
+    children: list[ChildSpec[Any]] = field(default_factory=list)  # those that exist
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.table.name)
+
+
+@dataclass
+class _Routed:
+    """Where one source key is, and should be, in the tables of a source with entities."""
+
+    slots: list[tuple[_EntityTable, Key]]  # every table its key could be in, with its key there
+    item: bool = False  # the source item exists
+    table: _EntityTable | None = None  # the table the item routes to
+    key: Key = ()
+    values: dict[str, Any] | None = None
+    children: dict[str, list[dict[str, Any]]] | None = None
+    error: str | None = None  # why the item cannot be applied
 
 
 class Verifier:
@@ -126,6 +173,13 @@ class Verifier:
         self.snapshot = Snapshot(source.name, source.key_names, self.stream_arn)
         self.settings = settings
         self.replicator = Replicator(engine, settings)
+        # Entity routing (README: "Single-table designs"): as the stream routes.
+        self.routing: Routing[ReplicaSpec] | None = self.replicator._routing.get(source.name)
+        if self.routing is not None and self.sample is not None:
+            raise ConfigError(
+                f"verify --sample is not supported for table {source.name!r}, whose items "
+                "are routed to entity tables: verify the whole table (no --sample)"
+            )
         self.spec = self._spec()
         refresh(engine, self.spec, self.replicator.backend.column_type)  # drift columns
         self.lookup = ReplicaLookup(engine, self.spec, settings.schema)
@@ -135,6 +189,7 @@ class Verifier:
             self._ttl_attribute() if self.spec.options.ttl_deletes == "ignore" else None
         )
         self.now = time.time  # epoch seconds, to tell an expired TTL
+        self.tables = self._entity_tables() if self.routing is not None else []
 
     # --- building blocks ----------------------------------------------------------------
 
@@ -165,28 +220,34 @@ class Verifier:
         name = description.get("AttributeName")
         return str(name) if name else None
 
-    def _ttl_value(self, row: Mapping[str, Any]) -> Any:
+    def _ttl_value(self, row: Mapping[str, Any], table: _EntityTable | None = None) -> Any:
         """The TTL attribute's value as the replica row holds it: in `item` (document
-        mode), its own column or `extra` (typed mode); None if not held."""
+        mode), its own column or `extra` (typed mode); None if not held. `table`: the
+        row's table, when the source has several."""
         name = self.ttl_attribute
         if name is None:
             return None
-        if ITEM in self.spec.value_names:
+        spec = self.spec if table is None else table.spec
+        if ITEM in spec.value_names:
             document = _json(row[ITEM])
             return document.get(name) if isinstance(document, dict) else None
-        config = self.settings.tables.get(self.source.name)
-        for column in config.columns if config is not None else ():
+        if table is None:
+            config = self.settings.tables.get(self.source.name)
+            columns = config.columns if config is not None else ()
+        else:
+            columns = table.columns
+        for column in columns:
             if column.attribute == name and column.column in row:
                 return row[column.column]
-        if EXTRA in self.spec.value_names:
+        if EXTRA in spec.value_names:
             extra = _json(row[EXTRA])
             return extra.get(name) if isinstance(extra, dict) else None
         return None
 
-    def _kept_by_ttl(self, row: Mapping[str, Any]) -> bool:
+    def _kept_by_ttl(self, row: Mapping[str, Any], table: _EntityTable | None = None) -> bool:
         """A live row whose source item is gone, kept on purpose: the table ignores TTL
         deletes and the row's TTL attribute is in the past."""
-        value = self._ttl_value(row)
+        value = self._ttl_value(row, table)
         if isinstance(value, bool) or value is None:
             return False
         if isinstance(value, int | float | Decimal):
@@ -286,15 +347,29 @@ class Verifier:
 
     def run(self) -> VerifyReport:
         started = time.monotonic()
+        if self.routing is not None:
+            return self._run_entities(started)
         report = VerifyReport(self.source.name, self.spec.qualified_name, self.sample)
         found = _Found()
         exists = self.lookup.exists()
         seen = self._source_pass(report, found, exists=exists)
         if exists:
             self._replica_pass(report, found, seen)
+        return self._finish(report, found, exists, self._recheck, started)
+
+    def _finish(
+        self,
+        report: VerifyReport,
+        found: _Found,
+        exists: bool,
+        recheck: Callable[[Sequence[_Candidate]], list[Difference]],
+        started: float,
+    ) -> VerifyReport:
+        """The report from the candidates found: read again (`recheck`), counted, and
+        missing rows a pending dead letter explains made unreplicable."""
         # No replica table: everything is missing, and nothing to read again.
         if found.candidates and found.complete and exists:
-            differences = self._recheck(found.candidates)
+            differences = recheck(found.candidates)
             report.rechecked = True
             report.counts = dict.fromkeys(KINDS, 0)
             report.counts["kept"] = found.counts["kept"]
@@ -399,6 +474,302 @@ class Verifier:
                     confirmed.append(difference)
         return confirmed
 
+    # --- a source with entities (README: "Single-table designs") -------------------------
+
+    def _entity_tables(self) -> list[_EntityTable]:
+        """The source's entity tables, in declaration order, then its document table of
+        unmatched items (unmatched = "document")."""
+        routing = self.routing
+        assert routing is not None
+        tables: list[_EntityTable] = []
+        for entity, spec in zip(routing.entities, routing.specs, strict=True):
+            refresh(self.engine, spec, self.replicator.backend.column_type)
+            source_keys = SourceKeys(entity, self._tags)
+            if source_keys.why_not is not None:
+                log.warning(
+                    "%s: live rows of table %s whose source item is gone are shown by "
+                    "their key columns, not by their source key",
+                    source_keys.why_not,
+                    spec.table.name,
+                )
+            tables.append(
+                _EntityTable(
+                    len(tables),
+                    spec,
+                    ReplicaLookup(self.engine, spec, self.settings.schema),
+                    entity,
+                    source_keys,
+                    tuple(entity.columns),
+                )
+            )
+        if routing.unmatched == "document":
+            tables.append(_EntityTable(len(tables), self.spec, self.lookup, None, None))
+        return tables
+
+    def _run_entities(self, started: float) -> VerifyReport:
+        for table in self.tables:
+            table.exists = table.lookup.exists()
+            table.children = [
+                c
+                for c in table.spec.children
+                if table.exists and table_exists(self.engine, c.table)
+            ]
+        names = ", ".join(t.spec.qualified_name for t in self.tables)
+        report = VerifyReport(self.source.name, names, self.sample)
+        found = _Found()
+        exists = any(t.exists for t in self.tables)
+        accounted = self._entity_source_pass(report, found)
+        if exists:
+            self._entity_replica_pass(report, found, accounted)
+        return self._finish(report, found, exists, self._entity_recheck, started)
+
+    def _route(self, av_key: Mapping[str, Any], item: Mapping[str, Any] | None) -> _Routed:
+        """Where the key's rows may be, and where the item (if any) should be, with its
+        values and child rows: the stream's routing of its snapshot change."""
+        assert self.routing is not None
+        try:
+            change = self.snapshot.change(aws_wire.image_to_wire(item or av_key))
+        except RecordError as exc:
+            return _Routed([], item is not None, error=str(exc))
+        slots = []
+        for table in self.tables:
+            if table.entity is not None and table.entity.parse(change.keys) is None:
+                continue
+            try:
+                slots.append((table, _norm_key(table.spec.key_of(change))))
+            except RecordError:
+                continue  # a key this table cannot hold: no row of it there
+        routed = _Routed(slots, item is not None)
+        if item is None:
+            return routed
+        try:
+            versions = self.routing.versions(change)
+        except RecordError as exc:
+            routed.error = str(exc)
+            return routed
+        for spec, version in versions:
+            if version.moved:
+                continue
+            if not spec.materialize(version):
+                routed.error = version.error[1] if version.error else "cannot be applied"
+                return routed
+            routed.table = next((t for t in self.tables if t.spec is spec), None)
+            routed.key = _norm_key(version.key)
+            routed.values = version.values or {}
+            routed.children = version.children or {}
+        return routed
+
+    def _slot_av_key(self, table: _EntityTable, key: Key) -> dict[str, Any]:
+        """The source key of a row of `table` (client form); {} when its key columns do
+        not give it (a pattern that cannot be run backwards)."""
+        if table.source_keys is None:
+            return self._av_key(key)  # the document table: keyed by the source key
+        return table.source_keys.source_key(key) or {}
+
+    def _read(
+        self, table: _EntityTable, keys: Sequence[Key]
+    ) -> tuple[dict[Key, Mapping[str, Any]], dict[Key, dict[str, list[dict[str, Any]]]]]:
+        """The rows of `keys` in `table`, and the child rows of those live."""
+        if not table.exists or not keys:
+            return {}, {}
+        rows = table.lookup.rows(list(dict.fromkeys(keys)))
+        children: dict[Key, dict[str, list[dict[str, Any]]]] = {}
+        live = [k for k, row in rows.items() if not row[DELETED]]
+        for child in table.children if live else ():
+            for key, found in table.lookup.child_rows(child, live).items():
+                children.setdefault(key, {})[child.qualified_name] = found
+        return rows, children
+
+    def _read_slots(
+        self, slots: Sequence[tuple[_EntityTable, Key]]
+    ) -> dict[tuple[int, Key], tuple[Mapping[str, Any] | None, dict[str, list[dict[str, Any]]]]]:
+        by_table: dict[int, list[Key]] = {}
+        for table, key in slots:
+            by_table.setdefault(table.index, []).append(key)
+        out: dict[
+            tuple[int, Key], tuple[Mapping[str, Any] | None, dict[str, list[dict[str, Any]]]]
+        ] = {}
+        for index, keys in by_table.items():
+            rows, children = self._read(self.tables[index], keys)
+            for key in keys:
+                out[(index, key)] = (rows.get(key), children.get(key, {}))
+        return out
+
+    def _classify_slot(
+        self,
+        av_key: Mapping[str, Any],
+        routed: _Routed,
+        table: _EntityTable,
+        key: Key,
+        row: Mapping[str, Any] | None,
+        children: Mapping[str, list[dict[str, Any]]],
+    ) -> Difference | None:
+        """What is wrong with one key in one table of a source with entities. An item
+        that cannot be applied is reported once, by the caller."""
+        if routed.error is not None:
+            return None
+        live = row is not None and not row[DELETED]
+        shown, detail = self._shown(av_key, table, key)
+        if routed.table is table and routed.key == key:
+            too_long = table.lookup.key_too_long(key)
+            if too_long is not None:
+                return Difference("unreplicable", shown, detail=too_long, table=table.name)
+            if not live:
+                return Difference("missing", shown, table=table.name)
+            assert row is not None
+            assert routed.values is not None
+            attributes = table.lookup.differing(routed.values, row)
+            for child in table.children:
+                attributes.extend(
+                    differing_children(
+                        child,
+                        (routed.children or {}).get(child.qualified_name, []),
+                        children.get(child.qualified_name, []),
+                    )
+                )
+            if attributes:
+                return Difference("different", shown, attributes, table=table.name)
+            return None
+        if not live:
+            return None
+        assert row is not None
+        if not routed.item:
+            if self._kept_by_ttl(row, table):
+                return Difference(
+                    "kept", shown, detail=f"{self.ttl_attribute} expired", table=table.name
+                )
+        elif routed.table is not None:
+            detail = f"the item is in {routed.table.name}"
+        return Difference("extra", shown, detail=detail, table=table.name)
+
+    def _shown(
+        self, av_key: Mapping[str, Any], table: _EntityTable, key: Key
+    ) -> tuple[dict[str, Any], str | None]:
+        """A row's key as a difference shows it: its source key, or, when its key
+        columns do not give one, the key columns (and a detail saying why)."""
+        if av_key:
+            return self._plain_key(av_key), None
+        why = (table.source_keys.why_not if table.source_keys else None) or (
+            "no source key of the key patterns gives these key columns"
+        )
+        return dict(zip(table.spec.key_names, key, strict=True)), f"source key unknown: {why}"
+
+    def _orphan(
+        self, av_key: Mapping[str, Any], table: _EntityTable, key: Key, child: ChildSpec[Any]
+    ) -> Difference:
+        shown, detail = self._shown(av_key, table, key)
+        reason = f"child rows of no live row of {table.name}"
+        return Difference(
+            "extra",
+            shown,
+            detail=f"{reason}; {detail}" if detail else reason,
+            table=child.table.name,
+        )
+
+    def _entity_source_pass(self, report: VerifyReport, found: _Found) -> list[set[Key]]:
+        """Source → replica: every source item is live, with its values and child rows,
+        in the one table it routes to, and in no other. Returns, per table, the keys
+        looked at there (the replica pass looks at the others)."""
+        accounted: list[set[Key]] = [set() for _ in self.tables]
+        names = self.source.key_names
+        for page in _chunks(self._scan(), LOOKUP_CHUNK):
+            routed = []
+            for item in page:
+                av_key = {n: item[n] for n in names if n in item}
+                routed.append((av_key, self._route(av_key, item)))
+            read = self._read_slots([slot for _, r in routed for slot in r.slots])
+            for av_key, r in routed:
+                report.source_items += 1
+                if r.error is not None:
+                    shown = self._plain_key(av_key)
+                    found.note(av_key, Difference("unreplicable", shown, detail=r.error))
+                for table, key in r.slots:
+                    accounted[table.index].add(key)
+                    row, children = read[(table.index, key)]
+                    difference = self._classify_slot(av_key, r, table, key, row, children)
+                    found.note(av_key, difference, (table.index, key))
+        return accounted
+
+    def _entity_replica_pass(
+        self, report: VerifyReport, found: _Found, accounted: Sequence[set[Key]]
+    ) -> None:
+        """Replica → source: a live row of any of the tables whose key no source item has
+        there is extra (the full scan saw every source key)."""
+        for table in self.tables:
+            if not table.exists:
+                continue
+
+            def unseen(table: _EntityTable = table) -> Iterator[Key]:
+                for key in table.lookup.live_keys():
+                    report.replica_rows += 1
+                    if key not in accounted[table.index]:
+                        yield key
+
+            for chunk in _chunks(unseen(), LOOKUP_CHUNK):
+                rows, _ = self._read(table, chunk)
+                for key in chunk:
+                    av_key = self._slot_av_key(table, key)
+                    routed = _Routed([(table, key)])
+                    difference = self._classify_slot(av_key, routed, table, key, rows.get(key), {})
+                    found.note(av_key, difference, (table.index, key))
+            # Child rows without a live parent (the apply path deletes them with it).
+            for child in table.children:
+                for key in table.lookup.orphan_keys(child):
+                    av_key = self._slot_av_key(table, key)
+                    found.note(av_key, self._orphan(av_key, table, key, child), (table.index, key))
+
+    def _entity_recheck(self, candidates: Sequence[_Candidate]) -> list[Difference]:
+        """`_recheck` for a source with entities: each candidate's key read again in the
+        source, and its row in its table, after `settle` seconds."""
+        if self.settle > 0:
+            self.sleep(self.settle)
+        confirmed: list[Difference] = []
+        reported: set[Any] = set()  # the keys found unreplicable, each reported once
+        for chunk in _chunks(candidates, LOOKUP_CHUNK):
+            confirmed.extend(c.difference for c in chunk if c.difference.kind == "unreplicable")
+            recheck = [c for c in chunk if c.difference.kind != "unreplicable"]
+            unique = {_canonical(c.av_key): c.av_key for c in recheck if c.av_key}
+            items = self._get_items(list(unique.values()))
+            routes = {
+                canonical: self._route(av_key, items.get(self._source_key(av_key)))
+                for canonical, av_key in unique.items()
+            }
+            slots = [(self.tables[c.slot[0]], c.slot[1]) for c in recheck if c.slot is not None]
+            read = self._read_slots(slots)
+            for candidate in recheck:
+                if candidate.slot is None:  # pragma: no cover - every candidate here has one
+                    continue
+                index, key = candidate.slot
+                table = self.tables[index]
+                child = next(
+                    (c for c in table.children if c.table.name == candidate.difference.table),
+                    None,
+                )
+                if child is not None:  # child rows without a live parent: still so?
+                    row, _ = read[(index, key)]
+                    if (row is None or row[DELETED]) and table.lookup.child_rows(child, [key]):
+                        confirmed.append(self._orphan(candidate.av_key, table, key, child))
+                    continue
+                routed = (
+                    routes[_canonical(candidate.av_key)]
+                    if candidate.av_key
+                    else _Routed([(self.tables[index], key)])
+                )
+                if routed.error is not None:
+                    canonical = _canonical(candidate.av_key)
+                    if canonical not in reported:
+                        reported.add(canonical)
+                        shown = self._plain_key(candidate.av_key)
+                        confirmed.append(Difference("unreplicable", shown, detail=routed.error))
+                    continue
+                row, children = read[(index, key)]
+                difference = self._classify_slot(
+                    candidate.av_key, routed, self.tables[index], key, row, children
+                )
+                if difference is not None:
+                    confirmed.append(difference)
+        return confirmed
+
 
 @dataclass
 class _Found:
@@ -409,7 +780,12 @@ class _Found:
     complete: bool = True  # every candidate kept
     kept: list[Difference] = field(default_factory=list)  # examples of TTL-kept rows
 
-    def note(self, av_key: Mapping[str, Any], difference: Difference | None) -> None:
+    def note(
+        self,
+        av_key: Mapping[str, Any],
+        difference: Difference | None,
+        slot: tuple[int, Key] | None = None,
+    ) -> None:
         if difference is None:
             return
         self.counts[difference.kind] += 1
@@ -419,6 +795,6 @@ class _Found:
                 self.kept.append(difference)
             return
         if len(self.candidates) < RECHECK_LIMIT:
-            self.candidates.append(_Candidate(dict(av_key), difference))
+            self.candidates.append(_Candidate(dict(av_key), difference, slot))
         else:
             self.complete = False

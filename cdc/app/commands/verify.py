@@ -23,8 +23,11 @@ DESCRIPTION = (
     'missing; rows a table with ttl_deletes = "ignore" keeps after a TTL delete are '
     "counted as kept, which is no difference. Candidate differences are read again on "
     "both sides after --settle "
-    "seconds, so changes still in flight through the stream are not reported. Exits 0 "
-    "when identical, 1 when they differ."
+    "seconds, so changes still in flight through the stream are not reported. A table "
+    "with entities is checked as the stream routes it: each item live in the one entity "
+    "table (or the document table) its routing chooses, with its child rows, and in no "
+    "other; each difference names its table (--sample is not supported there yet). "
+    "Exits 0 when identical, 1 when they differ."
 )
 
 
@@ -35,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_fraction,
         metavar="F",
         help="check a fraction of a big table, e.g. 0.05: that share of Scan segments on "
-        "the source side, and of replica rows (by key hash) on the other",
+        "the source side, and of replica rows (by key hash) on the other (not for a table "
+        "with entities)",
     )
     parser.add_argument("--consistent", action="store_true", help="strongly consistent Scan reads")
     parser.add_argument(
