@@ -186,7 +186,7 @@ def _table(
         raise ConfigError(
             f"{path}: [{where}] unmatched = {unmatched!r}; expected 'document' or 'dead_letter'"
         )
-    _distinct_tables(entities, table or snake(source), unmatched, path, where)
+    _distinct_tables(entities, table or snake(source), path, where)
     return TableConfig(
         source=source,
         options=options,
@@ -206,10 +206,10 @@ def _table(
 
 
 def _distinct_tables(
-    entities: tuple[EntityConfig, ...], document: str, unmatched: str, path: Path | None, where: str
+    entities: tuple[EntityConfig, ...], document: str, path: Path | None, where: str
 ) -> None:
     seen: dict[str, str] = {}
-    if entities and unmatched == "document":
+    if entities:  # named even with unmatched = "dead_letter": records are told by it
         seen[document.lower()] = "the document table of unmatched items"
     for entity in entities:
         for name, what in (
@@ -223,7 +223,10 @@ def _distinct_tables(
                 )
             other = seen.setdefault(name.lower(), what)
             if other != what:
-                raise ConfigError(f"{path}: [{where}] {what} and {other} both write table {name!r}")
+                raise ConfigError(
+                    f"{path}: [{where}] {what} and {other} both write table {name!r}; set "
+                    "`table` for one of them"
+                )
 
 
 def _entities(raw: Any, path: Path | None, where: str) -> tuple[EntityConfig, ...]:

@@ -174,7 +174,7 @@ class Verifier:
         self.settings = settings
         self.replicator = Replicator(engine, settings)
         # Entity routing (README: "Single-table designs"): as the stream routes.
-        self.routing: Routing[ReplicaSpec] | None = self.replicator._routing.get(source.name)
+        self.routing: Routing[ReplicaSpec] | None = self.replicator.routing_for(source.name)
         if self.routing is not None and self.sample is not None:
             raise ConfigError(
                 f"verify --sample is not supported for table {source.name!r}, whose items "

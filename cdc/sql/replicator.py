@@ -125,6 +125,10 @@ class Replicator:
 
     # --- the pure part ------------------------------------------------------------------
 
+    def routing_for(self, source_table: str) -> Routing[ReplicaSpec] | None:
+        """How a source table with entities reaches its tables; None without entities."""
+        return self._routing.get(source_table)
+
     def spec_for(self, change: Change) -> ReplicaSpec:
         spec = self._specs.get(change.source_table)
         if spec is None:

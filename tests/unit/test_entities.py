@@ -187,6 +187,16 @@ def test_two_entities_cannot_write_one_table(tmp_path: Path) -> None:
         load_settings({"CDC_CONFIG": str(path)})
 
 
+def test_an_entity_cannot_take_the_document_tables_name(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(
+        '[tables.Users]\nunmatched = "dead_letter"\n'
+        '[tables.Users.entities.user]\ntable = "users"\nkey.PK = "U#(?P<id>\\\\d+)"\n'
+    )
+    with pytest.raises(ConfigError, match="the document table of unmatched items both write"):
+        load_settings({"CDC_CONFIG": str(path)})
+
+
 def test_key_group_types_default_to_text(tmp_path: Path) -> None:
     path = tmp_path / "m.toml"
     path.write_text('[tables.App.entities.a]\nkey.PK = "A#(?P<name>.+)"\n')
