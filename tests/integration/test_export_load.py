@@ -437,3 +437,71 @@ def test_an_ion_export_loads_the_same_items_as_a_json_one(clients, database):
         conn.execute(orders.delete())
     assert loader(clients, database, json_url).run().complete
     assert database.items("orders") == ion_rows
+
+
+def test_an_export_of_a_single_table_design_is_routed_to_its_entities(clients, database):
+    """README "Single-table designs": an export load routes items like the stream."""
+    from pathlib import Path
+
+    from cdc.config import load_settings
+
+    ddb = clients.dynamodb()
+    ddb.create_table(
+        TableName="App",
+        KeySchema=[
+            {"AttributeName": "PK", "KeyType": "HASH"},
+            {"AttributeName": "SK", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    line = {"M": {"Sku": {"S": "TEA-1"}, "Qty": {"N": "2"}, "Price": {"N": "4.50"}}}
+    items = [
+        {
+            "PK": {"S": "CUSTOMER#1"},
+            "SK": {"S": "PROFILE"},
+            "Type": {"S": "customer"},
+            "Name": {"S": "Ada"},
+        },
+        {
+            "PK": {"S": "CUSTOMER#1"},
+            "SK": {"S": "ORDER#2026-11-26#7"},
+            "Type": {"S": "order"},
+            "Total": {"N": "9.00"},
+            "Lines": {"L": [line, line]},
+        },
+        {
+            "PK": {"S": "CUSTOMER#1"},
+            "SK": {"S": "ORDER#2026-11-25#6"},
+            "Type": {"S": "archived"},
+            "Total": {"N": "1.00"},
+        },
+        {"PK": {"S": "TENANT#1"}, "SK": {"S": "SETTINGS"}, "Type": {"S": "settings"}},
+    ]
+    for entry in items:
+        ddb.put_item(TableName="App", Item=entry)
+    url = export_now(clients, files=3, name="App")
+    example = Path(__file__).resolve().parents[2] / "examples" / "single_table.toml"
+    env = {
+        "CDC_CONFIG": str(example),
+        "CDC_HASH_KEY": "0123456789abcdef0123456789abcdef",
+        "CDC_DATABASE_URL": database.url,
+    }
+    if database.schema is not None:
+        env["CDC_SCHEMA"] = database.schema
+    settings = load_settings(env)
+    source = describe_table(ddb, "App")
+    export = Export.open(clients.s3(), url, source.arn)
+    report = ExportLoad(
+        clients.s3(), export, source, database.engine, settings, LoadOptions(workers=1)
+    ).run()
+    assert report.complete and report.errors == [] and report.applied == 4
+    assert database.count("customers") == 1
+    assert database.count("orders") == 1 and database.count("order_lines") == 2
+    assert database.count("archived_orders") == 1
+    assert [r["pk"] for r in database.rows("app")] == ["TENANT#1"]
+    verified = Verifier(ddb, source, database.engine, settings, settle=0).run()
+    assert verified.identical
