@@ -158,7 +158,7 @@ class ReplicaTables:
             )
         if problems:
             config = self.settings.tables.get(spec.source_table)
-            typed = config is not None and config.typed
+            typed = config is not None and (config.typed or bool(config.entities))
             return TableProblem(
                 "schema_drift" if typed else "table_mismatch",
                 f"replica table {name!r} cannot hold what the mapping promises for "

@@ -467,3 +467,31 @@ def test_the_readme_walkthrough(
         assert list(live_rows(db, "app", ["pk", "sk"])) == [("TENANT#1", "SETTINGS")]
     finally:
         db.engine.dispose()
+
+
+def test_kinesis_records_are_routed_like_stream_records(database: Database, tmp_path: Path) -> None:
+    """Kinesis Data Streams for DynamoDB as the source: the same routing, guarded by
+    the versions made of creation times."""
+    from tests.kinesis_factories import BASE_MS, kinsert, kmodify, kremove
+
+    suffix = uuid.uuid4().hex[:8]
+    settings = entity_settings(database, tmp_path, suffix)
+    source = f"App{suffix}"
+    keys = ["customer_id", "order_day", "order_id"]
+    order = {"Type": "order", "Total": Decimal("3"), "Lines": LINES}
+    process(
+        database,
+        settings,
+        [
+            kinsert(ORDER, BASE_MS + 1_000, order, table=source),
+            kmodify(ORDER, BASE_MS + 3_000, {"Type": "archived", "Total": 3}, table=source),
+            kinsert(CUSTOMER, BASE_MS + 1_000, {"Type": "customer", "Name": "Ada"}, table=source),
+        ],
+    )
+    # a late record of the order's first days, delivered again after the move
+    process(database, settings, [kmodify(ORDER, BASE_MS + 2_000, order, table=source)])
+    assert live_rows(database, f"orders_{suffix}", keys) == {}
+    assert child_rows(database, f"order_lines_{suffix}") == {}
+    assert list(live_rows(database, f"archived_{suffix}", keys)) == [ORDER_KEY]
+    process(database, settings, [kremove(CUSTOMER, BASE_MS + 4_000, table=source)])
+    assert live_rows(database, f"customers_{suffix}", ["customer_id"]) == {}
