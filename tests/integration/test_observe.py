@@ -37,6 +37,7 @@ from cdc.core.outcomes import BatchResult, Outcome
 from cdc.core.versions import sequence_of
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
+from cdc.sql.retry import RetryPolicy
 from tests.factories import FakeContext, insert, modify, record, remove, stream_arn
 from tests.factories import event as lambda_event
 
@@ -502,7 +503,13 @@ def test_outage_reports_every_record_failed(pg_schema: str) -> None:
     url = parse_database_url("postgresql+psycopg://postgres@127.0.0.1:1/x", "test")
     engine = make_engine(url)
     try:
-        rep = Replicator(engine, Settings(database_url=url, schema=pg_schema))
+        # Two quick attempts: what is reported is the point here; answering before
+        # Lambda's deadline is tested by test_handler.py and test_faults.py.
+        rep = Replicator(
+            engine,
+            Settings(database_url=url, schema=pg_schema),
+            RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.02),
+        )
         now = time.time()
         broken = insert({"Id": 9}, BASE + 9)
         broken["eventSource"] = "aws:kinesis"
@@ -512,13 +519,10 @@ def test_outage_reports_every_record_failed(pg_schema: str) -> None:
             insert({"Id": 2}, BASE + 3, table="Customers", event_time=None),
             broken,
         ]
-        started = time.monotonic()
-        result = rep.process(records, countdown(2_000))
-        elapsed = time.monotonic() - started
+        result = rep.process(records)
     finally:
         engine.dispose()
 
-    assert elapsed < 2.0, f"answered after {elapsed:.1f}s, the deadline was 2s"
     assert result.outcomes == [Outcome.FAILED] * 4
     assert result.item_failures == [str(r["dynamodb"]["SequenceNumber"]) for r in records]
     line = log_line(result)
