@@ -247,7 +247,8 @@ class TableSpec(Generic[TableT]):
     def children_of(self, image: dict[str, Any], where: str) -> dict[str, list[dict[str, Any]]]:
         if self.options.personal is not None:
             image = self.options.personal.apply(image, where)
-        return {child.qualified_name: child.rows(image, where) for child in self.children}
+        nul = self.options.nul
+        return {child.qualified_name: child.rows(image, where, nul) for child in self.children}
 
     def materialize(self, row: RowVersion) -> bool:
         """Build a lazy version's values; False (and `row.error` set) if they cannot be."""
@@ -287,7 +288,9 @@ class ChildSpec(Generic[TableT]):
         self.position = position
         self.columns = tuple(columns)
 
-    def rows(self, image: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    def rows(
+        self, image: dict[str, Any], where: str, nul: NulPolicy = "reject"
+    ) -> list[dict[str, Any]]:
         """The element rows (without the parent's key) of the list in `image`."""
         av = image.get(self.attribute)
         path = f"{where}.{self.attribute}"
@@ -319,7 +322,7 @@ class ChildSpec(Generic[TableT]):
                         f"column {column.column!r} of child table {self.qualified_name!r} "
                         f"requires attribute {column.attribute!r}, which is missing or NULL"
                     )
-                row[column.column] = converted
+                row[column.column] = _fix_nul(converted, at, nul)
             rows.append(row)
         return rows
 

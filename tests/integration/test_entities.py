@@ -307,6 +307,22 @@ def test_a_bad_line_dead_letters_its_order_only(database: Database, tmp_path: Pa
     assert list(child_rows(database, f"order_lines_{suffix}")) == [("43", "2026-11-27", "8")]
 
 
+def test_a_line_with_u0000_follows_the_tables_nul_option(
+    database: Database, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    settings = entity_settings(database, tmp_path, suffix)
+    line = [{"Sku": "A\x00B", "Qty": 1}]
+    result = process(
+        database,
+        settings,
+        [insert(ORDER, BASE + 1, {"Type": "order", "Lines": line}, table=f"App{suffix}")],
+    )
+    assert result.dead_lettered == 1
+    letter = database.dead_letters()[0]
+    assert (letter["error_class"], "Lines[0].Sku" in letter["error_message"]) == ("nul", True)
+
+
 # --- the property --------------------------------------------------------------------------
 
 CUSTOMERS = [{"PK": f"CUSTOMER#{n}", "SK": "PROFILE"} for n in (1, 2)]
