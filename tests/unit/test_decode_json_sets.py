@@ -111,3 +111,19 @@ def test_integer_number_sets_take_the_integer_shortcut() -> None:
     with mock.patch.object(jsontext, "_fast_numbers", refuse):
         text = image_to_json({"ns": {"NS": ["3", "12345678901234567890123456789012345678"]}}, PATH)
     assert text == '{"ns":[3,12345678901234567890123456789012345678]}'
+
+
+# Exponents of every size DynamoDB allows and beyond, signs, zeros, 38 and 39 digits.
+_exponents = st.one_of(
+    st.from_regex(r"-?[0-9]{1,20}(\.[0-9]{0,20})?[eE][-+]?[0-9]{1,5}", fullmatch=True),
+    st.sampled_from(["1E-130", "1E-131", "9.9E+125", "10E+125", "0E+999", "0e5", "1e+0"]),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(_exponents)
+def test_numbers_with_an_exponent_are_the_careful_text(text: str) -> None:
+    # GIVEN an N value with an exponent, within DynamoDB's range or not
+    # WHEN the fast path decodes it, in a map and in a list
+    # THEN the text is the careful decoder's (its Decimal's text), or the very same error
+    _same_as_careful({"n": {"N": text}, "l": {"L": [{"N": text}]}})
