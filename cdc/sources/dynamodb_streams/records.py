@@ -103,7 +103,10 @@ def parse_record(record: object, index: int) -> Change:
     if type(event_name) is not str or event_name not in EVENT_NAMES:  # (a list is unhashable)
         raise MalformedRecord(f"eventName {event_name!r} is not INSERT, MODIFY or REMOVE")
     arn = record.get("eventSourceARN")
-    table = table_from_stream_arn(arn)
+    stream = _STREAMS.get(arn) if type(arn) is str else None
+    if stream is None:
+        stream = _stream_of(arn)
+    arn_text, table, generation_base = stream
     dynamodb = record.get("dynamodb")
     if not isinstance(dynamodb, dict):
         raise MalformedRecord("record has no 'dynamodb' object")
@@ -119,28 +122,52 @@ def parse_record(record: object, index: int) -> Change:
             f"dynamodb.SequenceNumber {seq_text!r} is not a decimal string of 1-40 digits"
         )
 
-    key_types, key_values = check_keys(dynamodb.get("Keys"))
+    keys = dynamodb.get("Keys")
+    key_types, key_values = check_keys(keys)
 
-    new_image = _image(dynamodb, "NewImage")
-    old_image = _image(dynamodb, "OldImage")
-    is_ttl = is_ttl_removal(event_name, record.get("userIdentity"))
+    new_image = dynamodb.get("NewImage")
+    if new_image is not None and not isinstance(new_image, dict):
+        raise _not_an_object("NewImage", new_image)
+    old_image = dynamodb.get("OldImage")
+    if old_image is not None and not isinstance(old_image, dict):
+        raise _not_an_object("OldImage", old_image)
+    moment = dynamodb.get("ApproximateCreationDateTime")
+    if moment is not None:
+        cached = _EVENT_TIMES.get(moment) if type(moment) is int else None
+        moment = cached if cached is not None else _event_time(moment)
     return Change(
         index=index,
         # The version: (stream generation, sequence number) as one integer (README:
-        # Stream generations).
-        sequence=stream_version(stream_generation(str(arn)), int(seq_text)),
+        # Stream generations); `generation_base` is the generation times 10^40.
+        sequence=generation_base + int(seq_text),
         sequence_number=seq_text,
-        stream_arn=str(arn),
+        stream_arn=arn_text,
         source_table=table,
-        event_name=str(event_name),
-        keys=dynamodb["Keys"],
+        event_name=event_name,
+        keys=dynamodb["Keys"],  # check_keys made sure it is there, a dict
         key_types=key_types,
         key_values=key_values,
         new_image=new_image,
         old_image=old_image,
-        event_time=_event_time(dynamodb.get("ApproximateCreationDateTime")),
-        is_ttl_expiry=is_ttl,
+        event_time=moment,
+        is_ttl_expiry=event_name == "REMOVE"
+        and is_ttl_removal(event_name, record.get("userIdentity")),
     )
+
+
+# What a record's eventSourceARN gives, by ARN: (the ARN, its table, its stream
+# generation * 10^40, `stream_version`'s term), worked out once per ARN instead of per
+# record (a batch carries one or a few).
+_STREAMS: dict[str, tuple[str, str, int]] = {}
+
+
+def _stream_of(arn: object) -> tuple[str, str, int]:
+    table = table_from_stream_arn(arn)  # MalformedRecord unless a stream ARN (a str)
+    text = str(arn)
+    stream = (text, table, stream_version(stream_generation(text), 0))
+    if len(_STREAMS) < 10_000:
+        _STREAMS[text] = stream
+    return stream
 
 
 def _image(dynamodb: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -148,8 +175,12 @@ def _image(dynamodb: dict[str, Any], name: str) -> dict[str, Any] | None:
     if image is None:
         return None
     if not isinstance(image, dict):
-        raise MalformedRecord(f"dynamodb.{name} is a {type(image).__name__}, not an object")
+        raise _not_an_object(name, image)
     return image
+
+
+def _not_an_object(name: str, image: object) -> MalformedRecord:
+    return MalformedRecord(f"dynamodb.{name} is a {type(image).__name__}, not an object")
 
 
 _EVENT_TIMES: dict[object, datetime] = {}
