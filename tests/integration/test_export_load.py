@@ -189,12 +189,14 @@ def test_workers_share_the_files_and_a_dead_workers_file_is_taken_over(clients, 
     held = [r for r in file_rows(database) if r["worker"] and not r["done"]]
     assert len(held) == 1 and 0 < held[0]["lines_done"] < held[0]["item_count"]
 
-    # WHEN two loads (several workers each) run the same export at once
+    # WHEN two loads (several workers each) run the same export at once. Their own
+    # leases are long: only the dead worker's (1 s) may expire, even on a loaded host
+    # where a live worker's batch can take more than a second.
     reports = []
     threads = [
         threading.Thread(
             target=lambda: reports.append(
-                loader(clients, database, url, workers=2, batch_lines=4, lease=1.0, poll=0.2).run()
+                loader(clients, database, url, workers=2, batch_lines=4, lease=30.0, poll=0.2).run()
             )
         )
         for _ in range(2)
