@@ -1,8 +1,8 @@
-"""SQLite's executemany parameters (cdc/sql/backends/sqlite.py `_parameters`): one tuple
-per row, the repeating columns (deleted, event time) bound once per distinct value.
-What is stored is what SQLAlchemy's multi-row VALUES statement stores, for a batch whose
-event times repeat, differ, are missing and come in several units, in typed and
-document mode, soft deletes included."""
+"""executemany parameters (cdc/sql/backends/bound.py `BoundUpsert.parameters`), as
+SQLite takes them: one tuple per row, the repeating columns (deleted, event time) bound
+once per distinct value. What is stored is what SQLAlchemy's multi-row VALUES statement
+stores, for a batch whose event times repeat, differ, are missing and come in several
+units, in typed and document mode, soft deletes included."""
 
 from __future__ import annotations
 

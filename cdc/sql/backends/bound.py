@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,24 +48,59 @@ class BoundUpsert:
         value_names: Sequence[str],
         applied_at: datetime,
     ) -> list[Any]:
-        columns = list(zip(self.names, self.processors, strict=True))
-        # The same for every row: processed once.
-        fixed = dict(columns)[APPLIED_AT]
-        applied = fixed(applied_at) if fixed is not None else applied_at
+        """Each row's parameters in the statement's order (a tuple, or a dict for a
+        driver of named parameters), each cell bound by its column's processor. No dict
+        per row on the way: cells are taken by position. The batch's one applied_at, and
+        each distinct value of the columns whose few values repeat through a batch, go
+        through their processor once."""
+        source = (*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME)
+        applied = applied_at
+        plan: list[tuple[int, Callable[[Any], Any] | None, dict[Any, Any] | None]] = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            if name == APPLIED_AT:
+                applied = process(applied_at) if process is not None else applied_at
+                plan.append((-1, None, None))
+            else:
+                plan.append((source.index(name), process, {} if name in _REPEATING else None))
         out: list[Any] = []
         for row in rows:
-            values = row_dict(spec, row, value_names, applied_at)
-            values[APPLIED_AT] = applied
-            bound = [
-                process(values[name])
-                if process is not None and name != APPLIED_AT
-                else values[name]
-                for name, process in columns
-            ]
+            if value_names:
+                values = row.values
+                assert values is not None
+                cells = (
+                    *row.key,
+                    *[values.get(n) for n in value_names],
+                    row.sequence,
+                    row.deleted,
+                    row.event_time,
+                )
+            else:
+                cells = (*row.key, row.sequence, row.deleted, row.event_time)
+            bound = []
+            for index, processor, memo in plan:
+                if index < 0:
+                    bound.append(applied)
+                    continue
+                value = cells[index]
+                if processor is not None:
+                    if memo is None:
+                        value = processor(value)
+                    else:
+                        done = memo.get(value, _MISSING)
+                        if done is _MISSING:
+                            done = memo[value] = processor(value)
+                        value = done
+                bound.append(value)
             out.append(
                 tuple(bound) if self.keys is None else dict(zip(self.keys, bound, strict=True))
             )
         return out
+
+
+# Columns whose few distinct values repeat through a batch (its records share a few
+# seconds of event time): each distinct value goes through its bind processor once.
+_REPEATING = frozenset({DELETED, EVENT_TIME})
+_MISSING = object()
 
 
 def bound_upsert(

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine, Integer, Table, event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
-from cdc.core.mapping import APPLIED_AT, DELETED, EVENT_TIME, SEQ, RowVersion
 from cdc.sql.backends.base import OnConflictBackend
-from cdc.sql.backends.bound import BoundUpsert, bound_upsert
 from cdc.sql.drift import Capacity
 from cdc.sql.errors import ErrorKind
-from cdc.sql.replica import ReplicaSpec
 
 
 class SqliteBackend(OnConflictBackend):
@@ -37,25 +32,6 @@ class SqliteBackend(OnConflictBackend):
 
     def insert(self, table: Table) -> Insert:
         return sqlite_insert(table)
-
-    def _upsert(
-        self,
-        conn: Connection,
-        spec: ReplicaSpec,
-        rows: Sequence[RowVersion],
-        value_names: Sequence[str],
-        applied_at: datetime,
-    ) -> int:
-        """The general executemany upsert, its parameters built by `_parameters`."""
-        if not rows:
-            return 0
-        stmt = self._upsert_statement(spec.table, value_names)
-        columns = {*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME, APPLIED_AT}
-        bound = bound_upsert(spec.table, tuple(value_names), stmt, conn.dialect, columns)
-        if bound is None or bound.keys is not None:  # not the positional upsert
-            return super()._upsert(conn, spec, rows, value_names, applied_at)
-        params = _parameters(bound, spec, rows, value_names, applied_at)
-        return int(conn.exec_driver_sql(bound.sql, params, _ROWCOUNT).rowcount)
 
     @classmethod
     def autoincrement_type(cls) -> TypeEngine[int] | None:
@@ -94,68 +70,6 @@ class SqliteBackend(OnConflictBackend):
         if isinstance(error, sqlite3.IntegrityError | sqlite3.DataError):
             return ErrorKind.ROW
         return ErrorKind.SYSTEMIC
-
-
-_ROWCOUNT = {"preserve_rowcount": True}
-# Columns whose few distinct values repeat through a batch (its records share a few
-# seconds of event time): each distinct value goes through its bind processor once.
-_REPEATING = frozenset({DELETED, EVENT_TIME})
-
-
-def _parameters(
-    bound: BoundUpsert,
-    spec: ReplicaSpec,
-    rows: Sequence[RowVersion],
-    value_names: Sequence[str],
-    applied_at: datetime,
-) -> list[tuple[Any, ...]]:
-    """What `BoundUpsert.parameters` gives, without a dict per row: each row's cells in
-    one tuple (keys, values, sequence, deleted, event time), each bound by its column's
-    processor, in the statement's order. The processors of the repeating columns, and
-    the batch's one applied_at, run once per distinct value."""
-    source = (*spec.key_names, *value_names, SEQ, DELETED, EVENT_TIME)
-    applied = applied_at
-    plan: list[tuple[int, Callable[[Any], Any] | None, dict[Any, Any] | None]] = []
-    for name, process in zip(bound.names, bound.processors, strict=True):
-        if name == APPLIED_AT:
-            applied = process(applied_at) if process is not None else applied_at
-            plan.append((-1, None, None))
-        else:
-            plan.append((source.index(name), process, {} if name in _REPEATING else None))
-    out: list[tuple[Any, ...]] = []
-    for row in rows:
-        if value_names:
-            values = row.values
-            assert values is not None
-            cells = (
-                *row.key,
-                *[values.get(n) for n in value_names],
-                row.sequence,
-                row.deleted,
-                row.event_time,
-            )
-        else:
-            cells = (*row.key, row.sequence, row.deleted, row.event_time)
-        bound_row = []
-        for index, processor, memo in plan:
-            if index < 0:
-                bound_row.append(applied)
-                continue
-            value = cells[index]
-            if processor is not None:
-                if memo is None:
-                    value = processor(value)
-                else:
-                    done = memo.get(value, _MISSING)
-                    if done is _MISSING:
-                        done = memo[value] = processor(value)
-                    value = done
-            bound_row.append(value)
-        out.append(tuple(bound_row))
-    return out
-
-
-_MISSING = object()
 
 
 def _affinity(declared: str) -> str:
