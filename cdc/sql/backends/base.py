@@ -170,31 +170,11 @@ class Backend(Capabilities):
         the row and leaves a tombstone, and an upsert must be newer than the key's
         tombstone (and clears it), so a late older INSERT cannot bring the row back.
         """
-        if spec.routed:
-            return self._write_routed(conn, spec, rows, applied_at, tombstones)
-        if spec.options.deletes != "hard":
-            return self._upsert_versions(conn, spec, rows, applied_at)
-        upserts = [r for r in rows if not r.deleted]
-        deletes = [r for r in rows if r.deleted]
-        name = spec.qualified_name
-        changed = 0
-        if upserts:
-            hashes = {id(r): key_hash(r.key)[0] for r in upserts}
-            buried = self._tombstone_sequences(conn, tombstones, name, list(hashes.values()))
-            alive = [r for r in upserts if buried.get(hashes[id(r)], -1) < r.sequence]
-            if alive:
-                changed += self._upsert_versions(conn, spec, alive, applied_at)
-                self._clear_tombstones(
-                    conn,
-                    tombstones,
-                    name,
-                    [hashes[id(r)] for r in alive if hashes[id(r)] in buried],
-                )
-        if deletes:
-            changed += self._hard_delete(conn, spec, deletes, applied_at, tombstones)
-        return changed
+        if spec.routed or spec.options.deletes == "hard":
+            return self._write_with_tombstones(conn, spec, rows, applied_at, tombstones)
+        return self._upsert_versions(conn, spec, rows, applied_at)
 
-    def _write_routed(
+    def _write_with_tombstones(
         self,
         conn: Connection,
         spec: ReplicaSpec,
@@ -202,24 +182,35 @@ class Backend(Capabilities):
         applied_at: datetime,
         tombstones: Table,
     ) -> int:
-        """A table of an entity source (cdc/core/entities.py): its guard is the source
-        key's, shared with the source's other tables, so a key that is not here is
-        guarded by a tombstone whatever `deletes` says. A version not newer than the
-        key's tombstone is stale; a "moved" version (the item is another entity now)
-        deletes the row if there is one (soft or hard, per `deletes`) and leaves a
+        """The writes of a table whose keys may be guarded by a tombstone rather than a
+        row: one with `deletes = "hard"`, or any table of an entity source
+        (cdc/core/entities.py), whose guard is the source key's, shared with the
+        source's other tables. A version not newer than its key's tombstone is stale (a
+        hard delete needs no look: its DELETE and tombstone are guarded themselves); a
+        written one clears the tombstone. A "moved" version (the item is another entity
+        now) deletes the row if there is one (soft or hard, per `deletes`) and leaves a
         tombstone. Returns the rows the records of this table changed: a move counts in
         the table the item moved to, a REMOVE without an image where it deleted a row."""
+        hard = spec.options.deletes == "hard"
         name = spec.qualified_name
-        hashes = {id(r): key_hash(r.key)[0] for r in rows}
-        buried = self._tombstone_sequences(conn, tombstones, name, list(set(hashes.values())))
-        live = [r for r in rows if buried.get(hashes[id(r)], -1) < r.sequence]
+        hashes = {id(r): key_hash(r.key)[0] for r in rows if r.moved or not (hard and r.deleted)}
+        buried = (
+            self._tombstone_sequences(conn, tombstones, name, list(set(hashes.values())))
+            if hashes
+            else {}
+        )
+        live = [
+            r for r in rows if id(r) not in hashes or buried.get(hashes[id(r)], -1) < r.sequence
+        ]
         moved = [r for r in live if r.moved]
         own = [r for r in live if not r.moved]
+        writes = [r for r in own if not (hard and r.deleted)]  # soft deletes are upserts
         changed = 0
-        if spec.options.deletes == "hard":
-            upserts = [r for r in own if not r.deleted]
-            if upserts:
-                changed += self._upsert_versions(conn, spec, upserts, applied_at)
+        if writes:
+            changed += self._upsert_versions(conn, spec, writes, applied_at)
+            cleared = [hashes[id(r)] for r in writes if hashes[id(r)] in buried]
+            self._clear_tombstones(conn, tombstones, name, cleared)
+        if hard:
             deletes = [r for r in own if r.deleted]
             if deletes:
                 changed += self._hard_delete(conn, spec, deletes, applied_at, tombstones)
@@ -229,15 +220,11 @@ class Backend(Capabilities):
                 )
                 changed += deleted if counted else 0
         else:
-            if own:
-                changed += self._upsert_versions(conn, spec, own, applied_at)
             for group, counted in _by_counting(moved):
                 deleted = self._soft_delete_existing(conn, spec, group, applied_at)
                 changed += deleted if counted else 0
             if moved:
                 self._bury(conn, spec, moved, applied_at, tombstones)
-        cleared = [hashes[id(r)] for r in own if not r.deleted or spec.options.deletes != "hard"]
-        self._clear_tombstones(conn, tombstones, name, [h for h in cleared if h in buried])
         return changed
 
     def _soft_delete_existing(
@@ -246,14 +233,9 @@ class Backend(Capabilities):
         """Mark the live rows of `rows`' keys deleted where they are older (a row deleted
         already keeps its version: the tombstone left with this guards the key)."""
         table = spec.table
-        condition = and_(
-            *(table.c[name] == bindparam(f"k_{i}") for i, name in enumerate(spec.key_names)),
-            table.c[SEQ] < bindparam("seq"),
-            table.c[DELETED] == false(),
-        )
         stmt = (
             update(table)
-            .where(condition)
+            .where(_older_row(spec), table.c[DELETED] == false())
             .values(
                 {
                     SEQ: bindparam("seq"),
@@ -264,12 +246,7 @@ class Backend(Capabilities):
             )
         )
         params = [
-            {
-                **{f"k_{i}": value for i, value in enumerate(r.key)},
-                "seq": r.sequence,
-                "event_time": r.event_time,
-                "applied_at": applied_at,
-            }
+            {**_older_row_parameters(r), "event_time": r.event_time, "applied_at": applied_at}
             for r in rows
         ]
         return int(conn.execute(stmt, params, execution_options=_ROWCOUNT).rowcount)
@@ -338,15 +315,10 @@ class Backend(Capabilities):
     ) -> int:
         """Delete the older rows of `rows`' keys and leave their tombstones; returns the
         tombstones written or moved up, or with `count_rows` the rows deleted."""
-        table = spec.table
-        condition = and_(
-            *(table.c[name] == bindparam(f"k_{i}") for i, name in enumerate(spec.key_names)),
-            table.c[SEQ] < bindparam("seq"),
+        params = [_older_row_parameters(r) for r in rows]
+        deleted = conn.execute(
+            delete(spec.table).where(_older_row(spec)), params, execution_options=_ROWCOUNT
         )
-        params = [
-            {**{f"k_{i}": value for i, value in enumerate(r.key)}, "seq": r.sequence} for r in rows
-        ]
-        deleted = conn.execute(delete(table).where(condition), params, execution_options=_ROWCOUNT)
         buried = self._bury(conn, spec, rows, applied_at, tombstones)
         return int(deleted.rowcount) if count_rows else buried
 
@@ -453,6 +425,20 @@ class OnConflictBackend(Backend):
             set_=dict(assign(excluded)),
             where=guard(excluded) if guard is not None else None,
         )
+
+
+def _older_row(spec: ReplicaSpec) -> ColumnElement[bool]:
+    """The row of one key (`k_0`, `k_1`, …) whose version is older than `seq`: what a
+    delete may touch."""
+    table = spec.table
+    return and_(
+        *(table.c[name] == bindparam(f"k_{i}") for i, name in enumerate(spec.key_names)),
+        table.c[SEQ] < bindparam("seq"),
+    )
+
+
+def _older_row_parameters(row: RowVersion) -> dict[str, Any]:
+    return {**{f"k_{i}": value for i, value in enumerate(row.key)}, "seq": row.sequence}
 
 
 def _by_counting(moved: Sequence[RowVersion]) -> list[tuple[list[RowVersion], bool]]:
