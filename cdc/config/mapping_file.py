@@ -96,6 +96,23 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return values
 
 
+def _only_known(raw: dict[str, Any], known: set[str], here: str, noun: str) -> None:
+    """One line naming the keys of `raw` that are not `known`, and those that are."""
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(
+            f"{here} has unknown {noun} {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+
+
+def _names(table: Any, schema: Any, here: str) -> None:
+    """`table` and `schema`, where given, are non-empty strings."""
+    for key, value in (("table", table), ("schema", schema)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{here} {key} must be a non-empty string, got {value!r}")
+
+
 def _expect(value: Any, kind: type, path: Path | None, key: str) -> Any:
     if not isinstance(value, kind):
         raise ConfigError(f"{path}: {key} must be a {kind.__name__}, got {value!r}")
@@ -112,12 +129,7 @@ def _table(
     where = f"tables.{source}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: [{where}] must be a table of settings")
-    unknown = set(raw) - _TABLE_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{path}: [{where}] has unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_TABLE_KEYS))}"
-        )
+    _only_known(raw, _TABLE_KEYS, f"{path}: [{where}]", "setting(s)")
     options = _options({k: v for k, v in raw.items() if k in _OPTION_KEYS}, defaults, path, where)
     if raw.get("entities") and ("keys" in raw or "columns" in raw):
         raise ConfigError(
@@ -132,9 +144,7 @@ def _table(
         )
     table = raw.get("table")
     schema = raw.get("schema")
-    for key, value in (("table", table), ("schema", schema)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(f"{path}: [{where}] {key} must be a non-empty string, got {value!r}")
+    _names(table, schema, f"{path}: [{where}]")
     unmapped = raw.get("unmapped", "extra")
     if unmapped not in ("extra", "drop"):
         raise ConfigError(f"{path}: [{where}] unmapped = {unmapped!r}; expected 'extra' or 'drop'")
@@ -241,17 +251,10 @@ def _entity(name: str, raw: Any, path: Path | None, where: str) -> EntityConfig:
     here = f"{path}: [{where}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{here} must be a table of settings")
-    unknown = set(raw) - _ENTITY_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{here} has unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_ENTITY_KEYS))}"
-        )
+    _only_known(raw, _ENTITY_KEYS, here, "setting(s)")
     table = raw.get("table", snake(name))
     schema = raw.get("schema")
-    for key, value in (("table", table), ("schema", schema)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(f"{here} {key} must be a non-empty string, got {value!r}")
+    _names(table, schema, here)
     match = _match(raw.get("match"), here)
     patterns, groups = _key_patterns(raw.get("key"), raw.get("key_columns", {}), here, where)
     raw_columns = raw.get("columns", {})
@@ -301,12 +304,7 @@ def _match(raw: Any, here: str) -> MatchRule:
             f'{here} match must be an inline table: {{ attribute = "Type", value = "order" }}, '
             '{ key = "SK", prefix = "ORDER#" } or { key = "SK", regex = "^ORDER#" }'
         )
-    unknown = set(raw) - _MATCH_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{here} match has unknown key(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_MATCH_KEYS))}"
-        )
+    _only_known(raw, _MATCH_KEYS, f"{here} match", "key(s)")
     if "attribute" in raw:
         if "key" in raw or "prefix" in raw or "regex" in raw:
             raise ConfigError(f"{here} match names an attribute and a key; choose one")
@@ -393,19 +391,12 @@ def _child(
     here = f"{path}: [{where}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{here} must be a table of settings (table, columns)")
-    unknown = set(raw) - _CHILD_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{here} has unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_CHILD_KEYS))}"
-        )
+    _only_known(raw, _CHILD_KEYS, here, "setting(s)")
     if "." in attribute or not attribute:
         raise ConfigError(f"{here}: a child table's list must be a top-level attribute")
     table = raw.get("table", snake(attribute))
     schema = raw.get("schema")
-    for key, value in (("table", table), ("schema", schema)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(f"{here} {key} must be a non-empty string, got {value!r}")
+    _names(table, schema, here)
     raw_columns = raw.get("columns", {})
     if not isinstance(raw_columns, dict) or not raw_columns:
         raise ConfigError(f"{here} needs columns: the element attributes to keep, with types")
@@ -439,12 +430,7 @@ def _rules(
         here = f"{path}: [{where}.attributes] {attribute}"
         if not isinstance(spec, dict):
             raise ConfigError(f'{here} must be {{ exclude = true }} or {{ hash = "hmac-sha256" }}')
-        unknown = set(spec) - _ATTRIBUTE_KEYS
-        if unknown:
-            raise ConfigError(
-                f"{here} has unknown key(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(sorted(_ATTRIBUTE_KEYS))}"
-            )
+        _only_known(spec, _ATTRIBUTE_KEYS, here, "key(s)")
         if any(not part for part in attribute.split(".")):
             raise ConfigError(f"{here}: not an attribute path (Name or Parent.Child)")
         exclude = spec.get("exclude", False)
@@ -512,12 +498,7 @@ def _column(attribute: str, spec: Any, path: Path | None, where: str) -> ColumnC
         raise ConfigError(
             f'{here} must be a type ("numeric(12,2)") or an inline table {{ type = ... }}'
         )
-    unknown = set(spec) - _COLUMN_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{here} has unknown key(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_COLUMN_KEYS))}"
-        )
+    _only_known(spec, _COLUMN_KEYS, here, "key(s)")
     if "type" not in spec:
         raise ConfigError(f"{here} has no type")
     try:
@@ -545,12 +526,7 @@ def _column(attribute: str, spec: Any, path: Path | None, where: str) -> ColumnC
 def _options(raw: Any, base: TableOptions, path: Path | None, where: str) -> TableOptions:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: [{where}] must be a table of options")
-    unknown = set(raw) - _OPTION_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{path}: [{where}] has unknown option(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_OPTION_KEYS))}"
-        )
+    _only_known(raw, _OPTION_KEYS, f"{path}: [{where}]", "option(s)")
     values: dict[str, Any] = {}
     for key, value in raw.items():
         choices = _OPTION_CHOICES.get(key)
