@@ -292,26 +292,12 @@ def target_metadata(
         table.to_metadata(metadata)
     for config in settings.tables.values():
         if config.typed:
-            spec = typed_spec(
-                config,
-                metadata,
-                settings.schema,
-                backend.max_identifier_bytes,
-                backend.column_type,
-                backend.table_options(),
-            )
+            spec = typed_spec(config, metadata, settings.schema, backend)
             if spec.drift is not None and connection is not None:
                 register_sqlite_comments()
                 _drift_columns(connection, spec, config, backend, discover=discover)
         elif config.entities:  # each entity's table and its child tables
-            entity_specs(
-                config,
-                metadata,
-                settings.schema,
-                backend.max_identifier_bytes,
-                backend.column_type,
-                backend.table_options(),
-            )
+            entity_specs(config, metadata, settings.schema, backend)
     return metadata
 
 
@@ -340,14 +326,7 @@ def fill_drift_columns(engine: Engine, settings: Settings) -> int:
     for config in settings.tables.values():
         if not config.typed or config.options.drift != "add_columns":
             continue
-        spec = typed_spec(
-            config,
-            MetaData(),
-            settings.schema,
-            dialect.max_identifier_bytes,
-            dialect.column_type,
-            dialect.table_options(),
-        )
+        spec = typed_spec(config, MetaData(), settings.schema, dialect)
         with engine.connect() as conn:
             if not inspect(conn).has_table(spec.table.name, schema=spec.table.schema):
                 continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from sqlalchemy import Boolean, Column, Integer, MetaData, Table
 from sqlalchemy.types import TypeEngine
@@ -40,6 +40,17 @@ from cdc.core.naming import NameTable, fit, snake
 from cdc.sql.types import JsonDocument, SequenceNumber, UtcDateTime
 
 ReplicaSpec: TypeAlias = TableSpec[Table]
+
+
+class TableFacts(Protocol):
+    """What a database tells the replica tables built for it (a backend, cdc/sql/backends)."""
+
+    @property
+    def max_identifier_bytes(self) -> int: ...
+
+    def column_type(self, ctype: ColumnType, key: bool) -> TypeEngine[Any]: ...
+
+    def table_options(self) -> dict[str, str]: ...
 
 
 def replica_spec(
@@ -129,11 +140,12 @@ def typed_spec(
     config: TableConfig,
     metadata: MetaData,
     default_schema: str | None,
-    max_identifier_bytes: int,
-    column_type: Callable[[ColumnType, bool], TypeEngine[Any]],
-    table_options: Mapping[str, str] | None = None,
+    database: TableFacts,
 ) -> ReplicaSpec:
-    """The replica table of a typed mapping. Raises ConfigError on name collisions."""
+    """The replica table of a typed mapping, as `database` makes its tables. Raises
+    ConfigError on name collisions."""
+    max_identifier_bytes = database.max_identifier_bytes
+    column_type = database.column_type
     source = config.source
     name = fit(config.table or snake(source), max_identifier_bytes, source)
     if is_reserved_table(name):
@@ -193,7 +205,7 @@ def typed_spec(
         schema=config.schema or default_schema,
         extend_existing=True,
         comment=f"cdc replica of DynamoDB table {source}",
-        **dict[str, Any](table_options or {}),
+        **dict[str, Any](database.table_options()),
     )
     effective = replace(
         config, table=name, columns=tuple(resolved[c.attribute] for c in config.columns)
@@ -210,9 +222,7 @@ def entity_specs(
     config: TableConfig,
     metadata: MetaData,
     default_schema: str | None,
-    max_identifier_bytes: int,
-    column_type: Callable[[ColumnType, bool], TypeEngine[Any]],
-    table_options: Mapping[str, str] | None = None,
+    database: TableFacts,
 ) -> list[ReplicaSpec]:
     """The replica tables of a source table's entities (README: "Single-table designs"),
     each a typed table whose key columns are parsed out of the source key, with its
@@ -240,14 +250,7 @@ def entity_specs(
                 *(c.attribute for c in entity_config.children),
             ),
         )
-        spec = typed_spec(
-            synthesized,
-            metadata,
-            default_schema,
-            max_identifier_bytes,
-            column_type,
-            table_options,
-        )
+        spec = typed_spec(synthesized, metadata, default_schema, database)
         spec.parse_key = key_parser(entity_config, where)
         spec.routed = True
         spec.children = [
@@ -256,9 +259,7 @@ def entity_specs(
                 spec,
                 metadata,
                 child.schema or spec.table.schema,
-                max_identifier_bytes,
-                column_type,
-                table_options or {},
+                database,
             )
             for child in entity_config.children
         ]
@@ -271,10 +272,9 @@ def _child_spec(
     parent: ReplicaSpec,
     metadata: MetaData,
     schema: str | None,
-    max_identifier_bytes: int,
-    column_type: Callable[[ColumnType, bool], TypeEngine[Any]],
-    table_options: Mapping[str, str],
+    database: TableFacts,
 ) -> ChildSpec[Table]:
+    max_identifier_bytes = database.max_identifier_bytes
     name = fit(child.table, max_identifier_bytes, child.attribute)
     columns: list[tuple[ColumnConfig, Any]] = []
     for column in child.columns:
@@ -298,12 +298,12 @@ def _child_spec(
         ),
         Column(POSITION, Integer(), primary_key=True, autoincrement=False),
         *(
-            Column(c.column, column_type(c.type, False), nullable=not c.required)
+            Column(c.column, database.column_type(c.type, False), nullable=not c.required)
             for c, _ in columns
         ),
         schema=schema,
         extend_existing=True,
         comment=f"cdc replica of DynamoDB table {parent.source_table}",
-        **dict[str, Any](table_options),
+        **dict[str, Any](database.table_options()),
     )
     return ChildSpec(child.attribute, table, table.fullname, parent.key_names, POSITION, columns)

@@ -87,14 +87,7 @@ class Replicator:
         self.writer = Writer(engine, self.backend, self.schema, self._tombstones)
         self._specs_lock = threading.Lock()
         self._specs: dict[str, ReplicaSpec] = {
-            source: typed_spec(
-                config,
-                self.metadata,
-                self.schema,
-                self.backend.max_identifier_bytes,
-                self.backend.column_type,
-                self.backend.table_options(),
-            )
+            source: typed_spec(config, self.metadata, self.schema, self.backend)
             for source, config in settings.tables.items()
             if config.typed
         }
@@ -103,14 +96,7 @@ class Replicator:
             source: Routing(
                 source,
                 config.entities,
-                entity_specs(
-                    config,
-                    self.metadata,
-                    self.schema,
-                    self.backend.max_identifier_bytes,
-                    self.backend.column_type,
-                    self.backend.table_options(),
-                ),
+                entity_specs(config, self.metadata, self.schema, self.backend),
                 config.unmatched,
                 self.spec_for,
                 config.options,

@@ -408,13 +408,7 @@ def test_the_example_mapping_in_the_repository_is_valid(dialect_name):
     # WHEN it is loaded and its typed tables are built for a database
     settings = load_settings({"CDC_CONFIG": str(example)}, default_url="sqlite:///x.db")
     dialect = backend_for(dialect_name)
-    orders = typed_spec(
-        settings.tables["Orders"],
-        MetaData(),
-        None,
-        dialect.max_identifier_bytes,
-        dialect.column_type,
-    )
+    orders = typed_spec(settings.tables["Orders"], MetaData(), None, dialect)
     # THEN every declared column is there, keys first, with the options it sets
     assert orders.key_names == ("customer_id", "order_id")
     assert {"total", "city", "extra"} <= set(orders.value_names)

@@ -29,7 +29,7 @@ def example_routing(unmatched: str = "document") -> Routing[ReplicaSpec]:
     config = load_settings({"CDC_CONFIG": str(EXAMPLE), "CDC_HASH_KEY": KEY}).tables["App"]
     metadata = MetaData()
     backend = SqliteBackend()
-    specs = entity_specs(config, metadata, None, 64, backend.column_type)
+    specs = entity_specs(config, metadata, None, backend)
     documents: dict[str, ReplicaSpec] = {}
 
     def document(change: Change) -> ReplicaSpec:
