@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, delete, literal, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, case, delete, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from cdc.aws import clients as aws
@@ -38,7 +38,7 @@ from cdc.core.mapping import APPLIED_AT, DELETED, SEQ, RowVersion, key_hash
 from cdc.core.versions import snapshot_version, stream_generation
 from cdc.sources.snapshots import SNAPSHOT_RECORDS, Snapshot
 from cdc.sql.gaps import OpenGap, close_gaps, open_gaps
-from cdc.sql.replica import ReplicaSpec
+from cdc.sql.replica import ReplicaSpec, keys_in
 from cdc.sql.types import SequenceNumber
 
 log = logging.getLogger("cdc")
@@ -177,7 +177,7 @@ class Repair:
             chunk = rows[start : start + SWEEP_CHUNK]
             query = (
                 select(*keys, table.c[SEQ], table.c[APPLIED_AT])
-                .where(_in(keys, [r.key for r in chunk]))
+                .where(keys_in(keys, [r.key for r in chunk]))
                 .with_for_update()
             )
             for found in conn.execute(query):
@@ -210,7 +210,7 @@ class Repair:
             chosen.append(row)
         for start in range(0, len(replaced), SWEEP_CHUNK):
             chunk = replaced[start : start + SWEEP_CHUNK]
-            conn.execute(delete(table).where(_in(keys, [r.key for r in chunk])))
+            conn.execute(delete(table).where(keys_in(keys, [r.key for r in chunk])))
             conn.execute(
                 delete(tombstones).where(
                     tombstones.c.table_name == spec.qualified_name,
@@ -285,7 +285,7 @@ class Repair:
             conn.execute(merge)
         for start in range(0, len(found), SWEEP_CHUNK):
             chunk = [tuple(r[: len(keys)]) for r in found[start : start + SWEEP_CHUNK]]
-            conn.execute(delete(table).where(_in(keys, chunk), before))
+            conn.execute(delete(table).where(keys_in(keys, chunk), before))
         return len(found)
 
 
@@ -327,12 +327,6 @@ def scan_pages(
 def _key(values: Sequence[Any]) -> str:
     """A key as a dictionary key, whatever its numbers' spelling (1 and 1.0)."""
     return key_hash(tuple(values))[0]
-
-
-def _in(columns: Sequence[Any], keys: Sequence[Sequence[Any]]) -> Any:
-    if len(columns) == 1:
-        return columns[0].in_([k[0] for k in keys])
-    return tuple_(*columns).in_([tuple(k) for k in keys])
 
 
 def _aware(moment: datetime) -> datetime:

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, tuple_
+from sqlalchemy import and_, bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from cdc.core.mapping import DELETED, SEQ, RowVersion
 from cdc.sql.errors import ErrorKind, classify, describe
-from cdc.sql.replica import ReplicaSpec
+from cdc.sql.replica import ReplicaSpec, keys_in
 
 LOOKUP_CHUNK = 500  # parent keys per read
 
@@ -65,8 +65,7 @@ def _stored_versions(
     found: dict[tuple[Any, ...], tuple[int, bool]] = {}
     for start in range(0, len(rows), LOOKUP_CHUNK):
         chunk = [r.key for r in rows[start : start + LOOKUP_CHUNK]]
-        where = keys[0].in_([k[0] for k in chunk]) if len(keys) == 1 else tuple_(*keys).in_(chunk)
-        query = select(*keys, table.c[SEQ], table.c[DELETED]).where(where)
+        query = select(*keys, table.c[SEQ], table.c[DELETED]).where(keys_in(keys, chunk))
         for record in conn.execute(query):
             values = tuple(record)
             found[values[: len(keys)]] = (int(values[-2]), bool(values[-1]))

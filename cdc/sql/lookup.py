@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, Text, and_, cast, false, inspect, literal, select, tuple_
+from sqlalchemy import Engine, Table, Text, and_, cast, false, inspect, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.sqltypes import _Binary
 
 from cdc.core.compare import Key, _canonical, _json, _norm_key, same
 from cdc.core.jsontext import loads
 from cdc.core.mapping import DELETED, ITEM, ChildSpec
-from cdc.sql.replica import ReplicaSpec
+from cdc.sql.replica import ReplicaSpec, keys_in
 from cdc.sql.types import JsonDocument
 
 LOOKUP_CHUNK = 500  # keys per replica query
@@ -67,7 +67,7 @@ class ReplicaLookup:
         with self.engine.connect() as conn:
             for start in range(0, len(keys), LOOKUP_CHUNK):
                 chunk = list(keys[start : start + LOOKUP_CHUNK])
-                where = _keys_in(key_columns, chunk)
+                where = keys_in(key_columns, chunk)
                 query = select(*key_columns, table.c[DELETED], *value_columns).where(where)
                 for row in conn.execute(query).mappings():
                     key = _norm_key(tuple(row[name] for name in self.spec.key_names))
@@ -88,7 +88,7 @@ class ReplicaLookup:
                 chunk = list(keys[start : start + LOOKUP_CHUNK])
                 query = (
                     select(*parents, *(_readable(table, name) for name in names))
-                    .where(_keys_in(parents, chunk))
+                    .where(keys_in(parents, chunk))
                     .order_by(*parents, table.c[child.position])
                 )
                 for row in conn.execute(query).mappings():
@@ -203,9 +203,3 @@ def _readable(table: Table, name: str) -> ColumnElement[Any]:
     """A column to read: JSON as text (jsonb would come back parsed through float)."""
     column = table.c[name]
     return cast(column, Text).label(name) if isinstance(column.type, JsonDocument) else column
-
-
-def _keys_in(columns: Sequence[ColumnElement[Any]], keys: Sequence[Key]) -> ColumnElement[bool]:
-    if len(columns) == 1:
-        return columns[0].in_([k[0] for k in keys])
-    return tuple_(*columns).in_(keys)

@@ -3,11 +3,11 @@ the bookkeeping columns every replica table carries, and typed tables from the m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias
 
-from sqlalchemy import Boolean, Column, Integer, MetaData, Table
+from sqlalchemy import Boolean, Column, ColumnElement, Integer, MetaData, Table, tuple_
 from sqlalchemy.types import TypeEngine
 
 from cdc.core.change import Change
@@ -307,3 +307,13 @@ def _child_spec(
         **dict[str, Any](database.table_options()),
     )
     return ChildSpec(child.attribute, table, table.fullname, parent.key_names, POSITION, columns)
+
+
+def keys_in(
+    columns: Sequence[ColumnElement[Any]], keys: Sequence[Sequence[Any]]
+) -> ColumnElement[bool]:
+    """The rows whose key `columns` hold one of `keys` (an IN list; a row-value IN list
+    for a composite key)."""
+    if len(columns) == 1:
+        return columns[0].in_([k[0] for k in keys])
+    return tuple_(*columns).in_([tuple(k) for k in keys])

@@ -9,7 +9,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, Table, inspect
+from sqlalchemy.engine import Connection
 
 from cdc.config import Settings
 from cdc.core.dead_letters import DeadLetter
@@ -122,13 +123,7 @@ class ReplicaTables:
             if not exists:
                 table.comment = source_comment(spec.source_table)
             if not exists:
-                try:
-                    with conn.begin_nested():
-                        table.create(conn, checkfirst=True)
-                except Exception:
-                    # Another invocation may have created it at the same moment.
-                    if not inspect(conn).has_table(table.name, schema=table.schema):
-                        raise
+                _create(conn, table)
                 inspector = inspect(conn)
             key = inspector.get_pk_constraint(table.name, schema=table.schema)
             actual = list(key.get("constrained_columns") or [])
@@ -192,12 +187,7 @@ class ReplicaTables:
                         f"child table {child.qualified_name!r} does not exist and auto_create "
                         f"is off for {spec.source_table!r}; run `cdc migrate`",
                     )
-                try:
-                    with conn.begin_nested():
-                        table.create(conn, checkfirst=True)
-                except Exception:
-                    if not inspect(conn).has_table(table.name, schema=table.schema):
-                        raise
+                _create(conn, table)
         return None
 
     def _upgrade(self, spec: ReplicaSpec) -> None:
@@ -214,6 +204,16 @@ class ReplicaTables:
         """After an error that may mean a table was dropped under us."""
         self._ready.clear()
         self._bookkeeping_ready = False
+
+
+def _create(conn: Connection, table: Table) -> None:
+    """Create `table`, unless another invocation created it at the same moment."""
+    try:
+        with conn.begin_nested():
+            table.create(conn, checkfirst=True)
+    except Exception:
+        if not inspect(conn).has_table(table.name, schema=table.schema):
+            raise
 
 
 SOURCE_COMMENT = "cdc replica of DynamoDB table "

@@ -8,13 +8,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Text, cast, func, inspect, select, tuple_
+from sqlalchemy import Engine, Text, cast, func, inspect, select
 
 from cdc.core.compare import Key, _norm_key
 from cdc.core.mapping import DELETED, SEQ
 from cdc.sql.backends.base import Backend
 from cdc.sql.bookkeeping import tables
-from cdc.sql.replica import ReplicaSpec
+from cdc.sql.replica import ReplicaSpec, keys_in
 from cdc.sql.types import JsonDocument
 
 STREAMS = "dynamodb_streams"
@@ -93,13 +93,8 @@ def stored_at(
         for start in range(0, len(wanted), CHUNK):
             chunk = wanted[start : start + CHUNK]
             keys = [k for k, _ in chunk]
-            where = (
-                key_columns[0].in_([k[0] for k in keys])
-                if len(key_columns) == 1
-                else tuple_(*key_columns).in_(keys)
-            )
             query = select(*key_columns, table.c[SEQ], table.c[DELETED], *value_columns).where(
-                where, table.c[SEQ].in_(sorted({v for _, v in chunk}))
+                keys_in(key_columns, keys), table.c[SEQ].in_(sorted({v for _, v in chunk}))
             )
             for row in conn.execute(query).mappings():
                 key = _norm_key(tuple(row[name] for name in spec.key_names))

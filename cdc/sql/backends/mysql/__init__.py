@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Engine, Table, case, select, text, tuple_
+from sqlalchemy import Column, Engine, Table, case, select, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Connection
@@ -55,7 +55,7 @@ from cdc.sql.backends.mysql.upgrade import (
 from cdc.sql.drift import Capacity, parse_ddl
 from cdc.sql.engines import rollback_on_return_unless_ended
 from cdc.sql.errors import ErrorKind, classify, describe
-from cdc.sql.replica import ReplicaSpec
+from cdc.sql.replica import ReplicaSpec, keys_in
 from cdc.sql.types import ExactNumber, ExactString, JsonDocument
 
 # The text and blob types' sizes in bytes.
@@ -292,13 +292,9 @@ class MySQLBackend(Backend):
         found: dict[tuple[Any, ...], int] = {}
         for start in range(0, len(rows), MAX_ROWS):
             keys = [r.key for r in rows[start : start + MAX_ROWS]]
-            if len(key_columns) == 1:
-                where = key_columns[0].in_([k[0] for k in keys])
-            else:
-                where = tuple_(*key_columns).in_(keys)
             query = (
                 select(*key_columns, table.c[SEQ])
-                .where(where)
+                .where(keys_in(key_columns, keys))
                 .order_by(*key_columns)
                 .with_for_update()
             )
