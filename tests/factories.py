@@ -152,3 +152,20 @@ def record_from_item(
             "StreamViewType": "NEW_AND_OLD_IMAGES",
         },
     }
+
+
+def create_pk_sk_table(ddb: Any, name: str) -> None:
+    """A single-table design's DynamoDB table (boto3 client, moto): keys PK and SK,
+    both strings, on demand."""
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "PK", "KeyType": "HASH"},
+            {"AttributeName": "SK", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import MetaData, Table, Text, cast, inspect, select
 
@@ -31,6 +31,7 @@ from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
 from tests.databases import Database
 from tests.factories import FakeContext, insert, modify, record, remove
+from tests.integration.test_convergence import CONVERGENCE
 
 BASE = 10**20
 KEY = "k" * 32
@@ -397,16 +398,8 @@ def to_record(event: Event, source: str) -> dict[str, Any]:
     return record(name, event.key, event.sequence, new={**event.key, **event.item}, table=source)
 
 
-ENTITY_CONVERGENCE = settings(
-    max_examples=12,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,  # every example has tables of its own
-    ],
-)
+# Every example writes tables of its own: the same settings as the core's property.
+ENTITY_CONVERGENCE = settings(CONVERGENCE, max_examples=12)
 
 
 @ENTITY_CONVERGENCE

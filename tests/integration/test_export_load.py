@@ -23,6 +23,7 @@ from cdc.sql.bookkeeping import tables
 from tests.conftest import servers
 from tests.every_database import EVERY_DATABASE, open_database
 from tests.exports import wire_item, write_export
+from tests.factories import create_pk_sk_table
 
 BUCKET = "exports-bucket"
 
@@ -448,18 +449,7 @@ def test_an_export_of_a_single_table_design_is_routed_to_its_entities(clients, d
     from cdc.config import load_settings
 
     ddb = clients.dynamodb()
-    ddb.create_table(
-        TableName="App",
-        KeySchema=[
-            {"AttributeName": "PK", "KeyType": "HASH"},
-            {"AttributeName": "SK", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_pk_sk_table(ddb, "App")
     line = {"M": {"Sku": {"S": "TEA-1"}, "Qty": {"N": "2"}, "Price": {"N": "4.50"}}}
     items = [
         {

@@ -18,7 +18,7 @@ from cdc.config import load_settings
 from cdc.core.proposal import Sample, render
 from cdc.jobs.replicate import Replicator
 from cdc.sql.engines import make_engine
-from tests.factories import image, insert
+from tests.factories import create_pk_sk_table, image, insert
 from tests.moto_server import (
     MotoServer,
     cdc_env,
@@ -73,18 +73,7 @@ def single_table_items() -> list[dict[str, Any]]:
 
 def make_app_table(server: MotoServer) -> None:
     ddb = server.client("dynamodb")
-    ddb.create_table(
-        TableName="App",
-        KeySchema=[
-            {"AttributeName": "PK", "KeyType": "HASH"},
-            {"AttributeName": "SK", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_pk_sk_table(ddb, "App")
     for item in single_table_items():
         ddb.put_item(TableName="App", Item=image(item))
 

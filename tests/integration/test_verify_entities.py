@@ -25,7 +25,7 @@ from cdc.jobs.backfill import Backfill, BackfillOptions
 from cdc.jobs.replicate import Replicator
 from cdc.jobs.verify import Verifier
 from tests.databases import Database
-from tests.factories import record_from_item
+from tests.factories import create_pk_sk_table, record_from_item
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "single_table.toml"
 HASH_KEY = "k" * 32
@@ -95,18 +95,7 @@ def app(clients, database):
     """`App` (PK S, SK S) with ITEMS, replicated into `database` by a backfill; returns
     (database, settings, source)."""
     ddb = clients.dynamodb()
-    ddb.create_table(
-        TableName="App",
-        KeySchema=[
-            {"AttributeName": "PK", "KeyType": "HASH"},
-            {"AttributeName": "SK", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_pk_sk_table(ddb, "App")
     for item in ITEMS:
         ddb.put_item(TableName="App", Item=item)
     settings = app_settings(database)
@@ -320,18 +309,7 @@ def test_unmatched_dead_letters_and_keys_that_cannot_be_run_backwards(clients, d
         env["CDC_SCHEMA"] = database.schema
     settings = load_settings(env)
     ddb = clients.dynamodb()
-    ddb.create_table(
-        TableName="Users",
-        KeySchema=[
-            {"AttributeName": "PK", "KeyType": "HASH"},
-            {"AttributeName": "SK", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_pk_sk_table(ddb, "Users")
     for pk in ("USER#1", "U#2", "USER#3"):
         ddb.put_item(TableName="Users", Item={"PK": s(pk), "SK": s("PROFILE"), "Name": s(pk)})
     ddb.put_item(TableName="Users", Item={"PK": s("OTHER"), "SK": s("X")})
